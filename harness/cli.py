@@ -1,0 +1,197 @@
+"""The command line: thin wrappers that call the pipeline and print. Only this module prints."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from harness import __version__
+from harness.errors import HarnessError, InputError
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise InputError(f"{self.prog}: {message}")
+
+
+class ProgressBar:
+    """A one-line progress bar on a terminal; occasional plain lines otherwise."""
+
+    def __init__(self, label: str, stream=sys.stderr) -> None:  # type: ignore[no-untyped-def]
+        self.label = label
+        self.stream = stream
+        self.tty = stream.isatty()
+        self.start = time.monotonic()
+        self._last_pct = -1
+        self._last_t = 0.0
+
+    def __call__(self, done: int, total: int, info: str) -> None:
+        pct = int(100 * done / total) if total else 100
+        now = time.monotonic()
+        if self.tty:
+            if now - self._last_t < 0.1 and done < total:
+                return
+            width = 30
+            fill = int(width * done / total) if total else width
+            rate = done / max(now - self.start, 1e-9)
+            self.stream.write(f"\r{self.label} [{'#' * fill}{'.' * (width - fill)}] {done}/{total} "
+                              f"{rate:5.1f}/s {info[:30]:<30}")
+            if done >= total:
+                self.stream.write("\n")
+            self.stream.flush()
+        elif pct // 10 != self._last_pct // 10 or done >= total:
+            self.stream.write(f"{self.label}: {done}/{total} ({pct}%)\n")
+            self.stream.flush()
+        self._last_pct, self._last_t = pct, now
+
+
+def _loss_progress(step: int, total: int, loss: float) -> None:
+    sys.stderr.write(f"\rfine-tune: step {step}/{total} loss {loss:.4f}")
+    if step >= total:
+        sys.stderr.write("\n")
+    sys.stderr.flush()
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from harness.config import load_config
+    from harness.runner import plan
+
+    cfg = load_config(args.config)
+    p = plan(cfg)
+    d = p.data
+    print(f"ok: {cfg.path}")
+    print(f"  eval: {len(d.eval)} examples (of {d.eval_total}), {len(d.labels)} labels")
+    print(f"  train pool: {len(d.train)} examples ({d.leaked} removed: also in the eval set)")
+    for arm in p.arms:
+        note = f"  [unavailable: {arm.unavailable}]" if arm.unavailable else ""
+        print(f"  arm {arm.key:<28} model {arm.model_id}  prompt {arm.template.sha256}{note}")
+    return 0
+
+
+def _train_missing(cfg, p):  # type: ignore[no-untyped-def]
+    """Train fine-tunes that are missing and marked train_if_missing; return a fresh plan."""
+    from harness.runner import plan
+
+    trained = False
+    for s in cfg.strategies:
+        arm = next((a for a in p.arms if a.strategy == s.name), None)
+        if s.type == "fine_tuned" and s.train_if_missing and arm is not None and arm.unavailable:
+            from harness.finetune import finetune
+
+            print(f"fine-tuned model {s.fine_tuned_model!r} is missing: training it first",
+                  file=sys.stderr)
+            entry = finetune(cfg, s.name, progress=_loss_progress, log=_log)
+            print(f"registered {entry.name} -> {entry.model_id}", file=sys.stderr)
+            trained = True
+    return plan(cfg) if trained else p
+
+
+def _log(message: str) -> None:
+    print(message, file=sys.stderr)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from harness.config import load_config, with_overrides
+    from harness.report import format_table, write_reports
+    from harness.runner import Runner, default_out_dir, plan
+
+    cfg = with_overrides(load_config(args.config), limit=args.limit, concurrency=args.concurrency)
+    p = _train_missing(cfg, plan(cfg))
+    out = Path(args.out) if args.out else default_out_dir(cfg)
+    if out.exists() and not out.is_dir():
+        raise InputError(f"--out: {out} exists and is not a folder")
+    for arm in p.arms:
+        if arm.unavailable:
+            print(f"warning: {arm.strategy}: {arm.unavailable}", file=sys.stderr)
+    runner = Runner(p, out, use_cache=not args.no_cache, progress=ProgressBar(cfg.name))
+    try:
+        counts = runner.execute()
+    except HarnessError:
+        if (out / "run.json").exists():
+            write_reports(out)
+            print(f"partial reports (marked incomplete) written to {out}", file=sys.stderr)
+        raise
+    a = write_reports(out)
+    print(format_table(a))
+    print(f"\nverdict: {a.verdict.recommendation}: {a.verdict.sentence}")
+    print(f"requests {counts.requests}, cache hits {counts.cache_hits}, retries {counts.retries}, "
+          f"failed examples {counts.failures}, already done {counts.skipped_done}")
+    print(f"reports: {out}/ (report.html, summary.csv, summary.json, results.csv, comparisons.csv)")
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from harness.report import format_table, write_reports
+
+    run_dir = Path(args.run_dir)
+    a = write_reports(run_dir)
+    print(format_table(a))
+    print(f"reports rebuilt in {run_dir}/")
+    return 0
+
+
+def cmd_finetune(args: argparse.Namespace) -> int:
+    from harness.config import load_config
+    from harness.finetune import finetune
+
+    cfg = load_config(args.config)
+    entry = finetune(cfg, args.strategy, out=Path(args.out) if args.out else None,
+                     progress=_loss_progress, log=_log, force=args.force)
+    print(f"{entry.name}: {entry.model_id} ({entry.provider}, base {entry.base_model}, "
+          f"{entry.trained_tokens or 0} trained tokens)")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser with every subcommand."""
+    parser = _Parser(prog="harness", description="Prompt or fine-tune? Measure it.")
+    parser.add_argument("--version", action="version", version=f"harness {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    run = sub.add_parser("run", help="run every strategy of a config and write reports")
+    run.add_argument("config", help="YAML config file")
+    run.add_argument("--out", help="run folder (default: reports/NAME-TIMESTAMP); an existing "
+                     "run folder of the same config is resumed")
+    run.add_argument("--resume", action="store_true", help="resume the run in --out (the default "
+                     "whenever --out holds a run of the same config)")
+    run.add_argument("--limit", type=int, help="seeded stratified sample of N eval examples")
+    run.add_argument("--concurrency", type=int, help="parallel requests (overrides run.concurrency)")
+    run.add_argument("--no-cache", action="store_true", help="bypass the response cache")
+    run.set_defaults(func=cmd_run)
+
+    val = sub.add_parser("validate", help="check config and data; calls no model")
+    val.add_argument("config")
+    val.set_defaults(func=cmd_validate)
+
+    rep = sub.add_parser("report", help="rebuild every report file of a run folder (no model call)")
+    rep.add_argument("run_dir")
+    rep.set_defaults(func=cmd_report)
+
+    ft = sub.add_parser("finetune", help="build training data and fine-tune a model for a "
+                        "fine_tuned strategy")
+    ft.add_argument("config")
+    ft.add_argument("--strategy", help="the fine_tuned strategy (default: the first one)")
+    ft.add_argument("--out", help="folder for the training files (default: reports/NAME-finetune)")
+    ft.add_argument("--force", action="store_true", help="train again even if the registry has it")
+    ft.set_defaults(func=cmd_finetune)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point: exit 0 success, 1 run could not complete, 2 bad input, 130 interrupted."""
+    try:
+        args = build_parser().parse_args(argv)
+        if getattr(args, "limit", None) is not None and args.limit < 1:
+            raise InputError("--limit: must be at least 1")
+        if getattr(args, "concurrency", None) is not None and args.concurrency < 1:
+            raise InputError("--concurrency: must be at least 1")
+        return int(args.func(args))
+    except HarnessError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130

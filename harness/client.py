@@ -1,0 +1,323 @@
+"""One model interface for every backend: the `openai` client against /v1/chat/completions.
+
+The provider (this module) decides which errors are retryable; one generic tenacity loop retries
+them. The SDK's own retries are off so attempts do not multiply.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import openai
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
+
+from harness.config import ModelConfig, RunConfig
+from harness.errors import FatalAPIError, InputError, RunError
+
+NON_RETRYABLE_STATUS = {400, 401, 403, 404, 422}
+
+
+@dataclass(frozen=True)
+class ChatRequest:
+    """Everything that determines an answer (and so the cache key)."""
+
+    model: str
+    messages: tuple[Mapping[str, str], ...]
+    temperature: float
+    max_tokens: int
+    token_param: str = "max_tokens"
+    seed: int | None = None
+    response_format: Mapping[str, Any] | None = None
+    sample: int = 0  # repeat index: with temperature > 0 each draw is its own sample
+
+    def params(self) -> dict[str, Any]:
+        """Keyword arguments for `chat.completions.create`, never with None values."""
+        out: dict[str, Any] = {
+            "model": self.model,
+            "messages": [dict(m) for m in self.messages],
+            "temperature": self.temperature,
+            self.token_param: self.max_tokens,
+        }
+        if self.seed is not None:
+            out["seed"] = self.seed
+        if self.response_format is not None:
+            out["response_format"] = dict(self.response_format)
+        return out
+
+
+@dataclass(frozen=True)
+class Completion:
+    """What came back for one request (or why nothing usable did)."""
+
+    content: str | None = None
+    finish_reason: str | None = None
+    refusal: str | None = None
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    cached_tokens: int | None = None
+    latency_ms: float = 0.0
+    attempts: int = 1
+    error_kind: str | None = None
+    error: str | None = None
+    cached: bool = False
+
+    def to_json(self) -> str:
+        """Serialise for the response cache."""
+        return json.dumps(self.__dict__)
+
+    @classmethod
+    def from_json(cls, text: str) -> Completion:
+        """Inverse of to_json."""
+        return cls(**json.loads(text))
+
+
+class RetryAfterTooLong(RunError):
+    """The endpoint asked us to wait longer than the configured maximum."""
+
+
+def response_format_for(model: ModelConfig, schema: Mapping[str, Any]) -> dict[str, Any] | None:
+    """Structured output in the backend's own dialect."""
+    if model.structured_output == "json_schema":
+        return {
+            "type": "json_schema",
+            "json_schema": {"name": "answer", "schema": dict(schema), "strict": True},
+        }
+    if model.structured_output == "json_object":
+        return {"type": "json_object", "schema": dict(schema)}
+    return None
+
+
+def retry_after_seconds(exc: BaseException) -> float | None:
+    """The server's requested delay from `retry-after-ms` or `Retry-After`, if any."""
+    response = getattr(exc, "response", None)
+    headers = getattr(response, "headers", None)
+    if headers is None:
+        return None
+    ms = headers.get("retry-after-ms")
+    if ms is not None:
+        try:
+            return max(0.0, float(ms) / 1000.0)
+        except ValueError:
+            pass
+    value = headers.get("retry-after")
+    if value is None:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        from email.utils import parsedate_to_datetime
+
+        try:
+            return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
+        except (TypeError, ValueError):
+            return None
+
+
+def is_fatal(exc: BaseException) -> bool:
+    """Errors that end the whole run: a rejected key, forbidden access, no quota left."""
+    if isinstance(exc, openai.AuthenticationError | openai.PermissionDeniedError):
+        return True
+    return isinstance(exc, openai.RateLimitError) and _code(exc) == "insufficient_quota"
+
+
+def is_retryable(exc: BaseException) -> bool:
+    """Transient faults: 408/409/429/5xx, connection errors, timeouts, a cut-off or non-JSON 200."""
+    if is_fatal(exc):
+        return False
+    if isinstance(exc, openai.APIStatusError):
+        return exc.status_code not in NON_RETRYABLE_STATUS and (
+            exc.status_code in (408, 409, 429) or exc.status_code >= 500
+        )
+    return isinstance(
+        exc, openai.APIConnectionError | openai.APIResponseValidationError | json.JSONDecodeError
+    )
+
+
+def _code(exc: BaseException) -> str | None:
+    code = getattr(exc, "code", None)
+    if code is None:
+        body = getattr(exc, "body", None)
+        if isinstance(body, dict):
+            code = body.get("code") or (body.get("error") or {}).get("code")
+    return str(code) if code is not None else None
+
+
+def error_kind(exc: BaseException) -> str:
+    """A short machine-readable name for a failed request."""
+    if isinstance(exc, openai.BadRequestError):
+        msg = str(exc).lower()
+        if _code(exc) == "context_length_exceeded" or "context length" in msg or "context window" in msg:
+            return "context_length"
+        return "bad_request"
+    if isinstance(exc, openai.NotFoundError):
+        return "not_found"
+    if isinstance(exc, openai.UnprocessableEntityError):
+        return "unprocessable"
+    if isinstance(exc, openai.APITimeoutError):
+        return "timeout"
+    if isinstance(exc, openai.APIConnectionError):
+        return "connection"
+    if isinstance(exc, openai.RateLimitError):
+        return "rate_limited"
+    if isinstance(exc, openai.APIStatusError):
+        return f"http_{exc.status_code}"
+    return "invalid_response"
+
+
+def short_message(exc: BaseException, limit: int = 300) -> str:
+    """One line describing an exception, without HTML bodies or secrets."""
+    if isinstance(exc, openai.APIStatusError):
+        body = exc.body if isinstance(exc.body, dict) else None
+        msg = (body or {}).get("message") if body else None
+        text = f"HTTP {exc.status_code}: {msg or exc.message}"
+    else:
+        text = f"{type(exc).__name__}: {exc}"
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+@dataclass
+class RetryPolicy:
+    """Exponential backoff with jitter, honouring Retry-After, capped per example."""
+
+    max_attempts: int = 6
+    max_wait: float = 300.0  # total seconds of waiting per example
+    max_retry_after: float = 600.0
+    base: float = 0.5
+    cap: float = 30.0
+    rng: random.Random = field(default_factory=random.Random)
+
+    def wait(self, state: RetryCallState) -> float:
+        """Seconds to sleep before the next attempt."""
+        exc = state.outcome.exception() if state.outcome else None
+        hinted = retry_after_seconds(exc) if exc is not None else None
+        if hinted is not None and hinted > self.max_retry_after:
+            raise RetryAfterTooLong(
+                f"the endpoint asked to wait {hinted:.0f} s (Retry-After), more than "
+                f"run.max_retry_after = {self.max_retry_after:.0f} s; try again later or raise it"
+            )
+        backoff = min(self.cap, self.base * 2 ** (state.attempt_number - 1))
+        delay = backoff * (0.5 + self.rng.random() / 2)
+        if hinted is not None:
+            delay = max(hinted, delay * 0.25)
+        return delay
+
+    def stop(self, state: RetryCallState) -> bool:
+        """Stop after max_attempts, or when the next wait would exceed the per-example budget."""
+        if stop_after_attempt(self.max_attempts)(state):
+            return True
+        return (state.idle_for or 0.0) >= self.max_wait
+
+
+class Endpoint:
+    """An OpenAI-compatible endpoint for one configured model. No network in the constructor."""
+
+    def __init__(self, model: ModelConfig, *, base_url: str | None = None, run: RunConfig,
+                 on_retry: Any = None) -> None:
+        self.config = model
+        self.base_url = base_url or model.base_url or os.environ.get("OPENAI_BASE_URL") or (
+            "https://api.openai.com/v1"
+        )
+        key = "local" if model.provider == "local" else _api_key(model)
+        self._client = openai.AsyncOpenAI(
+            api_key=key or "unused", base_url=self.base_url, max_retries=0, timeout=model.timeout
+        )
+        self.policy = RetryPolicy(run.max_attempts, run.max_wait, run.max_retry_after)
+        self.on_retry = on_retry  # callback(exc) on every retried attempt (rate limiting, counts)
+
+    async def probe(self) -> None:
+        """One request at start: is anything listening, and is the key accepted?"""
+        try:
+            await self._client.with_options(timeout=10.0).models.list()
+        except openai.APIConnectionError as exc:
+            raise InputError(
+                f"models.{self.config.name}: cannot reach {self.base_url} ({short_message(exc)})"
+            ) from None
+        except openai.AuthenticationError | openai.PermissionDeniedError as exc:
+            raise InputError(
+                f"models.{self.config.name}: {self.base_url} rejected the API key from "
+                f"${self.config.api_key_env} ({short_message(exc)})"
+            ) from None
+        except openai.APIStatusError:
+            pass  # reachable; some servers have no /models
+
+    async def complete(self, request: ChatRequest) -> Completion:
+        """Send one chat request with retries; a per-example failure comes back as data."""
+        attempts = 0
+        start = time.perf_counter()
+
+        def before_sleep(state: RetryCallState) -> None:
+            if self.on_retry is not None and state.outcome is not None:
+                self.on_retry(state.outcome.exception())
+
+        try:
+            async for attempt in AsyncRetrying(
+                retry=retry_if_exception(is_retryable),
+                wait=self.policy.wait,
+                stop=self.policy.stop,
+                before_sleep=before_sleep,
+                reraise=True,
+            ):
+                with attempt:
+                    attempts += 1
+                    start = time.perf_counter()
+                    response = await self._client.chat.completions.create(**request.params())
+        except openai.APIError as exc:
+            if is_fatal(exc):
+                raise FatalAPIError(
+                    f"models.{self.config.name}: {short_message(exc)} — stopping the run"
+                ) from None
+            kind = error_kind(exc)
+            if is_retryable(exc):
+                kind = f"retries_exhausted:{kind}"
+            return Completion(attempts=attempts, error_kind=kind, error=short_message(exc),
+                              latency_ms=(time.perf_counter() - start) * 1000)
+        except (json.JSONDecodeError, ValueError) as exc:
+            return Completion(attempts=attempts, error_kind="retries_exhausted:invalid_response",
+                              error=short_message(exc))
+        latency = (time.perf_counter() - start) * 1000
+        return _completion(response, latency, attempts)
+
+    async def aclose(self) -> None:
+        """Close the HTTP connections."""
+        await self._client.close()
+
+
+def _completion(response: Any, latency_ms: float, attempts: int) -> Completion:
+    choices = getattr(response, "choices", None) or []
+    if not choices:
+        return Completion(latency_ms=latency_ms, attempts=attempts, error_kind="empty",
+                          error="the response had no choices")
+    choice = choices[0]
+    message = choice.message
+    usage = getattr(response, "usage", None)
+    details = getattr(usage, "prompt_tokens_details", None) if usage else None
+    return Completion(
+        content=message.content if message else None,
+        finish_reason=choice.finish_reason,
+        refusal=getattr(message, "refusal", None),
+        prompt_tokens=getattr(usage, "prompt_tokens", None),
+        completion_tokens=getattr(usage, "completion_tokens", None),
+        cached_tokens=getattr(details, "cached_tokens", None) if details else None,
+        latency_ms=latency_ms,
+        attempts=attempts,
+    )
+
+
+def _api_key(model: ModelConfig) -> str | None:
+    name = model.api_key_env
+    if not name:
+        return None
+    value = os.environ.get(name)
+    if not value:
+        raise InputError(
+            f"models.{model.name}.api_key_env: environment variable {name} is not set "
+            f"(it must hold the API key for {model.base_url or 'OpenAI'})"
+        )
+    return value
