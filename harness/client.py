@@ -18,7 +18,7 @@ import openai
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
 
 from harness.config import ModelConfig, RunConfig
-from harness.errors import FatalAPIError, InputError, RunError
+from harness.errors import FatalAPIError, InputError
 
 NON_RETRYABLE_STATUS = {400, 401, 403, 404, 422}
 
@@ -77,7 +77,7 @@ class Completion:
         return cls(**json.loads(text))
 
 
-class RetryAfterTooLong(RunError):
+class RetryAfterTooLong(FatalAPIError):
     """The endpoint asked us to wait longer than the configured maximum."""
 
 
@@ -239,7 +239,7 @@ class Endpoint:
             raise InputError(
                 f"models.{self.config.name}: cannot reach {self.base_url} ({short_message(exc)})"
             ) from None
-        except openai.AuthenticationError | openai.PermissionDeniedError as exc:
+        except (openai.AuthenticationError, openai.PermissionDeniedError) as exc:
             raise InputError(
                 f"models.{self.config.name}: {self.base_url} rejected the API key from "
                 f"${self.config.api_key_env} ({short_message(exc)})"

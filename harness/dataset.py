@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import io
 import json
 import random
 import re
@@ -65,7 +66,7 @@ def _read_rows(path: Path, where: str) -> list[dict[str, object]]:
     if path.suffix.lower() in (".csv", ".tsv"):
         delim = "\t" if path.suffix.lower() == ".tsv" else ","
         try:
-            return list(csv.DictReader(text.splitlines(), delimiter=delim))
+            return list(csv.DictReader(io.StringIO(text, newline=""), delimiter=delim))
         except csv.Error as exc:
             raise InputError(f"{path}: malformed CSV: {exc}") from None
     raise InputError(f"{where}: unsupported file type {path.suffix!r} (use .csv or .jsonl)")
@@ -76,12 +77,11 @@ def read_examples(path: Path, ds: DatasetConfig, where: str) -> list[Example]:
     rows = _read_rows(path, where)
     if not rows:
         raise InputError(f"{where}: {path} holds no examples")
-    line0 = 2 if path.suffix.lower() in (".csv", ".tsv") else 1
     fields = [ds.input, ds.target] + ([ds.id] if ds.id else [])
     examples: list[Example] = []
     seen: dict[str, int] = {}
     for i, row in enumerate(rows):
-        loc = f"{path}:{i + line0}"
+        loc = f"{path}: row {i + 1}"
         for f in fields:
             if f not in row or row[f] is None:
                 have = ", ".join(map(str, row)) or "none"
@@ -94,7 +94,7 @@ def read_examples(path: Path, ds: DatasetConfig, where: str) -> list[Example]:
             raise InputError(f"{loc}: empty target in field {ds.target!r}")
         ex_id = str(row[ds.id]) if ds.id else str(i)
         if ex_id in seen:
-            raise InputError(f"{loc}: duplicate id {ex_id!r} (first at row {seen[ex_id] + line0})")
+            raise InputError(f"{loc}: duplicate id {ex_id!r} (first at row {seen[ex_id] + 1})")
         seen[ex_id] = i
         examples.append(Example(ex_id, text, target))
     return examples
