@@ -109,8 +109,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     runner = Runner(p, out, use_cache=not args.no_cache, progress=ProgressBar(cfg.name))
     try:
         counts = runner.execute()
-    except HarnessError:
-        if (out / "run.json").exists():
+    except HarnessError as exc:
+        if not isinstance(exc, InputError) and (out / "run.json").exists():
             write_reports(out)
             print(f"partial reports (marked incomplete) written to {out}", file=sys.stderr)
         raise

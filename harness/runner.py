@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import hashlib
 import platform
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -22,7 +23,7 @@ from harness.cache import ResponseCache, cache_key
 from harness.client import ChatRequest, Completion, Endpoint, response_format_for
 from harness.config import Config, StrategyConfig
 from harness.dataset import Data, Example, load_data
-from harness.errors import FatalAPIError, InputError, RunError
+from harness.errors import InputError, RunError
 from harness.limits import AdaptiveLimiter
 from harness.local_server import LocalServer, base_model_path
 from harness.paths import cache_dir
@@ -210,6 +211,7 @@ class Runner:
     def execute(self) -> Counts:
         """Run to completion (or until Ctrl-C / a fatal endpoint error); return what happened."""
         meta = build_meta(self.p)
+        created = not self.run_dir.exists()
         old = _check_resumable(self.run_dir, meta)
         if old is not None:
             meta["started_at"] = old.get("started_at", meta["started_at"])
@@ -217,26 +219,34 @@ class Runner:
         done = {record_key(r) for r in read_records(self.run_dir)}
         todo = self._todo(done)
         store = ResultStore(self.run_dir)
-        status, message = "complete", None
+        status, message = "failed", None
         try:
             asyncio.run(self._run_all(todo, store))
+            status = "complete"
         except KeyboardInterrupt:
             status, message = "interrupted", "stopped by Ctrl-C"
             raise RunInterrupted(
                 f"interrupted; finished examples are saved. Resume with: harness run "
                 f"{self.p.cfg.path} --out {self.run_dir} --resume"
             ) from None
-        except FatalAPIError as exc:
-            status, message = "failed", str(exc)
+        except InputError:
+            status = "bad_input"
+            raise
+        except Exception as exc:
+            message = str(exc)
             raise
         finally:
             store.close()
             if self.cache is not None:
                 self.cache.close()
-            meta["status"], meta["message"] = status, message
-            meta["finished_at"] = datetime.now(UTC).isoformat(timespec="seconds")
-            meta["counts"] = asdict(self.counts)
-            write_json_atomic(self.run_dir / META, meta)
+            if status == "bad_input" and created:
+                # bad input found at start (e.g. endpoint unreachable): leave nothing behind
+                shutil.rmtree(self.run_dir, ignore_errors=True)
+            else:
+                meta["status"], meta["message"] = status, message
+                meta["finished_at"] = datetime.now(UTC).isoformat(timespec="seconds")
+                meta["counts"] = asdict(self.counts)
+                write_json_atomic(self.run_dir / META, meta)
         return self.counts
 
     async def _run_all(self, todo: list[tuple[Arm, Example]], store: ResultStore) -> None:
