@@ -115,6 +115,11 @@ def cmd_run(args: argparse.Namespace) -> int:
             print(f"partial reports (marked incomplete) written to {out}", file=sys.stderr)
         raise
     a = write_reports(out)
+    if a.complete:
+        from harness.history import append_history
+        from harness.store import read_meta
+
+        append_history(out, a.summary, read_meta(out))
     print(format_table(a))
     print(f"\nverdict: {a.verdict.recommendation}: {a.verdict.sentence}")
     print(f"requests {counts.requests}, cache hits {counts.cache_hits}, retries {counts.retries}, "
@@ -142,6 +147,25 @@ def cmd_finetune(args: argparse.Namespace) -> int:
                      progress=_loss_progress, log=_log, force=args.force)
     print(f"{entry.name}: {entry.model_id} ({entry.provider}, base {entry.base_model}, "
           f"{entry.trained_tokens or 0} trained tokens)")
+    return 0
+
+
+def cmd_history(args: argparse.Namespace) -> int:
+    from harness.config import load_config
+    from harness.history import HISTORY, read_history, trajectory
+
+    cfg = load_config(args.config)
+    path = Path(args.history) if args.history else Path("reports") / HISTORY
+    records = read_history(path, cfg.name)
+    if not records:
+        raise InputError(f"no history for {cfg.name!r} in {path} (run `harness run {args.config}` first)")
+    for arm in trajectory(records, window=args.window or cfg.decision.history_window):
+        print(f"{arm.arm}:")
+        for i, v in enumerate(arm.versions, start=1):
+            print(f"  v{i} prompt {v['prompt_sha256']}  acc {v['accuracy']:.3f} "
+                  f"[{v['ci_low']:.3f}, {v['ci_high']:.3f}]  n={v['n']}  {v['timestamp']}")
+        flag = "PLATEAU" if arm.plateaued else "no plateau"
+        print(f"  {flag}: {arm.reason}")
     return 0
 
 
@@ -177,6 +201,12 @@ def build_parser() -> argparse.ArgumentParser:
     ft.add_argument("--out", help="folder for the training files (default: reports/NAME-finetune)")
     ft.add_argument("--force", action="store_true", help="train again even if the registry has it")
     ft.set_defaults(func=cmd_finetune)
+    hist = sub.add_parser("history", help="accuracy over prompt versions, with a plateau flag")
+    hist.add_argument("config")
+    hist.add_argument("--history", help="history file (default: reports/history.jsonl)")
+    hist.add_argument("--window", type=int, help="versions that must sit inside the best one's "
+                      "interval (default: decision.history_window, 3)")
+    hist.set_defaults(func=cmd_history)
     return parser
 
 
