@@ -251,6 +251,11 @@ class Endpoint:
         """Send one chat request with retries; a per-example failure comes back as data."""
         attempts = 0
         start = time.perf_counter()
+        params = request.params()
+        # The SDK walks every parameter through its type-driven transform (~2 ms a request for a
+        # long prompt and a JSON schema); `extra_body` goes into the JSON body as it is.
+        heavy = {"messages": [], "extra_body": {k: params.pop(k) for k in
+                                                ("messages", "response_format") if k in params}}
 
         def before_sleep(state: RetryCallState) -> None:
             if self.on_retry is not None and state.outcome is not None:
@@ -267,7 +272,7 @@ class Endpoint:
                 with attempt:
                     attempts += 1
                     start = time.perf_counter()
-                    response = await self._client.chat.completions.create(**request.params())
+                    response = await self._client.chat.completions.create(**params, **heavy)
         except openai.APIError as exc:
             if is_fatal(exc):
                 raise FatalAPIError(

@@ -1,0 +1,86 @@
+"""Throughput and per-request CPU cost of the harness against a loopback endpoint.
+
+The loopback server (tests/fake_openai.py) runs in a separate process and answers every request
+after a fixed latency (default 100 ms), so the ideal rate is concurrency / latency. The harness's
+own CPU time per request is this process's CPU time divided by the requests it sent.
+
+    python benchmarks/bench_throughput.py [--requests 1600] [--concurrency 16] [--latency 0.1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+LABELS = ["billing", "shipping", "returns", "account"]
+
+SERVER = """
+import sys, time
+sys.path.insert(0, {tests!r})
+from fake_openai import FakeOpenAI
+with FakeOpenAI(latency_s={latency}) as s:
+    print(s.base_url, flush=True)
+    sys.stdin.read()
+"""
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--requests", type=int, default=1600)
+    ap.add_argument("--concurrency", type=int, default=16)
+    ap.add_argument("--latency", type=float, default=0.1)
+    args = ap.parse_args()
+
+    from harness.config import load_config
+    from harness.runner import Runner, plan
+
+    server = subprocess.Popen(
+        [sys.executable, "-c", SERVER.format(tests=str(ROOT / "tests"), latency=args.latency)],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert server.stdout is not None
+        base_url = server.stdout.readline().strip()
+        with tempfile.TemporaryDirectory() as tmp:
+            t = Path(tmp)
+            n = args.requests
+            rows = ["text,category"] + [f"{LABELS[i % 4]} message number {i},{LABELS[i % 4]}"
+                                        for i in range(n)]
+            (t / "eval.csv").write_text("\n".join(rows) + "\n")
+            cfg = {
+                "name": "bench",
+                "task": {"type": "classification", "instructions": "Route it.", "labels": LABELS},
+                "dataset": {"eval": "eval.csv", "input": "text", "target": "category"},
+                "models": {"m": {"provider": "openai", "model": "fake", "base_url": base_url,
+                                 "api_key_env": None}},
+                "strategies": [{"name": "zs", "type": "zero_shot", "model": "m"}],
+                "run": {"concurrency": args.concurrency},
+            }
+            (t / "c.yaml").write_text(yaml.safe_dump(cfg))
+            p = plan(load_config(t / "c.yaml"))
+            runner = Runner(p, t / "run", use_cache=False)
+            cpu0, wall0 = time.process_time(), time.perf_counter()
+            counts = runner.execute()
+            wall = time.perf_counter() - wall0
+            cpu = time.process_time() - cpu0
+    finally:
+        server.communicate("")
+    ideal = args.concurrency / args.latency
+    rate = counts.requests / wall
+    print(json.dumps({
+        "requests": counts.requests, "concurrency": args.concurrency, "latency_s": args.latency,
+        "wall_s": round(wall, 2), "requests_per_s": round(rate, 1), "ideal_per_s": round(ideal, 1),
+        "fraction_of_ideal": round(rate / ideal, 3),
+        "harness_cpu_ms_per_request": round(1000 * cpu / counts.requests, 2),
+    }, indent=2))
+
+
+if __name__ == "__main__":
+    main()
