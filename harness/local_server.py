@@ -6,6 +6,7 @@ by the same server as extra model aliases, so every arm runs on one engine.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
 import os
@@ -36,6 +37,16 @@ def base_model_path() -> Path:
     if not path.exists():
         raise InputError(f"the embedded model file is missing: {path}")
     return path
+
+
+def _die_with_parent() -> None:
+    """In the child: ask Linux to SIGTERM it when the harness dies, even by SIGKILL."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+        import signal
+
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
 def _free_port() -> int:
@@ -99,6 +110,7 @@ class LocalServer:
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             start_new_session=True,  # Ctrl-C reaches us, and we stop it ourselves
+            preexec_fn=_die_with_parent,
         )
         self._wait_ready()
         return self

@@ -280,7 +280,7 @@ class Runner:
             local_models = [m for m in models if cfg.models[m].provider == "local"]
             if local_models and not all(m in self.base_urls for m in local_models):
                 n_ctx = max(cfg.models[m].n_ctx for m in local_models)
-                server = await asyncio.to_thread(LocalServer(self.p.adapters, n_ctx=n_ctx).start)
+                server = LocalServer(self.p.adapters, n_ctx=n_ctx).start()  # in this thread: see PDEATHSIG
             for m in models:
                 mc = cfg.models[m]
                 url = self.base_urls.get(m) or (server.base_url if mc.provider == "local" and server
