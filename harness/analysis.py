@@ -208,6 +208,9 @@ def curve_and_plateau(summary: pd.DataFrame, mats: Mapping[tuple[str, int], np.n
     for _, row in points.iterrows():
         scores[int(row["k"])] = mats[(row["strategy"], row["k"])]
     keep = _complete_rows(*scores.values())
+    if not keep.any():
+        return curve, stats.PlateauResult("insufficient_data", None, None, (),
+                                          "no example has results at every k yet")
     scores = {k: m[keep] for k, m in scores.items()}
     plateau = stats.detect_plateau(scores, min_gain=float(decision.get("min_gain", 0.02)),
                                    n_boot=int(decision.get("bootstrap", 2000)), seed=0)

@@ -169,6 +169,17 @@ def cmd_history(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_gate(args: argparse.Namespace) -> int:
+    from harness.gate import markdown, run_gate
+
+    result = run_gate(Path(args.run_dir), Path(args.baseline), max_drop=args.max_drop,
+                      alpha=args.alpha, update=args.update_baseline)
+    print(markdown(result), end="")
+    print(f"gate {'passed' if result.passed else 'FAILED'}: {args.run_dir}/gate.md, "
+          f"{args.run_dir}/junit.xml", file=sys.stderr)
+    return result.exit_code
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with every subcommand."""
     parser = _Parser(prog="harness", description="Prompt or fine-tune? Measure it.")
@@ -193,6 +204,19 @@ def build_parser() -> argparse.ArgumentParser:
     rep = sub.add_parser("report", help="rebuild every report file of a run folder (no model call)")
     rep.add_argument("run_dir")
     rep.set_defaults(func=cmd_report)
+
+    gate = sub.add_parser("gate", help="compare a run with a baseline; exit 1 on a significant "
+                          "regression or a metric below its floor (writes gate.md, junit.xml)")
+    gate.add_argument("run_dir")
+    gate.add_argument("--baseline", required=True, help="baseline file (see --update-baseline), "
+                      "a run's summary.json, or a run folder")
+    gate.add_argument("--max-drop", type=float, help="largest tolerated fall of a metric, as a "
+                      "fraction (default: gate.max_drop of the config, else 0.02)")
+    gate.add_argument("--alpha", type=float, help="significance level, Holm-adjusted over the "
+                      "gate's tests (default: gate.alpha of the config, else 0.05)")
+    gate.add_argument("--update-baseline", action="store_true", help="accept this run: write it "
+                      "as the new baseline file (floors and completeness still count)")
+    gate.set_defaults(func=cmd_gate)
 
     ft = sub.add_parser("finetune", help="build training data and fine-tune a model for a "
                         "fine_tuned strategy")

@@ -1,0 +1,138 @@
+"""report.html: self-contained, escaped, deterministic, with every section the decision needs."""
+
+from __future__ import annotations
+
+import html
+import json
+import re
+import xml.etree.ElementTree as ET
+from pathlib import Path
+from typing import Any
+
+import pytest
+from test_report import XSS, make_run
+
+from harness.analysis import analyse
+from harness.report_html import CSP, render_html
+from harness.store import read_meta, read_records
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One real run with zero-shot, a few-shot sweep (2 draws) and a fine-tuned arm."""
+    return make_run(tmp_path_factory.mktemp("html"))
+
+
+@pytest.fixture(scope="module")
+def page(run_dir: Path) -> str:
+    return (run_dir / "report.html").read_text(encoding="utf-8")
+
+
+def _render(run_dir: Path, **meta_changes: Any) -> str:
+    meta = {**read_meta(run_dir), **meta_changes}
+    records = read_records(run_dir)
+    return render_html(analyse(records, meta), meta)
+
+
+def test_self_contained_no_script_no_network(page: str) -> None:
+    assert page.startswith("<!DOCTYPE html>")
+    assert "<script" not in page.lower()
+    assert f'content="{CSP}"' in page and "default-src 'none'" in CSP
+    refs = re.findall(r'(?:src|href)\s*=\s*"([^"]*)"', page)
+    assert all(r.startswith(("#", "data:")) for r in refs), refs
+    assert "url(http" not in page and "@import" not in page
+
+
+def test_untrusted_text_is_escaped(page: str) -> None:
+    assert "<script>window.__pwned" not in page and "<img src=x" not in page
+    assert html.escape(XSS, quote=True) in page  # the input, shown as text
+    assert page.count("&lt;script&gt;window.__pwned=1") >= 2  # in failures and in outputs
+
+
+def test_verdict_with_the_numbers_behind_it(run_dir: Path, page: str) -> None:
+    summary = json.loads((run_dir / "summary.json").read_text())
+    sentence = summary["recommendation"]["sentence"]
+    top = page.index('id="verdict"')
+    assert html.escape(sentence, quote=True) in page[top:top + 3000]
+    assert page.index('id="verdict"') < page.index("<h2>Arms</h2>")
+    numbers = page[page.index('<dl class="numbers">'):page.index("</dl>")]
+    for term in ("best prompt", "zero-shot", "fine-tuned (fine-tuned)", "fine-tuned \u2212 best prompt",
+                 "few-shot curve", "break-even", "decision rule"):
+        assert html.escape(term) in numbers, term
+    assert re.search(r"\d\.\d{3} \[\d\.\d{3}, \d\.\d{3}\]", numbers)
+
+
+def test_arms_table_has_every_column_and_arm(page: str) -> None:
+    table = page[page.index('<table id="T_arms"'):]
+    table = table[:table.index("</table>")]
+    for head in ("accuracy", "95% CI", "macro-F1", "schema ok", "parse fail", "errors",
+                 "tokens/query", "USD / 1k queries", "p50 ms", "p95 ms"):
+        assert head in table, head
+    for arm in ("zero-shot", "few-shot@k=1", "few-shot@k=2", "few-shot@k=4", "fine-tuned"):
+        assert f">{arm}<" in table, arm
+    assert "21 \u00d7 2" in table  # examples x draws
+
+
+def test_learning_curve_is_inline_svg_with_reference_lines(page: str) -> None:
+    start = page.index('<svg id="learning-curve"')
+    svg = page[start:page.index("</svg>", start) + 6]
+    root = ET.fromstring(svg)  # well-formed XML
+    assert root.tag.endswith("svg")
+    text = " ".join(t for t in root.itertext())
+    for label in ("zero-shot", "fine-tuned (fine-tuned)", "plateau (k=", "95% CI", "accuracy"):
+        assert label in text, label
+    assert "<metadata>" not in svg  # no date or creator: rebuilt reports are identical
+
+
+def test_confusions_failures_prompts_and_metadata(page: str) -> None:
+    confusions = page[page.index('id="confusions"'):page.index("<h2>Sample of failures")]
+    assert "returns" in confusions and "shipping" in confusions
+    failures = page[page.index('id="failures"'):page.index("<h2>Prompts")]
+    arms = re.findall(r'<tr><td class="text">([^<]+)</td>', failures)
+    assert len(set(arms)) >= 4  # round-robin over arms, not one arm's failures only
+    prompts = page[page.index('id="prompts"'):page.index("<h2>Run")]
+    assert prompts.count("<details>") == 5 and "<details open" not in prompts
+    assert "Route the support message." in prompts
+    for key in ("config sha256", "dataset sha256", "eval set", "versions", "counts"):
+        assert f">{key}<" in page, key
+
+
+def test_print_css_opens_collapsed_sections(page: str) -> None:
+    css = page[page.index("@media print"):]
+    assert "details::details-content" in css and "content-visibility:visible" in css
+    assert "break-inside:avoid" in css
+
+
+def test_rendering_is_deterministic(run_dir: Path, page: str) -> None:
+    assert _render(run_dir) == _render(run_dir) == page
+
+
+def test_incomplete_run_banner(run_dir: Path, page: str) -> None:
+    assert 'id="incomplete"' not in page
+    out = _render(run_dir, status="interrupted", message="stopped by Ctrl-C")
+    banner = out[out.index('id="incomplete"'):]
+    assert "Incomplete run" in banner[:400] and "interrupted" in banner[:400]
+    assert out.index('id="incomplete"') < out.index('id="verdict"')
+
+
+def test_zero_shot_only_run_renders_without_a_curve(tmp_path: Path) -> None:
+    out = make_run(tmp_path, strategies=[{"name": "zs", "type": "zero_shot", "model": "fake"}],
+                   n_eval=2, xss=False)
+    page = (out / "report.html").read_text()
+    assert "No few-shot sweep in this run." in page and "<svg" not in page
+
+
+def test_partial_run_renders_with_the_banner(run_dir: Path) -> None:
+    meta = {**read_meta(run_dir), "status": "failed", "message": "the endpoint went away"}
+    records = [r for r in read_records(run_dir) if int(r["example_id"]) < 12]
+    page = render_html(analyse(records, meta), meta)
+    assert "Incomplete run" in page and "the endpoint went away" in page
+    assert f"{len(records)} of {len(meta['arms']) * len(meta['examples'])} results" in page
+    assert 'id="learning-curve"' in page
+
+
+def test_partial_run_with_an_unstarted_arm_renders(run_dir: Path) -> None:
+    meta = {**read_meta(run_dir), "status": "interrupted"}
+    records = [r for r in read_records(run_dir) if r["type"] == "zero_shot"]
+    page = render_html(analyse(records, meta), meta)
+    assert 'id="incomplete"' in page and "\u2013\u2013" not in page
