@@ -122,7 +122,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         append_history(out, a.summary, read_meta(out))
     print(format_table(a))
     print(f"\nverdict: {a.verdict.recommendation}: {a.verdict.sentence}")
-    print(f"requests {counts.requests}, cache hits {counts.cache_hits}, retries {counts.retries}, "
+    kinds = ", ".join(f"{k} {v}" for k, v in sorted(counts.retries_by_kind.items()))
+    print(f"requests {counts.requests}, cache hits {counts.cache_hits}, retries {counts.retries}"
+          f"{f' ({kinds})' if kinds else ''}, "
           f"failed examples {counts.failures}, already done {counts.skipped_done}")
     print(f"reports: {out}/ (report.html, summary.csv, summary.json, results.csv, comparisons.csv)")
     return 0

@@ -7,11 +7,13 @@ them. The SDK's own retries are off so attempts do not multiply.
 from __future__ import annotations
 
 import json
+import math
 import os
 import random
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import UTC
 from typing import Any
 
 import openai
@@ -81,6 +83,21 @@ class RetryAfterTooLong(FatalAPIError):
     """The endpoint asked us to wait longer than the configured maximum."""
 
 
+class InvalidResponse(ValueError):
+    """A 200 whose body is not a chat completion (a proxy's HTML page, JSON of another shape).
+
+    Like a cut-off body, this is a transport fault: it is retried like a 5xx.
+    """
+
+
+def check_completion(response: Any) -> Any:
+    """Return `response` if it is a chat completion; raise InvalidResponse otherwise."""
+    if isinstance(getattr(response, "choices", None), list):
+        return response
+    shape = type(response).__name__ if not hasattr(response, "choices") else "an object without choices"
+    raise InvalidResponse(f"the endpoint answered 200 with {shape}, not a chat completion")
+
+
 def response_format_for(model: ModelConfig, schema: Mapping[str, Any]) -> dict[str, Any] | None:
     """Structured output in the backend's own dialect."""
     if model.structured_output == "json_schema":
@@ -99,24 +116,35 @@ def retry_after_seconds(exc: BaseException) -> float | None:
     headers = getattr(response, "headers", None)
     if headers is None:
         return None
-    ms = headers.get("retry-after-ms")
+    ms = _finite(headers.get("retry-after-ms"))
     if ms is not None:
-        try:
-            return max(0.0, float(ms) / 1000.0)
-        except ValueError:
-            pass
+        return max(0.0, ms / 1000.0)
     value = headers.get("retry-after")
     if value is None:
         return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        from email.utils import parsedate_to_datetime
+    seconds = _finite(value)
+    if seconds is not None:
+        return max(0.0, seconds)
+    from email.utils import parsedate_to_datetime
 
-        try:
-            return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
-        except (TypeError, ValueError):
-            return None
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:  # "-0000" or no zone: HTTP dates are always GMT
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, when.timestamp() - time.time())
+
+
+def _finite(value: str | None) -> float | None:
+    """A header value as a finite number of seconds, or None ("inf", "nan", text)."""
+    if value is None:
+        return None
+    try:
+        number = float(value)
+    except ValueError:
+        return None
+    return number if math.isfinite(number) else None
 
 
 def is_fatal(exc: BaseException) -> bool:
@@ -136,6 +164,7 @@ def is_retryable(exc: BaseException) -> bool:
         )
     return isinstance(
         exc, openai.APIConnectionError | openai.APIResponseValidationError | json.JSONDecodeError
+        | InvalidResponse
     )
 
 
@@ -194,9 +223,11 @@ class RetryPolicy:
     rng: random.Random = field(default_factory=random.Random)
 
     def wait(self, state: RetryCallState) -> float:
-        """Seconds to sleep before the next attempt."""
-        exc = state.outcome.exception() if state.outcome else None
-        hinted = retry_after_seconds(exc) if exc is not None else None
+        """Seconds to sleep before the next attempt: jittered backoff, or at least Retry-After.
+
+        Raises RetryAfterTooLong when the server asks for more than `max_retry_after` seconds.
+        """
+        hinted = self._hint(state)
         if hinted is not None and hinted > self.max_retry_after:
             raise RetryAfterTooLong(
                 f"the endpoint asked to wait {hinted:.0f} s (Retry-After), more than "
@@ -209,10 +240,22 @@ class RetryPolicy:
         return delay
 
     def stop(self, state: RetryCallState) -> bool:
-        """Stop after max_attempts, or when the next wait would exceed the per-example budget."""
+        """Stop after max_attempts, or when the next backoff would exceed the per-example budget.
+
+        A wait the server asked for (Retry-After, at most `max_retry_after`) is always honoured:
+        giving up on it would only turn every later example into the same failure.
+        """
         if stop_after_attempt(self.max_attempts)(state):
             return True
-        return (state.idle_for or 0.0) >= self.max_wait
+        upcoming = getattr(state, "upcoming_sleep", 0.0) or 0.0  # tenacity >= 8.3 waits first
+        if self._hint(state) is not None:
+            return False
+        return (state.idle_for or 0.0) + upcoming > self.max_wait
+
+    @staticmethod
+    def _hint(state: RetryCallState) -> float | None:
+        exc = state.outcome.exception() if state.outcome is not None else None
+        return retry_after_seconds(exc) if exc is not None else None
 
 
 class Endpoint:
@@ -240,9 +283,9 @@ class Endpoint:
                 f"models.{self.config.name}: cannot reach {self.base_url} ({short_message(exc)})"
             ) from None
         except (openai.AuthenticationError, openai.PermissionDeniedError) as exc:
-            raise InputError(
+            raise FatalAPIError(
                 f"models.{self.config.name}: {self.base_url} rejected the API key from "
-                f"${self.config.api_key_env} ({short_message(exc)})"
+                f"${self.config.api_key_env} ({short_message(exc)}) — stopping the run"
             ) from None
         except openai.APIStatusError:
             pass  # reachable; some servers have no /models
@@ -272,7 +315,10 @@ class Endpoint:
                 with attempt:
                     attempts += 1
                     start = time.perf_counter()
-                    response = await self._client.chat.completions.create(**params, **heavy)
+                    response = check_completion(
+                        await self._client.chat.completions.create(**params, **heavy))
+        except RetryAfterTooLong as exc:
+            raise RetryAfterTooLong(f"models.{self.config.name}: {exc}") from None
         except openai.APIError as exc:
             if is_fatal(exc):
                 raise FatalAPIError(
@@ -283,9 +329,10 @@ class Endpoint:
                 kind = f"retries_exhausted:{kind}"
             return Completion(attempts=attempts, error_kind=kind, error=short_message(exc),
                               latency_ms=(time.perf_counter() - start) * 1000)
-        except (json.JSONDecodeError, ValueError) as exc:
-            return Completion(attempts=attempts, error_kind="retries_exhausted:invalid_response",
-                              error=short_message(exc))
+        except ValueError as exc:  # json.JSONDecodeError, InvalidResponse
+            kind = "retries_exhausted:invalid_response" if is_retryable(exc) else "invalid_response"
+            return Completion(attempts=attempts, error_kind=kind, error=short_message(exc),
+                              latency_ms=(time.perf_counter() - start) * 1000)
         latency = (time.perf_counter() - start) * 1000
         return _completion(response, latency, attempts)
 

@@ -53,12 +53,18 @@ class AdaptiveLimiter:
         async with self._cond:
             await self._cond.wait_for(lambda: self.active < self.limit)
             self.active += 1
-        while True:
-            self._refill()
-            delay = self._delay(tokens)
-            if delay <= 0:
-                break
-            await asyncio.sleep(delay)
+        try:
+            while True:
+                self._refill()
+                delay = self._delay(tokens)
+                if delay <= 0:
+                    break
+                await asyncio.sleep(delay)
+        except BaseException:  # cancelled while pacing (Ctrl-C, a fatal error): free the slot
+            async with self._cond:
+                self.active -= 1
+                self._cond.notify_all()
+            raise
         if self.rpm:
             self._req_budget -= 1
         if self.tpm:

@@ -20,7 +20,7 @@ import openai
 
 from harness import __version__
 from harness.cache import ResponseCache, cache_key
-from harness.client import ChatRequest, Completion, Endpoint, response_format_for
+from harness.client import ChatRequest, Completion, Endpoint, error_kind, response_format_for
 from harness.config import Config, StrategyConfig
 from harness.dataset import Data, Example, load_data
 from harness.errors import InputError, RunError
@@ -63,6 +63,7 @@ class Counts:
     failures: int = 0
     skipped_done: int = 0
     by_error: dict[str, int] = field(default_factory=dict)
+    retries_by_kind: dict[str, int] = field(default_factory=dict)
 
 
 def plan(cfg: Config, registry: Registry | None = None) -> Plan:
@@ -260,9 +261,9 @@ class Runner:
                 store.append(_record(arm, ex, comp, score(comp, ex.target, self.validator), arm.model_id))
                 self._count_failure("model_unavailable")
                 done += 1
-        if self.progress:
-            self.progress(done, total, "")
         if not needs_request:
+            if self.progress:
+                self.progress(done, total, "")
             return
         models = {a.model for a, _ in needs_request}
         server: LocalServer | None = None
@@ -273,6 +274,8 @@ class Runner:
 
         def on_retry(exc: BaseException | None) -> None:
             self.counts.retries += 1
+            kind = error_kind(exc) if exc is not None else "unknown"
+            self.counts.retries_by_kind[kind] = self.counts.retries_by_kind.get(kind, 0) + 1
             if isinstance(exc, openai.RateLimitError):
                 limiter.on_rate_limited()
 
@@ -290,6 +293,8 @@ class Runner:
                              if mc.provider == "local" and m not in self.base_urls
                              else endpoints[m].base_url)
             await asyncio.gather(*(endpoints[m].probe() for m in models))
+            if self.progress:
+                self.progress(done, total, "")
             adapter_sha = {alias: _file_sha(path) for alias, path in self.p.adapters.items()}
             queue: asyncio.Queue[tuple[Arm, Example]] = asyncio.Queue()
             for item in needs_request:

@@ -84,12 +84,18 @@ def write_json_atomic(path: Path, data: Any) -> None:
 
 
 def write_text_atomic(path: Path, text: str) -> None:
-    """Write text to a temp file in the same folder, then rename over `path`."""
+    """Write text to a temp file in the same folder, fsync it, then rename over `path`.
+
+    Without the fsync a crash soon after the rename can leave an empty file behind on some
+    file systems, instead of the old or the new contents.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
         with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
             f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
     except BaseException:
         os.unlink(tmp)
         raise
