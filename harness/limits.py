@@ -23,6 +23,8 @@ class AdaptiveLimiter:
         self.tpm = tokens_per_minute
         self.recover_after = recover_after
         self.rate_limited = 0
+        self.halve_window = 1.0
+        self._last_halved = -1e9
         self._successes = 0
         self._cond = asyncio.Condition()
         now = time.monotonic()
@@ -82,7 +84,11 @@ class AdaptiveLimiter:
             self._cond.notify_all()
 
     def on_rate_limited(self) -> None:
-        """A 429 came back: halve the concurrency limit."""
+        """A 429 came back: halve the concurrency limit, at most once per `halve_window` seconds
+        (a burst of 429s from requests already in flight is one signal, not eight)."""
         self.rate_limited += 1
-        self.limit = max(1, self.limit // 2)
+        now = time.monotonic()
+        if now - self._last_halved >= self.halve_window:
+            self.limit = max(1, self.limit // 2)
+            self._last_halved = now
         self._successes = 0
