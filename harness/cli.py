@@ -95,10 +95,11 @@ def _log(message: str) -> None:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from harness.config import load_config, with_overrides
+
+    cfg = with_overrides(load_config(args.config), limit=args.limit, concurrency=args.concurrency)
     from harness.report import format_table, write_reports
     from harness.runner import Runner, default_out_dir, plan
 
-    cfg = with_overrides(load_config(args.config), limit=args.limit, concurrency=args.concurrency)
     p = _train_missing(cfg, plan(cfg))
     out = Path(args.out) if args.out else default_out_dir(cfg)
     if out.exists() and not out.is_dir():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import difflib
 import hashlib
 import io
 import json
@@ -43,73 +44,123 @@ def normalise(text: str) -> str:
     return re.sub(r"\s+", " ", text).strip().casefold()
 
 
-def _read_rows(path: Path, where: str) -> list[dict[str, object]]:
+def _hint(name: str, have: Sequence[str]) -> str:
+    """A did-you-mean for a missing field, else the fields there are."""
+    lowered = {h.lower(): h for h in have}
+    guess = lowered.get(name.lower()) or next(iter(difflib.get_close_matches(name, have, n=1)), None)
+    if guess is not None:
+        return f" (did you mean {guess!r}?)"
+    return f" (fields: {', '.join(have) or 'none'})"
+
+
+def _read_rows(path: Path, where: str, fields: Sequence[str]) -> list[tuple[int, dict[str, object]]]:
+    """(line number, row) for every record of a CSV/TSV/JSONL file; checks the CSV header."""
     if not path.exists():
         raise InputError(f"{where}: file not found: {path}")
+    if path.is_dir():
+        raise InputError(f"{where}: {path} is a folder, not a data file")
+    suffix = path.suffix.lower()
+    if suffix not in (".jsonl", ".ndjson", ".csv", ".tsv"):
+        raise InputError(f"{where}: {path}: unsupported file type {suffix!r} (use .csv, .tsv or .jsonl)")
     try:
         text = path.read_text(encoding="utf-8-sig")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InputError(f"{where}: cannot read {path}: {exc}") from None
-    if path.suffix.lower() in (".jsonl", ".ndjson"):
-        rows: list[dict[str, object]] = []
-        for n, line in enumerate(text.splitlines(), start=1):
+    except UnicodeDecodeError as exc:
+        line = exc.object[: exc.start].count(b"\n") + 1
+        raise InputError(f"{where}: cannot read {path}: not UTF-8 text ({exc.reason} on line {line}); "
+                         f"save it as UTF-8") from None
+    except OSError as exc:
+        raise InputError(f"{where}: cannot read {path}: {exc.strerror or exc}") from None
+    rows: list[tuple[int, dict[str, object]]] = []
+    if suffix in (".jsonl", ".ndjson"):
+        # split on newlines only: str.splitlines() would also cut at U+2028 and friends, which
+        # JSON allows unescaped inside strings
+        for n, line in enumerate(text.split("\n"), start=1):
             if not line.strip():
                 continue
             try:
                 obj = json.loads(line)
             except json.JSONDecodeError as exc:
-                raise InputError(f"{path}:{n}: invalid JSON ({exc.msg})") from None
+                raise InputError(
+                    f"{where}: {path}: line {n}: invalid JSON ({exc.msg}, column {exc.colno})"
+                ) from None
             if not isinstance(obj, dict):
-                raise InputError(f"{path}:{n}: each line must be a JSON object")
-            rows.append(obj)
+                raise InputError(f"{where}: {path}: line {n}: each line must be a JSON object, "
+                                 f"not {type(obj).__name__}")
+            rows.append((n, obj))
         return rows
-    if path.suffix.lower() in (".csv", ".tsv"):
-        delim = "\t" if path.suffix.lower() == ".tsv" else ","
-        try:
-            return list(csv.DictReader(io.StringIO(text, newline=""), delimiter=delim))
-        except csv.Error as exc:
-            raise InputError(f"{path}: malformed CSV: {exc}") from None
-    raise InputError(f"{where}: unsupported file type {path.suffix!r} (use .csv or .jsonl)")
+    delim = "\t" if suffix == ".tsv" else ","
+    reader = csv.DictReader(io.StringIO(text, newline=""), delimiter=delim)
+    try:
+        header = [str(h) for h in (reader.fieldnames or [])]
+        if header:
+            for f in fields:
+                if f not in header:
+                    raise InputError(f"{where}: {path} has no column {f!r}{_hint(f, header)}")
+        line = reader.line_num
+        for row in reader:
+            start = line + 1  # the line the record starts on (a quoted field can span lines)
+            if None in row:
+                raise InputError(
+                    f"{where}: {path}: line {start}: {len(header) + len(row[None])} values, but the header "
+                    f"has {len(header)} columns (put text that contains {delim!r} "
+                    f"in double quotes)"
+                )
+            rows.append((start, row))
+            line = reader.line_num
+    except csv.Error as exc:
+        raise InputError(f"{where}: {path}: line {reader.line_num}: malformed CSV ({exc})") from None
+    return rows
 
 
-def read_examples(path: Path, ds: DatasetConfig, where: str) -> list[Example]:
-    """Read and check one data file: fields present, non-empty inputs, unique ids."""
-    rows = _read_rows(path, where)
+def _scalar(value: object) -> bool:
+    return isinstance(value, str | int | float | bool)
+
+
+def _read(path: Path, ds: DatasetConfig, where: str) -> list[tuple[int, Example]]:
+    """(line number, example) for every row of a data file, checked."""
+    fields = [ds.input, ds.target] + ([ds.id] if ds.id else [])
+    rows = _read_rows(path, where, fields)
     if not rows:
         raise InputError(f"{where}: {path} holds no examples")
-    fields = [ds.input, ds.target] + ([ds.id] if ds.id else [])
-    examples: list[Example] = []
+    out: list[tuple[int, Example]] = []
     seen: dict[str, int] = {}
-    for i, row in enumerate(rows):
-        loc = f"{path}: row {i + 1}"
+    for i, (line, row) in enumerate(rows):
+        loc = f"{where}: {path}: line {line}"
         for f in fields:
-            if f not in row or row[f] is None:
-                have = ", ".join(map(str, row)) or "none"
-                raise InputError(f"{loc}: missing field {f!r} (fields: {have})")
+            if row.get(f) is None:
+                have = [str(k) for k in row if k is not None]
+                raise InputError(f"{loc}: missing field {f!r}{_hint(f, have)}")
+            if not _scalar(row[f]):
+                raise InputError(f"{loc}: field {f!r} must be a string, not {type(row[f]).__name__}")
         text = str(row[ds.input])
         if not text.strip():
             raise InputError(f"{loc}: empty input in field {ds.input!r}")
         target = str(row[ds.target]).strip()
         if not target:
             raise InputError(f"{loc}: empty target in field {ds.target!r}")
-        ex_id = str(row[ds.id]) if ds.id else str(i)
+        ex_id = str(row[ds.id]).strip() if ds.id else str(i)
+        if not ex_id:
+            raise InputError(f"{loc}: empty id in field {ds.id!r}")
         if ex_id in seen:
-            raise InputError(f"{loc}: duplicate id {ex_id!r} (first at row {seen[ex_id] + 1})")
-        seen[ex_id] = i
-        examples.append(Example(ex_id, text, target))
-    return examples
+            raise InputError(f"{loc}: duplicate id {ex_id!r} (first on line {seen[ex_id]})")
+        seen[ex_id] = line
+        out.append((line, Example(ex_id, text, target)))
+    return out
 
 
-def _check_labels(examples: Sequence[Example], labels: Sequence[str], path: Path) -> None:
+def read_examples(path: Path, ds: DatasetConfig, where: str) -> list[Example]:
+    """Read and check one data file: fields present, non-empty inputs, unique ids."""
+    return [ex for _, ex in _read(path, ds, where)]
+
+
+def _check_labels(rows: Sequence[tuple[int, Example]], labels: Sequence[str], path: Path, where: str) -> None:
     allowed = set(labels)
-    for i, ex in enumerate(examples):
+    for line, ex in rows:
         if ex.target not in allowed:
-            import difflib
-
             guess = difflib.get_close_matches(ex.target, labels, n=1)
-            hint = f" (did you mean {guess[0]!r}?)" if guess else ""
+            hint = f" (did you mean {guess[0]!r}?)" if guess else f" (labels: {', '.join(labels)})"
             raise InputError(
-                f"{path}: example {ex.id!r} (row {i}): target {ex.target!r} is not in the label set{hint}"
+                f"{where}: {path}: line {line}: target {ex.target!r} is not in the label set{hint}"
             )
 
 
@@ -147,17 +198,20 @@ def examples_sha256(examples: Sequence[Example]) -> str:
 def load_data(cfg: Config) -> Data:
     """Load eval and train files as the config says, check them, apply `limit`, remove leakage."""
     ds = cfg.dataset
-    eval_all = read_examples(ds.eval, ds, "dataset.eval")
-    train_all = read_examples(ds.train, ds, "dataset.train") if ds.train else []
+    eval_rows = _read(ds.eval, ds, "dataset.eval")
+    train_rows = _read(ds.train, ds, "dataset.train") if ds.train else []
+    eval_all = [ex for _, ex in eval_rows]
+    train_all = [ex for _, ex in train_rows]
     if cfg.task.labels:
         labels = cfg.task.labels
-        _check_labels(eval_all, labels, ds.eval)
+        _check_labels(eval_rows, labels, ds.eval, "dataset.eval")
         if ds.train:
-            _check_labels(train_all, labels, ds.train)
+            _check_labels(train_rows, labels, ds.train, "dataset.train")
     else:
         labels = tuple(sorted({ex.target for ex in eval_all} | {ex.target for ex in train_all}))
         if len(labels) < 2:
-            raise InputError(f"dataset.eval: {ds.eval}: fewer than two distinct targets")
+            raise InputError(f"dataset.eval: {ds.eval}: fewer than two distinct targets "
+                             f"({', '.join(labels)}); a classification needs at least two labels")
     eval_set = stratified_sample(eval_all, ds.limit, ds.seed) if ds.limit else eval_all
     seen = {normalise(ex.input) for ex in eval_all}
     pool = [ex for ex in train_all if normalise(ex.input) not in seen]

@@ -50,28 +50,43 @@ def _check_template(name: str, text: str, where: str) -> None:
     try:
         fields = {f for _, f, _, _ in string.Formatter().parse(text) if f is not None}
     except ValueError as exc:
-        raise InputError(f"{where}.prompts.{name}: bad template ({exc}); write {{{{ for a brace")
+        raise InputError(
+            f"{where}.prompts.{name}: bad template ({exc}); write {{{{ and }}}} for literal braces"
+        ) from None
     unknown = fields - _FIELDS[name]
     if unknown:
         allowed = ", ".join("{" + f + "}" for f in sorted(_FIELDS[name]))
         raise InputError(
-            f"{where}.prompts.{name}: unknown placeholder {{{sorted(unknown)[0]}}} (allowed: {allowed})"
+            f"{where}.prompts.{name}: unknown placeholder {{{sorted(unknown)[0]}}} (allowed: {allowed}; "
+            f"write {{{{ and }}}} for literal braces)"
         )
     if name == "user" and "input" not in fields:
         raise InputError(f"{where}.prompts.user: the template must contain {{input}}")
 
 
 def resolve_template(task: TaskConfig, overrides: Prompts, *, fine_tuned: bool, where: str) -> PromptTemplate:
-    """The template an arm uses: task defaults, then the strategy's overrides."""
-    p = task.prompts.merged(overrides)
+    """The template an arm uses: task defaults, then the strategy's overrides.
+
+    A bad template is reported where it was written: `where` (the strategy) for an override,
+    `task` for a template of the task.
+    """
     key = "fine_tuned_system" if fine_tuned else "system"
-    system = (p.fine_tuned_system if fine_tuned else p.system) or (
-        DEFAULT_FINE_TUNED_SYSTEM if fine_tuned else DEFAULT_SYSTEM
-    )
-    user = p.user or DEFAULT_USER
-    _check_template(key, system, where)
-    _check_template("user", user, where)
+    default = DEFAULT_FINE_TUNED_SYSTEM if fine_tuned else DEFAULT_SYSTEM
+    system, system_at = _pick(key, overrides, task.prompts, where, default)
+    user, user_at = _pick("user", overrides, task.prompts, where, DEFAULT_USER)
+    _check_template(key, system, system_at)
+    _check_template("user", user, user_at)
     return PromptTemplate(system=system, user=user)
+
+
+def _pick(name: str, overrides: Prompts, task: Prompts, where: str, default: str) -> tuple[str, str]:
+    """(template, where it was written) for one template name."""
+    own, inherited = getattr(overrides, name), getattr(task, name)
+    if own:
+        return own, where
+    if inherited:
+        return inherited, "task"
+    return default, where
 
 
 def output_schema(task: TaskConfig, labels: Sequence[str]) -> dict[str, Any]:

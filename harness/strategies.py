@@ -40,7 +40,12 @@ FineTuneResolver = Callable[[StrategyConfig], tuple[str | None, str | None]]
 def select_shots(
     pool: Sequence[Example], k: int, selection: str, seed: int
 ) -> tuple[Example, ...]:
-    """k examples from the pool; `stratified` spreads them over as many labels as possible."""
+    """k examples from the pool; `stratified` spreads them over as many labels as possible.
+
+    The same (pool, k, selection, seed) gives the same examples in every process.
+    """
+    if not 0 <= k <= len(pool):
+        raise InputError(f"cannot select {k} examples from a pool of {len(pool)}")
     rng = random.Random(seed)
     if selection == "random":
         return tuple(rng.sample(list(pool), k))
@@ -73,10 +78,13 @@ def expand(cfg: Config, data: Data, resolve_ft: FineTuneResolver) -> list[Arm]:
         elif s.type == "few_shot":
             for k in s.shots:
                 if k > len(data.train):
-                    src = "no dataset.train" if cfg.dataset.train is None else (
-                        f"the training pool holds {len(data.train)} examples"
-                    )
-                    raise InputError(f"{where}.shots: k={k} is more than {src} can give")
+                    if cfg.dataset.train is None:
+                        src = "there is no training pool (set dataset.train)"
+                    else:
+                        src = f"the training pool holds only {len(data.train)} examples"
+                        if data.leaked:
+                            src += f" ({data.leaked} removed: also in the eval set)"
+                    raise InputError(f"{where}.shots: k={k} is more than the pool can give: {src}")
                 for draw in range(s.draws):
                     seed = hash_seed(cfg.dataset.seed, k, draw)
                     shots = select_shots(data.train, k, s.selection, seed)

@@ -15,8 +15,10 @@ from harness.errors import InputError
 from harness.finetune import build_training_data, save_pending, validate_training_data
 from harness.registry import Registry
 
-FT = [{"name": "zs", "type": "zero_shot", "model": "fake"},
-      {"name": "ft", "type": "fine_tuned", "model": "fake", "fine_tuned_model": "support-ft"}]
+FT = [
+    {"name": "zs", "type": "zero_shot", "model": "fake"},
+    {"name": "ft", "type": "fine_tuned", "model": "fake", "fine_tuned_model": "support-ft"},
+]
 SETTINGS = {"finetune": {"epochs": 2, "suffix": "support", "seed": 3, "poll_interval": 0.01}}
 
 
@@ -27,7 +29,7 @@ def _td(make_config, **kw):
 
 
 def test_training_data_is_openai_chat_format_from_train_only(make_config):
-    cfg, data, td = _td(make_config)
+    _cfg, data, td = _td(make_config)
     assert len(td.train) + len(td.validation) == len(data.train) == 24
     assert len(td.validation) == 2
     first = td.train[0]["messages"]
@@ -40,17 +42,32 @@ def test_training_data_is_openai_chat_format_from_train_only(make_config):
     validate_training_data(td, data.labels, evals)
 
 
-@pytest.mark.parametrize("mutate, message", [
-    (lambda td: replace(td, train=td.train[:9]), "at least 10"),
-    (lambda td: replace(td, train=({"messages": [{"role": "robot", "content": "x"}]},) + td.train),
-     "unknown role"),
-    (lambda td: replace(td, train=({"messages": [{"role": "user", "content": "x"},
-                                                 {"role": "assistant", "content": " "}]},) + td.train),
-     "empty assistant"),
-    (lambda td: replace(td, train=tuple(r for r in td.train
-                                        if "billing" not in r["messages"][2]["content"])),
-     "no training example for label 'billing'"),
-])
+@pytest.mark.parametrize(
+    "mutate, message",
+    [
+        (lambda td: replace(td, train=td.train[:9]), "at least 10"),
+        (
+            lambda td: replace(td, train=({"messages": [{"role": "robot", "content": "x"}]}, *td.train)),
+            "unknown role",
+        ),
+        (
+            lambda td: replace(
+                td,
+                train=(
+                    {"messages": [{"role": "user", "content": "x"}, {"role": "assistant", "content": " "}]},
+                    *td.train,
+                ),
+            ),
+            "empty assistant",
+        ),
+        (
+            lambda td: replace(
+                td, train=tuple(r for r in td.train if "billing" not in r["messages"][2]["content"])
+            ),
+            "no training example for label 'billing'",
+        ),
+    ],
+)
 def test_each_validation_rule_fails(make_config, mutate, message):
     _, data, td = _td(make_config)
     with pytest.raises(InputError, match=message):
@@ -68,8 +85,9 @@ def _finetune(cfg_path, tmp_path):
     return main(["finetune", str(cfg_path), "--out", str(tmp_path / "ft")])
 
 
-def test_openai_job_success_registers_model_and_uploads_exact_jsonl(make_config, tmp_path,
-                                                                    monkeypatch, capsys):
+def test_openai_job_success_registers_model_and_uploads_exact_jsonl(
+    make_config, tmp_path, monkeypatch, capsys
+):
     monkeypatch.setenv("TEST_API_KEY", "k")
     with FakeOpenAI(job_outcome="succeeded") as server:
         cfg_path = make_config(server.base_url, strategies=FT, extra=SETTINGS)
@@ -83,9 +101,12 @@ def test_openai_job_success_registers_model_and_uploads_exact_jsonl(make_config,
     expected = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in td.train).encode()
     assert uploaded[0] == expected
     assert (tmp_path / "ft" / "train.jsonl").read_bytes() == expected
-    assert job["method"] == {"type": "supervised",
-                             "supervised": {"hyperparameters": {"n_epochs": 2, "batch_size": "auto",
-                                                                "learning_rate_multiplier": "auto"}}}
+    assert job["method"] == {
+        "type": "supervised",
+        "supervised": {
+            "hyperparameters": {"n_epochs": 2, "batch_size": "auto", "learning_rate_multiplier": "auto"}
+        },
+    }
     assert job["suffix"] == "support" and job["seed"] == 3 and job["validation_file"]
     entry = Registry().get("support-ft")
     assert entry is not None and entry.model_id.startswith("ft:fake-model:")
@@ -103,9 +124,14 @@ def test_registered_model_is_used_by_run(make_config, tmp_path, monkeypatch):
     assert any(m.startswith("ft:fake-model:") for m in models)
 
 
-@pytest.mark.parametrize("outcome, code, text", [
-    ("failed", 1, "failed"), ("cancelled", 1, "cancelled"), ("invalid_file", 2, "not a valid fine-tuning file"),
-])
+@pytest.mark.parametrize(
+    "outcome, code, text",
+    [
+        ("failed", 1, "failed"),
+        ("cancelled", 1, "cancelled"),
+        ("invalid_file", 2, "not a valid fine-tuning file"),
+    ],
+)
 def test_job_failures_end_with_message(make_config, tmp_path, monkeypatch, capsys, outcome, code, text):
     monkeypatch.setenv("TEST_API_KEY", "k")
     with FakeOpenAI(job_outcome=outcome) as server:

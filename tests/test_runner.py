@@ -47,8 +47,11 @@ def test_run_writes_reports_with_a_row_per_example_and_arm(make_config, tmp_path
 def test_few_shot_prompts_carry_examples_as_turns(make_config, tmp_path, monkeypatch):
     monkeypatch.setenv("TEST_API_KEY", "x")
     with FakeOpenAI() as server:
-        cfg = make_config(server.base_url, n_eval=2,
-                          strategies=[{"name": "fs", "type": "few_shot", "model": "fake", "shots": 3}])
+        cfg = make_config(
+            server.base_url,
+            n_eval=2,
+            strategies=[{"name": "fs", "type": "few_shot", "model": "fake", "shots": 3}],
+        )
         assert _run(cfg, tmp_path / "run") == 0
         bodies = list(server.requests)
     assert len(bodies) == 8
@@ -86,8 +89,9 @@ def test_failures_are_recorded_per_example(make_config, tmp_path, monkeypatch):
         return json.dumps({"label": text.splitlines()[0]})
 
     with FakeOpenAI(responder=responder) as server:
-        cfg = make_config(server.base_url, n_eval=4,
-                          strategies=[{"name": "zs", "type": "zero_shot", "model": "fake"}])
+        cfg = make_config(
+            server.base_url, n_eval=4, strategies=[{"name": "zs", "type": "zero_shot", "model": "fake"}]
+        )
         assert _run(cfg, tmp_path / "run") == 0
     df = pd.read_csv(tmp_path / "run" / "results.csv")
     kinds = df["error_kind"].fillna("ok").value_counts().to_dict()
@@ -97,8 +101,13 @@ def test_failures_are_recorded_per_example(make_config, tmp_path, monkeypatch):
 
 
 def test_plan_marks_missing_fine_tune_unavailable(make_config):
-    cfg = load_config(make_config(strategies=[
-        {"name": "ft", "type": "fine_tuned", "model": "fake", "fine_tuned_model": "local-ft:nope"}]))
+    cfg = load_config(
+        make_config(
+            strategies=[
+                {"name": "ft", "type": "fine_tuned", "model": "fake", "fine_tuned_model": "local-ft:nope"}
+            ]
+        )
+    )
     arms = plan(cfg).arms
     assert arms[0].unavailable and "harness finetune" in arms[0].unavailable
 
@@ -106,8 +115,13 @@ def test_plan_marks_missing_fine_tune_unavailable(make_config):
 def test_unavailable_arm_gives_error_rows_not_a_crash(make_config, tmp_path, monkeypatch):
     monkeypatch.setenv("TEST_API_KEY", "x")
     with FakeOpenAI() as server:
-        cfg_path = make_config(server.base_url, n_eval=2, strategies=[
-            {"name": "zs", "type": "zero_shot", "model": "fake"},
-            {"name": "ft", "type": "fine_tuned", "model": "fake", "fine_tuned_model": "local-ft:x"}])
+        cfg_path = make_config(
+            server.base_url,
+            n_eval=2,
+            strategies=[
+                {"name": "zs", "type": "zero_shot", "model": "fake"},
+                {"name": "ft", "type": "fine_tuned", "model": "fake", "fine_tuned_model": "local-ft:x"},
+            ],
+        )
         counts = Runner(plan(load_config(cfg_path)), tmp_path / "run", use_cache=False).execute()
     assert counts.by_error == {"model_unavailable": 8}
