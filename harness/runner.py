@@ -212,7 +212,9 @@ class Runner:
     def execute(self) -> Counts:
         """Run to completion (or until Ctrl-C / a fatal endpoint error); return what happened."""
         meta = build_meta(self.p)
-        created = not self.run_dir.exists()
+        # the outermost folder this run creates: removed again if the input turns out bad
+        created = next((d for d in reversed((self.run_dir, *self.run_dir.parents))
+                        if not d.exists()), None)
         old = _check_resumable(self.run_dir, meta)
         if old is not None:
             meta["started_at"] = old.get("started_at", meta["started_at"])
@@ -240,9 +242,9 @@ class Runner:
             store.close()
             if self.cache is not None:
                 self.cache.close()
-            if status == "bad_input" and created:
+            if status == "bad_input" and created is not None:
                 # bad input found at start (e.g. endpoint unreachable): leave nothing behind
-                shutil.rmtree(self.run_dir, ignore_errors=True)
+                shutil.rmtree(created, ignore_errors=True)
             else:
                 meta["status"], meta["message"] = status, message
                 meta["finished_at"] = datetime.now(UTC).isoformat(timespec="seconds")
