@@ -18,193 +18,8 @@ from typing import Any, TypeVar
 import jsonschema
 import yaml
 
+from harness.config_schema import SCHEMA, describe, path_key
 from harness.errors import InputError
-
-_NUM = {"type": "number"}
-_POS_INT = {"type": "integer", "minimum": 1}
-_STR = {"type": "string", "minLength": 1}
-_NULLABLE_STR = {"type": ["string", "null"]}
-
-_PRICE = {
-    "type": "object",
-    "additionalProperties": False,
-    "properties": {
-        "input": {"type": "number", "minimum": 0},
-        "cached_input": {"type": "number", "minimum": 0},
-        "output": {"type": "number", "minimum": 0},
-        "training": {"type": "number", "minimum": 0},
-    },
-}
-
-_PROMPTS = {
-    "type": "object",
-    "additionalProperties": False,
-    "properties": {"system": _STR, "user": _STR, "fine_tuned_system": _STR},
-}
-
-SCHEMA: dict[str, Any] = {
-    "$schema": "https://json-schema.org/draft/2020-12/schema",
-    "type": "object",
-    "additionalProperties": False,
-    "required": ["name", "task", "dataset", "models", "strategies"],
-    "properties": {
-        "name": {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9_.-]*$"},
-        "task": {
-            "type": "object",
-            "additionalProperties": False,
-            "required": ["type", "instructions"],
-            "properties": {
-                "type": {"enum": ["classification"]},
-                "instructions": _STR,
-                "labels": {
-                    "oneOf": [
-                        {"type": "array", "items": _STR, "minItems": 2, "uniqueItems": True},
-                        _STR,
-                        {"type": "null"},
-                    ]
-                },
-                "output_schema": {"type": ["object", "string"]},
-                "prompts": _PROMPTS,
-            },
-        },
-        "dataset": {
-            "type": "object",
-            "additionalProperties": False,
-            "required": ["eval", "input", "target"],
-            "properties": {
-                "eval": _STR,
-                "train": _NULLABLE_STR,
-                "input": _STR,
-                "target": _STR,
-                "id": _NULLABLE_STR,
-                "limit": {"type": ["integer", "null"], "minimum": 1},
-                "seed": {"type": "integer"},
-            },
-        },
-        "models": {
-            "type": "object",
-            "minProperties": 1,
-            "propertyNames": {"pattern": "^[A-Za-z0-9_.-]+$"},
-            "additionalProperties": {
-                "type": "object",
-                "additionalProperties": False,
-                "required": ["provider"],
-                "properties": {
-                    "provider": {"enum": ["local", "openai"]},
-                    "model": _STR,
-                    "base_url": _NULLABLE_STR,
-                    "api_key_env": _NULLABLE_STR,
-                    "token_param": {"enum": ["max_tokens", "max_completion_tokens"]},
-                    "structured_output": {"enum": ["json_schema", "json_object", "none"]},
-                    "timeout": {"type": "number", "exclusiveMinimum": 0},
-                    "n_ctx": {"type": "integer", "minimum": 256},
-                    "price": _PRICE,
-                },
-            },
-        },
-        "strategies": {
-            "type": "array",
-            "minItems": 1,
-            "items": {
-                "type": "object",
-                "additionalProperties": False,
-                "required": ["name", "type", "model"],
-                "properties": {
-                    "name": {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9_.-]*$"},
-                    "type": {"enum": ["zero_shot", "few_shot", "fine_tuned"]},
-                    "model": _STR,
-                    "shots": {
-                        "oneOf": [
-                            _POS_INT,
-                            {"type": "array", "items": _POS_INT, "minItems": 1, "uniqueItems": True},
-                        ]
-                    },
-                    "selection": {"enum": ["random", "stratified"]},
-                    "draws": _POS_INT,
-                    "fine_tuned_model": {
-                        "oneOf": [
-                            _STR,
-                            {
-                                "type": "object",
-                                "additionalProperties": False,
-                                "required": ["name"],
-                                "properties": {"name": _STR, "train_if_missing": {"type": "boolean"}},
-                            },
-                        ]
-                    },
-                    "prompts": _PROMPTS,
-                },
-                "allOf": [
-                    {
-                        "if": {"properties": {"type": {"const": "few_shot"}}},
-                        "then": {"required": ["shots"]},
-                    },
-                    {
-                        "if": {"properties": {"type": {"const": "fine_tuned"}}},
-                        "then": {"required": ["fine_tuned_model"]},
-                    },
-                ],
-            },
-        },
-        "run": {
-            "type": "object",
-            "additionalProperties": False,
-            "properties": {
-                "concurrency": _POS_INT,
-                "temperature": {"type": "number", "minimum": 0, "maximum": 2},
-                "max_tokens": _POS_INT,
-                "seed": {"type": "integer"},
-                "timeout": {"type": "number", "exclusiveMinimum": 0},
-                "max_attempts": _POS_INT,
-                "max_wait": {"type": "number", "minimum": 0},
-                "max_retry_after": {"type": "number", "minimum": 0},
-                "requests_per_minute": {"type": "number", "exclusiveMinimum": 0},
-                "tokens_per_minute": {"type": "number", "exclusiveMinimum": 0},
-            },
-        },
-        "decision": {
-            "type": "object",
-            "additionalProperties": False,
-            "properties": {
-                "min_gain": {"type": "number", "minimum": 0},
-                "alpha": {"type": "number", "exclusiveMinimum": 0, "exclusiveMaximum": 1},
-                "equivalence_margin": {"type": "number", "minimum": 0},
-                "monthly_volume": {"type": ["number", "null"], "minimum": 0},
-                "horizon_months": {"type": "number", "exclusiveMinimum": 0},
-                "history_window": _POS_INT,
-                "bootstrap": {"type": "integer", "minimum": 100},
-            },
-        },
-        "finetune": {
-            "type": "object",
-            "additionalProperties": False,
-            "properties": {
-                "epochs": {"type": "number", "exclusiveMinimum": 0},
-                "batch_size": {"oneOf": [_POS_INT, {"const": "auto"}]},
-                "learning_rate_multiplier": {"oneOf": [_NUM, {"const": "auto"}]},
-                "learning_rate": {"type": "number", "exclusiveMinimum": 0},
-                "rank": _POS_INT,
-                "alpha": {"type": "number", "exclusiveMinimum": 0},
-                "max_length": _POS_INT,
-                "per_label": {"type": ["integer", "null"], "minimum": 1},
-                "validation_fraction": {"type": "number", "minimum": 0, "maximum": 0.5},
-                "suffix": _STR,
-                "seed": {"type": "integer"},
-                "poll_interval": {"type": "number", "exclusiveMinimum": 0},
-            },
-        },
-        "gate": {
-            "type": "object",
-            "additionalProperties": False,
-            "properties": {
-                "min_accuracy": {"type": "number", "minimum": 0, "maximum": 1},
-                "min_schema_compliance": {"type": "number", "minimum": 0, "maximum": 1},
-                "max_drop": {"type": "number", "minimum": 0, "maximum": 1},
-                "alpha": {"type": "number", "exclusiveMinimum": 0, "exclusiveMaximum": 1},
-            },
-        },
-    },
-}
 
 LOCAL_MODEL_ALIAS = "smollm2-135m-instruct"
 
@@ -359,59 +174,6 @@ class Config:
         raise InputError(f"{self.path}: no strategy named {name!r}")
 
 
-def _location(path: Any) -> str:
-    out = ""
-    for part in path:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
-    return out or "(top level)"
-
-
-def _path_key(path: Any) -> tuple[tuple[int, int, str], ...]:
-    """Sort key for an error location: list indexes in numeric order, keys alphabetically."""
-    return tuple((0, p, "") if isinstance(p, int) else (1, 0, str(p)) for p in path)
-
-
-_TYPE_NAMES = {
-    "integer": "an integer", "number": "a number", "string": "a string", "array": "a list",
-    "object": "a mapping", "boolean": "true or false", "null": "null",
-}
-
-
-def _expected_form(error: jsonschema.ValidationError) -> list[str]:
-    """What a failed `type` or `const` check asked for, in words."""
-    if error.validator == "type":
-        types = error.validator_value if isinstance(error.validator_value, list) else [error.validator_value]
-        return [_TYPE_NAMES.get(str(t), str(t)) for t in types]
-    return [repr(error.validator_value)]
-
-
-def _describe(error: jsonschema.ValidationError) -> str:
-    where = _location(error.absolute_path)
-    if error.validator == "additionalProperties" and isinstance(error.instance, dict):
-        known = list(error.schema.get("properties", {}) if isinstance(error.schema, dict) else {})
-        extra = [k for k in error.instance if k not in known]
-        parts = []
-        for key in extra:
-            guess = difflib.get_close_matches(str(key), known, n=1)
-            hint = f" (did you mean {guess[0]!r}?)" if guess else f" (known keys: {', '.join(known)})"
-            parts.append(f"{where}: unknown key {key!r}{hint}")
-        return "; ".join(parts)
-    if error.validator == "oneOf" and error.context:
-        # A branch whose type fits the value explains the problem best ("0 is less than the
-        # minimum of 1", not "0 is not of type 'array'"); if none fits, list what would.
-        relevant = [e for e in error.context if e.validator not in ("type", "const")]
-        if relevant:
-            return "; ".join(dict.fromkeys(_describe(e) for e in relevant))
-        forms = list(dict.fromkeys(f for e in error.context for f in _expected_form(e)))
-        expected = ", ".join(forms[:-1]) + f" or {forms[-1]}" if len(forms) > 1 else forms[0]
-        return f"{where}: expected {expected}, got {error.instance!r}"
-    if error.validator == "enum" and isinstance(error.instance, str):
-        guess = difflib.get_close_matches(error.instance, [str(v) for v in error.validator_value], n=1)
-        if guess:
-            return f"{where}: {error.message} (did you mean {guess[0]!r}?)"
-    return f"{where}: {error.message}"
-
-
 class _StrictLoader(yaml.SafeLoader):
     """yaml.SafeLoader that rejects a key given twice in one mapping (YAML keeps the last silently)."""
 
@@ -557,7 +319,7 @@ def _output_schema(value: Any, base: Path) -> dict[str, Any] | None:
     if not isinstance(value, dict):
         raise InputError(f"{where}: the schema must be a JSON object (got {type(value).__name__})")
     meta = jsonschema.Draft202012Validator(jsonschema.Draft202012Validator.META_SCHEMA)
-    problems = sorted(meta.iter_errors(value), key=lambda e: _path_key(e.absolute_path))
+    problems = sorted(meta.iter_errors(value), key=lambda e: path_key(e.absolute_path))
     if problems:
         msgs = [_schema_problem(e) for e in problems]
         raise InputError(f"{where}: invalid JSON Schema at " + "; ".join(dict.fromkeys(msgs)))
@@ -660,9 +422,9 @@ def parse_config(data: Any, path: Path, text: str = "") -> Config:
     if not isinstance(data, dict):
         raise InputError(f"{path}: the config must be a YAML mapping (got {type(data).__name__})")
     validator = jsonschema.Draft202012Validator(SCHEMA)
-    errors = sorted(validator.iter_errors(data), key=lambda e: _path_key(e.absolute_path))
+    errors = sorted(validator.iter_errors(data), key=lambda e: path_key(e.absolute_path))
     if errors:
-        msgs = [_describe(e) for e in errors]
+        msgs = [describe(e) for e in errors]
         raise InputError(f"{path}: " + "; ".join(dict.fromkeys(msgs)))
     base = path.parent
     problems: list[str] = []
