@@ -49,9 +49,14 @@ class ProgressBar:
 
 
 def _loss_progress(step: int, total: int, loss: float) -> None:
-    sys.stderr.write(f"\rfine-tune: step {step}/{total} loss {loss:.4f}")
-    if step >= total:
-        sys.stderr.write("\n")
+    """Training progress with the loss: a live line on a terminal, every 10% otherwise."""
+    width = 30
+    fill = int(width * step / total) if total else width
+    line = f"fine-tune [{'#' * fill}{'.' * (width - fill)}] step {step}/{total} loss {loss:.4f}"
+    if sys.stderr.isatty():
+        sys.stderr.write("\r" + line + ("\n" if step >= total else ""))
+    elif step == 1 or step >= total or (10 * step) // total != (10 * (step - 1)) // total:
+        sys.stderr.write(line + "\n")
     sys.stderr.flush()
 
 
