@@ -6,6 +6,7 @@ them. The SDK's own retries are off so attempts do not multiply.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -335,6 +336,12 @@ class Endpoint:
                               latency_ms=(time.perf_counter() - start) * 1000)
         latency = (time.perf_counter() - start) * 1000
         return _completion(response, latency, attempts)
+
+    async def warm_up(self, model_id: str) -> None:
+        """One tiny request so that a server loads `model_id` before timed requests arrive."""
+        with contextlib.suppress(openai.APIError):
+            await self._client.chat.completions.create(
+                model=model_id, messages=[{"role": "user", "content": "hi"}], max_tokens=1)
 
     async def aclose(self) -> None:
         """Close the HTTP connections."""

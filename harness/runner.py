@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import itertools
 import platform
 import shutil
 import time
@@ -299,8 +300,6 @@ class Runner:
                 self.progress(done, total, "")
             adapter_sha = {alias: _file_sha(path) for alias, path in self.p.adapters.items()}
             queue: asyncio.Queue[tuple[Arm, Example]] = asyncio.Queue()
-            for item in needs_request:
-                queue.put_nowait(item)
 
             async def worker() -> None:
                 nonlocal done
@@ -317,13 +316,21 @@ class Runner:
                     if self.progress:
                         self.progress(done, total, arm.key)
 
-            workers = [asyncio.create_task(worker()) for _ in range(cfg.run.concurrency)]
-            try:
-                await asyncio.gather(*workers)
-            finally:
-                for w in workers:
-                    w.cancel()
-                await asyncio.gather(*workers, return_exceptions=True)
+            # One model id at a time: llama.cpp's server holds one model (or adapter) in memory and
+            # reloads on a switch; a warm-up request keeps that load out of the latency figures.
+            for (model, model_id), group in itertools.groupby(
+                    needs_request, key=lambda item: (item[0].model, item[0].model_id)):
+                if server is not None and cfg.models[model].provider == "local":
+                    await endpoints[model].warm_up(model_id)
+                for item in group:
+                    queue.put_nowait(item)
+                workers = [asyncio.create_task(worker()) for _ in range(cfg.run.concurrency)]
+                try:
+                    await asyncio.gather(*workers)
+                finally:
+                    for w in workers:
+                        w.cancel()
+                    await asyncio.gather(*workers, return_exceptions=True)
         finally:
             for ep in endpoints.values():
                 with contextlib.suppress(Exception):
