@@ -383,6 +383,11 @@ def _pays_back(ft: ArmEvidence) -> tuple[bool, str]:
     return ok, f"{be.describe()}; the stated {ft.monthly_volume:,.0f}/month {verb} it"
 
 
+def _p_text(p: float) -> str:
+    """A p-value for a sentence: tiny values as an upper bound, never a bare 0."""
+    return "p<0.0001" if p < 1e-4 else f"p={p:.3g}"
+
+
 def decide(
     plateau: PlateauResult, ft: ArmEvidence | None, *, alpha: float = 0.05,
     equivalence_margin: float = 0.02,
@@ -407,11 +412,11 @@ def decide(
         better = d.estimate > 0 and p < alpha
         as_good = d.low > -equivalence_margin
         pays, pay_text = _pays_back(ft)
-        reasons.append(f"fine-tuned minus best prompt: {_points(d)}, Holm-adjusted p={p:.3g}")
+        reasons.append(f"fine-tuned minus best prompt: {_points(d)}, Holm-adjusted {_p_text(p)}")
         reasons.append(f"fine-tuning {pay_text}")
         if better:
             return Verdict("fine_tune", f"Fine-tune: it beats the best prompt by {_points(d)}, "
-                           f"Holm-adjusted p={p:.3g}.", tuple(reasons))
+                           f"Holm-adjusted {_p_text(p)}.", tuple(reasons))
         margin = f"{100 * equivalence_margin:g}-point margin"
         if as_good and pays:
             return Verdict("fine_tune", f"Fine-tune: it is as accurate as the best prompt "
