@@ -223,9 +223,8 @@ def _load_base(base_gguf: Path) -> tuple[Any, Any]:
         tokenizer = AutoTokenizer.from_pretrained(key.parent, gguf_file=key.name)
         # The de-quantization and weight-loading loops draw tqdm bars on stderr: keep them quiet.
         with contextlib.redirect_stderr(io.StringIO()):
-            model = AutoModelForCausalLM.from_pretrained(
-                key.parent, gguf_file=key.name, dtype=torch.float32
-            )
+            model = AutoModelForCausalLM.from_pretrained(key.parent, gguf_file=key.name)
+        model = model.to(torch.float32)  # GGUF weights are de-quantized; keep fp32 everywhere
         _BASE_CACHE.clear()
         _BASE_CACHE[key] = (tokenizer, model)
     return _BASE_CACHE[key]
@@ -287,9 +286,6 @@ def _train_peft_model(
     progress: Progress | None,
 ) -> tuple[Any, dict[str, Any]]:
     """Train and return the peft model plus statistics (no export)."""
-    torch = _torch()
-    from peft import LoraConfig, get_peft_model
-
     if not examples:
         raise ValueError("no training examples")
     if settings.batch_size < 1 or settings.epochs <= 0 or settings.rank < 1:
@@ -298,6 +294,11 @@ def _train_peft_model(
         raise ValueError("alpha must be positive (llama.cpp treats 0 as 'no scaling')")
     if settings.precision not in ("auto", "bf16", "fp32"):
         raise ValueError(f"precision must be auto, bf16 or fp32, not {settings.precision!r}")
+    for conversation in examples:
+        split_conversation(conversation)
+    torch = _torch()
+    from peft import LoraConfig, get_peft_model
+
     bf16 = settings.precision == "bf16" or (settings.precision == "auto" and _native_bf16())
 
     tokenizer, model = _load_base(base_gguf)

