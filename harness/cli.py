@@ -7,6 +7,7 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TextIO
 
 from harness import __version__
 from harness.errors import HarnessError, InputError
@@ -20,7 +21,7 @@ class _Parser(argparse.ArgumentParser):
 class ProgressBar:
     """A one-line progress bar on a terminal; occasional plain lines otherwise."""
 
-    def __init__(self, label: str, stream=sys.stderr) -> None:  # type: ignore[no-untyped-def]
+    def __init__(self, label: str, stream: TextIO = sys.stderr) -> None:
         self.label = label
         self.stream = stream
         self.tty = stream.isatty()
@@ -61,8 +62,8 @@ def _loss_progress(step: int, total: int, loss: float) -> None:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    from harness.config import load_config
-    from harness.runner import plan
+    from harness.api import load_config
+    from harness.running import plan
 
     cfg = load_config(args.config)
     p = plan(cfg)
@@ -70,28 +71,11 @@ def cmd_validate(args: argparse.Namespace) -> int:
     print(f"ok: {cfg.path}")
     print(f"  eval: {len(d.eval)} examples (of {d.eval_total}), {len(d.labels)} labels")
     print(f"  train pool: {len(d.train)} examples ({d.leaked} removed: also in the eval set)")
-    for arm in p.arms:
+    for s in p.strategies:
+        arm = s.arm
         note = f"  [unavailable: {arm.unavailable}]" if arm.unavailable else ""
         print(f"  arm {arm.key:<28} model {arm.model_id}  prompt {arm.template.sha256}{note}")
     return 0
-
-
-def _train_missing(cfg, p):  # type: ignore[no-untyped-def]
-    """Train fine-tunes that are missing and marked train_if_missing; return a fresh plan."""
-    from harness.runner import plan
-
-    trained = False
-    for s in cfg.strategies:
-        arm = next((a for a in p.arms if a.strategy == s.name), None)
-        if s.type == "fine_tuned" and s.train_if_missing and arm is not None and arm.unavailable:
-            from harness.finetune import finetune
-
-            print(f"fine-tuned model {s.fine_tuned_model!r} is missing: training it first",
-                  file=sys.stderr)
-            entry = finetune(cfg, s.name, progress=_loss_progress, log=_log)
-            print(f"registered {entry.name} -> {entry.model_id}", file=sys.stderr)
-            trained = True
-    return plan(cfg) if trained else p
 
 
 def _log(message: str) -> None:
@@ -99,33 +83,14 @@ def _log(message: str) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from harness.config import load_config, with_overrides
+    from harness.api import load_config, run
+    from harness.config import with_overrides
+    from harness.report import format_table
 
     cfg = with_overrides(load_config(args.config), limit=args.limit, concurrency=args.concurrency)
-    from harness.report import format_table, write_reports
-    from harness.runner import Runner, default_out_dir, plan
-
-    p = _train_missing(cfg, plan(cfg))
-    out = Path(args.out) if args.out else default_out_dir(cfg)
-    if out.exists() and not out.is_dir():
-        raise InputError(f"--out: {out} exists and is not a folder")
-    for arm in p.arms:
-        if arm.unavailable:
-            print(f"warning: {arm.strategy}: {arm.unavailable}", file=sys.stderr)
-    runner = Runner(p, out, use_cache=not args.no_cache, progress=ProgressBar(cfg.name))
-    try:
-        counts = runner.execute()
-    except HarnessError as exc:
-        if not isinstance(exc, InputError) and (out / "run.json").exists():
-            write_reports(out)
-            print(f"partial reports (marked incomplete) written to {out}", file=sys.stderr)
-        raise
-    a = write_reports(out)
-    if a.complete:
-        from harness.history import append_history
-        from harness.store import read_meta
-
-        append_history(out, a.summary, read_meta(out))
+    result = run(cfg, args.out, use_cache=not args.no_cache, progress=ProgressBar(cfg.name),
+                 train_progress=_loss_progress, log=_log)
+    a, counts, out = result.analysis, result.counts, result.out
     print(format_table(a))
     print(f"\nverdict: {a.verdict.recommendation}: {a.verdict.sentence}")
     kinds = ", ".join(f"{k} {v}" for k, v in sorted(counts.retries_by_kind.items()))
@@ -137,18 +102,19 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from harness.report import format_table, write_reports
+    from harness.api import write_reports
+    from harness.report import format_table
 
     run_dir = Path(args.run_dir)
-    a = write_reports(run_dir)
+    a = write_reports(run_dir, rescore=args.rescore)
     print(format_table(a))
-    print(f"reports rebuilt in {run_dir}/")
+    print(f"reports {'re-scored and ' if args.rescore else ''}rebuilt in {run_dir}/")
     return 0
 
 
 def cmd_finetune(args: argparse.Namespace) -> int:
     from harness.config import load_config
-    from harness.finetune import finetune
+    from harness.training import finetune
 
     cfg = load_config(args.config)
     entry = finetune(cfg, args.strategy, out=Path(args.out) if args.out else None,
@@ -159,8 +125,8 @@ def cmd_finetune(args: argparse.Namespace) -> int:
 
 
 def cmd_history(args: argparse.Namespace) -> int:
-    from harness.config import load_config
-    from harness.history import HISTORY, read_history, trajectory
+    from harness.analysis.history import HISTORY, read_history, trajectory
+    from harness.api import load_config
 
     cfg = load_config(args.config)
     path = Path(args.history) if args.history else Path("reports") / HISTORY
@@ -178,7 +144,7 @@ def cmd_history(args: argparse.Namespace) -> int:
 
 
 def cmd_gate(args: argparse.Namespace) -> int:
-    from harness.gate import markdown, run_gate
+    from harness.gating import markdown, run_gate
 
     result = run_gate(Path(args.run_dir), Path(args.baseline), max_drop=args.max_drop,
                       alpha=args.alpha, update=args.update_baseline)
@@ -211,6 +177,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     rep = sub.add_parser("report", help="rebuild every report file of a run folder (no model call)")
     rep.add_argument("run_dir")
+    rep.add_argument("--rescore", action="store_true", help="score every stored model output "
+                     "again through the task first (e.g. after a scoring fix); no model call")
     rep.set_defaults(func=cmd_report)
 
     gate = sub.add_parser("gate", help="compare a run with a baseline; exit 1 on a significant "

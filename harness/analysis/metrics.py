@@ -1,0 +1,61 @@
+"""Per-arm metrics as pure functions over per-example result rows."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from harness.model.completion import is_request_error
+from harness.tasks import Task
+
+
+@dataclass(frozen=True)
+class ArmMetrics:
+    """Per-arm figures (pooled over draws)."""
+
+    n: int
+    accuracy: float
+    macro_f1: float
+    schema_compliance: float
+    parse_failure_rate: float
+    errors: int
+    mean_prompt_tokens: float
+    mean_completion_tokens: float
+    latency_p50_ms: float
+    latency_p95_ms: float
+
+
+def percentile(values: Sequence[float | None], q: float) -> float:
+    """The q-th percentile (linear interpolation), NaN for no values."""
+    arr = np.asarray([v for v in values if v is not None], dtype=float)
+    return float(np.percentile(arr, q)) if arr.size else float("nan")
+
+
+def arm_metrics(rows: Sequence[Mapping[str, Any]], task: Task) -> ArmMetrics:
+    """Metrics over result rows (dicts with expected, prediction, correct, schema_valid, ...)."""
+    n = len(rows)
+    if n == 0:
+        nan = float("nan")
+        return ArmMetrics(0, nan, nan, nan, nan, 0, nan, nan, nan, nan)
+    latencies = [float(r["latency_ms"]) for r in rows if not r.get("cached") and r.get("latency_ms")]
+
+    def mean_of(key: str) -> float:
+        vals = [float(r[key]) for r in rows if r.get(key) is not None and r[key] == r[key]]
+        return float(np.mean(vals)) if vals else float("nan")
+
+    failed = [is_request_error(r.get("error_kind")) for r in rows]
+    return ArmMetrics(
+        n=n,
+        accuracy=sum(bool(r["correct"]) for r in rows) / n,
+        macro_f1=task.quality([r["expected"] for r in rows], [r["prediction"] for r in rows]),
+        schema_compliance=sum(bool(r["schema_valid"]) for r in rows) / n,
+        parse_failure_rate=sum(not r["parse_ok"] for r, f in zip(rows, failed, strict=True) if not f) / n,
+        errors=sum(failed),
+        mean_prompt_tokens=mean_of("prompt_tokens"),
+        mean_completion_tokens=mean_of("completion_tokens"),
+        latency_p50_ms=percentile(latencies, 50),
+        latency_p95_ms=percentile(latencies, 95),
+    )

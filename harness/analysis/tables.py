@@ -1,0 +1,193 @@
+"""From per-example records to tables: results, per-arm summary, per-class, paired comparisons.
+
+Everything here is computed from a run folder's records and metadata alone.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+
+from harness.analysis import stats
+from harness.analysis.metrics import arm_metrics
+from harness.model import pricing
+from harness.running.records import Record, RunMeta
+from harness.strategies import arm_name, is_prompting, is_sweep
+from harness.tasks import Task
+
+RESULT_COLUMNS = [
+    "strategy", "type", "model", "model_id", "k", "draw", "example_id", "input", "expected",
+    "prediction", "correct", "parse_ok", "schema_valid", "error_kind", "error", "output",
+    "finish_reason", "prompt_tokens", "completion_tokens", "cached_tokens", "latency_ms",
+    "attempts", "cached", "cost_usd", "prompt_sha256",
+]
+
+ArmId = tuple[str, int]  # (strategy, k): one row of the summary, pooled over draws
+Matrices = Mapping[ArmId, np.ndarray]
+
+
+def price(meta: RunMeta, model: str, model_id: str) -> pricing.Price | None:
+    """The price of a recorded model id (the configured price first)."""
+    return pricing.price_of(meta.models[model], model_id)
+
+
+def results_frame(records: Sequence[Record], meta: RunMeta) -> pd.DataFrame:
+    """One row per example x arm, in arm order then example order, with a cost column."""
+    arm_order = {a.key: i for i, a in enumerate(meta.arms)}
+    ex_order = {e: i for i, e in enumerate(meta.examples)}
+    rows = sorted(records, key=lambda r: (arm_order.get(r.arm, 1 << 30),
+                                          ex_order.get(r.example_id, 1 << 30)))
+    df = pd.DataFrame([r.to_dict() for r in rows], columns=[*RESULT_COLUMNS, "arm"])
+    costs = []
+    for r in rows:
+        p = price(meta, r.model, r.model_id)
+        if r.cached or p is None:
+            costs.append(0.0 if r.cached else math.nan)
+            continue
+        costs.append(pricing.query_cost(p, r.prompt_tokens or 0, r.completion_tokens or 0,
+                                        r.cached_tokens or 0))
+    df["cost_usd"] = costs
+    return df
+
+
+def score_matrix(df: pd.DataFrame, strategy: str, k: int, examples: Sequence[str]) -> np.ndarray:
+    """(n_examples, n_draws) of 0/1 correctness; NaN where an example has no record yet."""
+    sub = df[(df["strategy"] == strategy) & (df["k"] == k)]
+    draws = sorted(sub["draw"].unique()) or [0]
+    pos = {e: i for i, e in enumerate(examples)}
+    out = np.full((len(examples), len(draws)), np.nan)
+    for d_i, d in enumerate(draws):
+        part = sub[sub["draw"] == d]
+        for ex, ok in zip(part["example_id"].astype(str), part["correct"], strict=True):
+            if ex in pos:
+                out[pos[ex], d_i] = float(bool(ok))
+    return out
+
+
+def complete_rows(*mats: np.ndarray) -> np.ndarray:
+    """Mask of the examples that have a result in every matrix."""
+    keep = np.ones(mats[0].shape[0], dtype=bool)
+    for m in mats:
+        keep &= ~np.isnan(m).any(axis=1)
+    return keep
+
+
+def interval(mat: np.ndarray, n_boot: int, seed: int) -> stats.Interval:
+    """Wilson for one draw, the two-way bootstrap for several."""
+    m = mat[complete_rows(mat)]
+    if m.size == 0:
+        return stats.Interval(math.nan, math.nan, math.nan)
+    if m.shape[1] == 1:
+        return stats.wilson_interval(int(m.sum()), m.shape[0])
+    return stats.bootstrap_interval(m, n_boot=n_boot, seed=seed)
+
+
+def summary_frame(df: pd.DataFrame, meta: RunMeta, task: Task
+                  ) -> tuple[pd.DataFrame, dict[ArmId, np.ndarray]]:
+    """One row per (strategy, k) pooled over draws; also the score matrices by arm."""
+    examples = list(meta.examples)
+    n_boot = meta.decision.bootstrap
+    seen: dict[ArmId, object] = {}
+    for a in meta.arms:
+        seen.setdefault((a.strategy, a.k), a)
+    rows, mats = [], {}
+    for (strategy, k) in seen:
+        a = next(x for x in meta.arms if (x.strategy, x.k) == (strategy, k))
+        sub = df[(df["strategy"] == strategy) & (df["k"] == k)]
+        m = arm_metrics(sub.to_dict("records"), task)
+        mat = score_matrix(df, strategy, k, examples)
+        mats[(strategy, k)] = mat
+        ci = interval(mat, n_boot, seed=0)
+        sv = sub["schema_valid"].astype(bool).to_numpy() if len(sub) else np.array([])
+        sci = stats.wilson_interval(int(sv.sum()), len(sv))
+        cost = sub["cost_usd"].mean() if len(sub) else math.nan
+        p = price(meta, a.model, a.model_id)
+        est = (pricing.query_cost(p, m.mean_prompt_tokens, m.mean_completion_tokens)
+               if p is not None and not math.isnan(m.mean_prompt_tokens) else math.nan)
+        rows.append({
+            "strategy": strategy, "type": a.type, "model": a.model, "model_id": a.model_id,
+            "k": k, "draws": mat.shape[1], "n": m.n, "accuracy": m.accuracy,
+            "ci_low": ci.low, "ci_high": ci.high, "macro_f1": m.macro_f1,
+            "schema_compliance": m.schema_compliance, "schema_ci_low": sci.low,
+            "schema_ci_high": sci.high, "parse_failure_rate": m.parse_failure_rate,
+            "errors": m.errors, "failures": int(sub["error_kind"].notna().sum()) if len(sub) else 0,
+            "cache_hits": int(sub["cached"].astype(bool).sum()) if len(sub) else 0,
+            "mean_prompt_tokens": m.mean_prompt_tokens,
+            "mean_completion_tokens": m.mean_completion_tokens,
+            "cost_per_1k": est * 1000 if not math.isnan(est) else math.nan,
+            "run_cost_usd": float(sub["cost_usd"].sum()) if len(sub) and not math.isnan(cost) else math.nan,
+            "latency_p50_ms": m.latency_p50_ms, "latency_p95_ms": m.latency_p95_ms,
+            "prompt_sha256": a.prompt_sha256, "unavailable": a.unavailable,
+        })
+    return pd.DataFrame(rows), mats
+
+
+def per_class_frame(df: pd.DataFrame, task: Task) -> pd.DataFrame:
+    """Per-class precision/recall/F1 for every (strategy, k)."""
+    rows = []
+    for (strategy, k), sub in df.groupby(["strategy", "k"], sort=False):
+        table = task.breakdown(list(sub["expected"]), list(sub["prediction"]))
+        for label, v in table.items():
+            rows.append({"strategy": strategy, "k": k, "label": label, **v})
+    return pd.DataFrame(rows, columns=["strategy", "k", "label", "precision", "recall", "f1", "support"])
+
+
+def best_prompting_arm(summary: pd.DataFrame) -> pd.Series | None:
+    """The prompting arm (any strategy, any k) with the highest accuracy; the first on a tie.
+
+    The one place this choice is made: comparisons, the verdict and the gate all use it.
+    """
+    ok = summary[(summary["n"] > 0) & summary["accuracy"].notna()]
+    prompting = ok[ok["type"].map(is_prompting).astype(bool)] if len(ok) else ok
+    if not len(prompting):
+        return None
+    return prompting.loc[prompting["accuracy"].idxmax()]
+
+
+def row_name(row: pd.Series) -> str:
+    """The display name of a summary row."""
+    return arm_name(str(row["strategy"]), int(row["k"]), str(row["type"]))
+
+
+def comparisons_frame(summary: pd.DataFrame, mats: Matrices, *, n_boot: int, alpha: float) -> pd.DataFrame:
+    """Every arm vs zero-shot and vs the best prompting arm: paired delta, McNemar, Holm."""
+    cols = ["arm_a", "arm_b", "n", "delta", "delta_ci_low", "delta_ci_high", "p_value",
+            "p_adjusted", "significant"]
+    ok = summary[summary["n"] > 0]
+    refs = []
+    zs = ok[ok["type"] == "zero_shot"]
+    if len(zs):
+        refs.append(zs.iloc[0])
+    best = best_prompting_arm(summary)
+    if best is not None and (
+            not refs or (best["strategy"], best["k"]) != (refs[0]["strategy"], refs[0]["k"])):
+        refs.append(best)
+    rows, pairs = [], set()
+    for ref in refs:
+        for _, arm in ok.iterrows():
+            a, b = (arm["strategy"], arm["k"]), (ref["strategy"], ref["k"])
+            if a == b or frozenset((a, b)) in pairs:
+                continue
+            pairs.add(frozenset((a, b)))
+            ma, mb = mats[a], mats[b]
+            keep = complete_rows(ma, mb)
+            if not keep.any():
+                continue
+            ma, mb = ma[keep], mb[keep]
+            d = stats.paired_difference(ma.mean(axis=1), mb.mean(axis=1), n_boot=n_boot, seed=0)
+            p = stats.mcnemar_exact(stats.majority_correct(ma), stats.majority_correct(mb))
+            rows.append({"arm_a": row_name(arm), "arm_b": row_name(ref), "n": int(keep.sum()),
+                         "delta": d.estimate, "delta_ci_low": d.low, "delta_ci_high": d.high,
+                         "p_value": p})
+    out = pd.DataFrame(rows, columns=cols[:7])
+    out["p_adjusted"] = stats.holm_adjust(list(out["p_value"])) if len(out) else []
+    out["significant"] = out["p_adjusted"] < alpha
+    return out[cols]
+
+
+def sweep_rows(summary: pd.DataFrame) -> pd.DataFrame:
+    """The summary rows of swept strategies (few-shot)."""
+    return summary[summary["type"].map(is_sweep).astype(bool)] if len(summary) else summary

@@ -1,0 +1,23 @@
+"""Config: the JSON Schema (`schema`), the typed frozen config (`types`) and loading (`load`)."""
+
+from harness.config.load import load_config, parse_config, slug, with_overrides
+from harness.config.types import (
+    LOCAL_MODEL_ALIAS,
+    Config,
+    DatasetConfig,
+    DecisionConfig,
+    FinetuneConfig,
+    GateConfig,
+    ModelConfig,
+    Price,
+    Prompts,
+    RunConfig,
+    StrategyConfig,
+    TaskConfig,
+)
+
+__all__ = [
+    "LOCAL_MODEL_ALIAS", "Config", "DatasetConfig", "DecisionConfig", "FinetuneConfig",
+    "GateConfig", "ModelConfig", "Price", "Prompts", "RunConfig", "StrategyConfig", "TaskConfig",
+    "load_config", "parse_config", "slug", "with_overrides",
+]

@@ -1,0 +1,361 @@
+"""Config files: YAML loaded safely, validated by a JSON Schema, turned into frozen dataclasses.
+
+Every problem is reported with its location (`strategies[1].shots: ...`); unknown keys get a
+did-you-mean. Relative paths resolve against the config file's folder.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import json
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import replace
+from pathlib import Path
+from typing import Any, TypeVar
+
+import jsonschema
+import yaml
+
+from harness.config.schema import SCHEMA, describe, path_key
+from harness.config.types import (
+    LOCAL_MODEL_ALIAS,
+    Config,
+    DatasetConfig,
+    DecisionConfig,
+    FinetuneConfig,
+    GateConfig,
+    ModelConfig,
+    Price,
+    Prompts,
+    RunConfig,
+    StrategyConfig,
+    TaskConfig,
+)
+from harness.errors import InputError
+from harness.files import read_text_checked
+
+_T = TypeVar("_T")
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """yaml.SafeLoader that rejects a key given twice in one mapping (YAML keeps the last silently)."""
+
+
+def _construct_mapping(loader: _StrictLoader, node: yaml.MappingNode, deep: bool = False) -> Any:
+    seen: dict[Any, yaml.Mark] = {}
+    for key_node, _ in node.value:
+        if key_node.tag == "tag:yaml.org,2002:merge":
+            continue
+        key = loader.construct_object(key_node, deep=True)
+        try:
+            first = seen.get(key)
+        except TypeError:  # an unhashable key: construct_mapping reports it
+            continue
+        if first is not None:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"duplicate key {key!r} (first given at line {first.line + 1})",
+                key_node.start_mark,
+            )
+        seen[key] = key_node.start_mark
+    return loader.construct_mapping(node, deep=deep)
+
+
+_StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+
+
+def _mark(mark: Any) -> str:
+    return f"line {mark.line + 1}, column {mark.column + 1}"
+
+
+def _load_yaml(path: Path) -> tuple[Any, str]:
+    """The parsed document and the file's text (raises InputError with line and column)."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise InputError(f"config file not found: {path}") from None
+    except UnicodeDecodeError as exc:
+        raise InputError(f"cannot read config file {path}: not UTF-8 text ({exc.reason} at byte "
+                         f"{exc.start})") from None
+    except OSError as exc:
+        raise InputError(f"cannot read config file {path}: {exc.strerror or exc}") from None
+    try:
+        return yaml.load(text, Loader=_StrictLoader), text  # a SafeLoader subclass
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        context, context_mark = getattr(exc, "context", None), getattr(exc, "context_mark", None)
+        if context and context_mark is not None and (
+            mark is None or (context_mark.line, context_mark.column) != (mark.line, mark.column)
+        ):
+            problem += f" ({context} that starts at {_mark(context_mark)})"
+        if mark is not None:
+            raise InputError(f"{path}: malformed YAML at {_mark(mark)}: {problem}") from None
+        raise InputError(f"{path}: malformed YAML: {problem}") from None
+
+
+def _resolve(base: Path, value: str | None) -> Path | None:
+    if value is None:
+        return None
+    p = Path(value).expanduser()
+    return p if p.is_absolute() else (base / p).resolve()
+
+
+def _check_labels(labels: list[Any], where: str) -> tuple[str, ...]:
+    """Labels are non-empty strings (surrounding blanks ignored), at least two, none twice."""
+    if not all(isinstance(x, str) and x.strip() for x in labels):
+        raise InputError(f"{where} must hold a list of non-empty label strings")
+    cleaned = [x.strip() for x in labels]
+    dupes = sorted({x for x in cleaned if cleaned.count(x) > 1})
+    if dupes:
+        raise InputError(f"{where} lists the label {dupes[0]!r} twice")
+    if len(cleaned) < 2:
+        raise InputError(f"{where} must list at least two labels")
+    return tuple(cleaned)
+
+
+def _read_labels(path: Path, where: str) -> tuple[str, ...]:
+    """Labels from a .json or .yaml list, or any other text file with one label a line."""
+    text = read_text_checked(path, where, "labels file")
+    suffix = path.suffix.lower()
+    if suffix == ".json":
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise InputError(
+                f"{where}: {path} is not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})"
+            ) from None
+    elif suffix in (".yaml", ".yml"):
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            at = f" at {_mark(mark)}" if mark is not None else ""
+            raise InputError(f"{where}: {path} is not valid YAML{at}") from None
+    else:
+        data = [line.strip() for line in text.splitlines() if line.strip()]
+    if not isinstance(data, list):
+        raise InputError(f"{where}: {path} must hold a list of non-empty label strings "
+                         f"(got {type(data).__name__})")
+    return _check_labels(data, f"{where}: {path}")
+
+
+def _schema_problem(error: jsonschema.ValidationError) -> str:
+    """`where: what` for one way a JSON Schema breaks the meta-schema, with a did-you-mean."""
+    if error.validator in ("anyOf", "oneOf") and error.context:
+        relevant = [e for e in error.context if e.validator != "type"]
+        if relevant:
+            error = relevant[0]
+    loc = ".".join(str(p) for p in error.absolute_path) or "(root)"
+    hint = ""
+    if error.validator == "enum" and isinstance(error.instance, str):
+        guess = difflib.get_close_matches(error.instance, [str(v) for v in error.validator_value], n=1)
+        hint = f" (did you mean {guess[0]!r}?)" if guess else ""
+    return f"{loc}: {error.message}{hint}"
+
+
+def _output_schema(value: Any, base: Path) -> dict[str, Any] | None:
+    if value is None:
+        return None
+    where = "task.output_schema"
+    if isinstance(value, str):
+        path = _resolve(base, value)
+        assert path is not None
+        text = read_text_checked(path, where, "schema file")
+        try:
+            value = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise InputError(
+                f"{where}: {path} is not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})"
+            ) from None
+    if not isinstance(value, dict):
+        raise InputError(f"{where}: the schema must be a JSON object (got {type(value).__name__})")
+    meta = jsonschema.Draft202012Validator(jsonschema.Draft202012Validator.META_SCHEMA)
+    problems = sorted(meta.iter_errors(value), key=lambda e: path_key(e.absolute_path))
+    if problems:
+        msgs = [_schema_problem(e) for e in problems]
+        raise InputError(f"{where}: invalid JSON Schema at " + "; ".join(dict.fromkeys(msgs)))
+    return dict(value)
+
+
+def _prompts(d: Mapping[str, Any] | None) -> Prompts:
+    d = d or {}
+    return Prompts(d.get("system"), d.get("user"), d.get("fine_tuned_system"))
+
+
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def _model(name: str, d: Mapping[str, Any], run_timeout: float, problems: list[str]) -> ModelConfig:
+    provider = d["provider"]
+    where = f"models.{name}"
+    if provider == "openai" and "model" not in d:
+        problems.append(f"{where}: 'model' is required for provider openai")
+    key_env = d.get("api_key_env", "OPENAI_API_KEY" if provider == "openai" else None)
+    if key_env is not None and not _ENV_NAME.match(key_env):
+        # never echo the value: it is often the key itself, pasted in the wrong place
+        problems.append(f"{where}.api_key_env: must name an environment variable (letters, digits "
+                        f"and _), not hold the key itself; export the key and name the variable here")
+    base_url = d.get("base_url")
+    if base_url is not None and not re.match(r"^https?://[^/\s]+", base_url):
+        problems.append(f"{where}.base_url: {base_url!r} is not an http:// or https:// URL")
+    price = d.get("price")
+    return ModelConfig(
+        name=name,
+        provider=provider,
+        model=d.get("model", LOCAL_MODEL_ALIAS),
+        base_url=base_url,
+        api_key_env=key_env,
+        token_param=d.get("token_param", "max_tokens"),
+        structured_output=d.get(
+            "structured_output", "json_object" if provider == "local" else "json_schema"
+        ),
+        timeout=float(d.get("timeout", run_timeout)),
+        n_ctx=int(d.get("n_ctx", 4096)),
+        price=Price(
+            input_per_m=float(price.get("input", 0.0)),
+            cached_input_per_m=float(price.get("cached_input", price.get("input", 0.0))),
+            output_per_m=float(price.get("output", 0.0)),
+            training_per_m=price.get("training"),
+        )
+        if price
+        else None,
+    )
+
+
+def _strategy(i: int, d: Mapping[str, Any], models: list[str], problems: list[str]) -> StrategyConfig:
+    where = f"strategies[{i}]"
+    if d["model"] not in models:
+        guess = difflib.get_close_matches(d["model"], models, n=1)
+        hint = f" (did you mean {guess[0]!r}?)" if guess else f" (models: {', '.join(models)})"
+        problems.append(f"{where}.model: unknown model {d['model']!r}{hint}")
+    shots = d.get("shots", ())
+    shots = (shots,) if isinstance(shots, int) else tuple(sorted(shots))
+    if d["type"] != "few_shot" and ("shots" in d or "draws" in d or "selection" in d):
+        problems.append(f"{where}: shots/draws/selection apply only to type few_shot")
+    ft = d.get("fine_tuned_model")
+    if d["type"] != "fine_tuned" and ft is not None:
+        problems.append(f"{where}.fine_tuned_model: only for type fine_tuned")
+    ft_name, train = (ft.get("name"), bool(ft.get("train_if_missing"))) if isinstance(
+        ft, dict
+    ) else (ft, False)
+    return StrategyConfig(
+        name=d["name"],
+        type=d["type"],
+        model=d["model"],
+        shots=shots,
+        selection=d.get("selection", "stratified"),
+        draws=d.get("draws", 1),
+        fine_tuned_model=ft_name,
+        train_if_missing=train,
+        prompts=_prompts(d.get("prompts")),
+    )
+
+
+def _collect(problems: list[str], fn: Callable[..., _T], *args: Any) -> _T | None:
+    """fn(*args), or None with its InputError added to `problems` (to report them all at once)."""
+    try:
+        return fn(*args)
+    except InputError as exc:
+        problems.append(str(exc))
+        return None
+
+
+def parse_config(data: Any, path: Path, text: str = "") -> Config:
+    """Validate an already-parsed YAML document and build a Config (raises InputError).
+
+    Every problem found is reported in the one error, each with its location.
+    """
+    if data is None:
+        raise InputError(f"{path}: the config file is empty")
+    if not isinstance(data, dict):
+        raise InputError(f"{path}: the config must be a YAML mapping (got {type(data).__name__})")
+    validator = jsonschema.Draft202012Validator(SCHEMA)
+    errors = sorted(validator.iter_errors(data), key=lambda e: path_key(e.absolute_path))
+    if errors:
+        msgs = [describe(e) for e in errors]
+        raise InputError(f"{path}: " + "; ".join(dict.fromkeys(msgs)))
+    base = path.parent
+    problems: list[str] = []
+    run = RunConfig(**data.get("run", {}))
+    models = {n: _model(n, m, run.timeout, problems) for n, m in data["models"].items()}
+    strategies = tuple(_strategy(i, s, list(models), problems) for i, s in enumerate(data["strategies"]))
+    names = [s.name for s in strategies]
+    for dupe in sorted({n for n in names if names.count(n) > 1}):
+        problems.append(f"strategies: duplicate strategy name {dupe!r}")
+    t = data["task"]
+    labels = t.get("labels")
+    if isinstance(labels, str):
+        lpath = _resolve(base, labels)
+        assert lpath is not None
+        labels = _collect(problems, _read_labels, lpath, "task.labels")
+    elif isinstance(labels, list):
+        labels = _collect(problems, _check_labels, labels, "task.labels")
+    schema = _collect(problems, _output_schema, t.get("output_schema"), base)
+    ds = data["dataset"]
+    eval_path = _resolve(base, ds["eval"])
+    train_path = _resolve(base, ds.get("train"))
+    assert eval_path is not None
+    if train_path is None:
+        for i, st in enumerate(strategies):
+            if st.type == "few_shot":
+                problems.append(f"strategies[{i}]: type few_shot needs a training pool (set dataset.train)")
+    if train_path is not None and train_path == eval_path:
+        problems.append("dataset.train: is the same file as dataset.eval (every training example "
+                        "would be in the eval set)")
+    if problems:
+        raise InputError(f"{path}: " + "; ".join(dict.fromkeys(problems)))
+    ft_data = data.get("finetune", {})
+    return Config(
+        name=data["name"],
+        path=path,
+        task=TaskConfig(
+            type=t["type"],
+            instructions=t["instructions"].strip(),
+            labels=tuple(labels) if labels else None,
+            output_schema=schema,
+            prompts=_prompts(t.get("prompts")),
+        ),
+        dataset=DatasetConfig(
+            eval=eval_path,
+            train=train_path,
+            input=ds["input"],
+            target=ds["target"],
+            id=ds.get("id"),
+            limit=ds.get("limit"),
+            seed=ds.get("seed", 0),
+        ),
+        models=models,
+        strategies=strategies,
+        run=run,
+        decision=DecisionConfig(**data.get("decision", {})),
+        finetune=FinetuneConfig(**ft_data),
+        gate=GateConfig(**data.get("gate", {})),
+        raw=data,
+        sha256=hashlib.sha256(
+            (text or json.dumps(data, sort_keys=True)).encode("utf-8")
+        ).hexdigest(),
+    )
+
+
+def load_config(path: str | Path) -> Config:
+    """Read, validate and resolve a YAML config file (raises InputError on any problem)."""
+    p = Path(path).expanduser().resolve()
+    if p.is_dir():
+        raise InputError(f"config path is a folder, not a file: {p}")
+    data, text = _load_yaml(p)
+    return parse_config(data, p, text)
+
+
+def with_overrides(cfg: Config, **run_overrides: Any) -> Config:
+    """A copy of cfg with some run/dataset settings replaced (CLI flags)."""
+    limit = run_overrides.pop("limit", None)
+    run = replace(cfg.run, **{k: v for k, v in run_overrides.items() if v is not None})
+    ds = replace(cfg.dataset, limit=limit) if limit is not None else cfg.dataset
+    return replace(cfg, run=run, dataset=ds)
+
+
+def slug(text: str) -> str:
+    """A file-name-safe version of `text`."""
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", text).strip("-") or "x"

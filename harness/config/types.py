@@ -1,0 +1,162 @@
+"""The typed config: frozen dataclasses built by `load.py` and read everywhere else."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from harness.errors import InputError
+
+LOCAL_MODEL_ALIAS = "smollm2-135m-instruct"
+
+
+@dataclass(frozen=True)
+class Prompts:
+    """Prompt template overrides; None means the built-in default."""
+
+    system: str | None = None
+    user: str | None = None
+    fine_tuned_system: str | None = None
+
+    def merged(self, other: Prompts) -> Prompts:
+        """This template set with `other`'s non-empty entries on top."""
+        return Prompts(
+            system=other.system or self.system,
+            user=other.user or self.user,
+            fine_tuned_system=other.fine_tuned_system or self.fine_tuned_system,
+        )
+
+
+@dataclass(frozen=True)
+class Price:
+    """USD per 1M tokens; training_per_m is None where the model cannot be fine-tuned.
+
+    The one price type: the config's `price:` block, the built-in table and every cost sum.
+    """
+
+    input_per_m: float
+    cached_input_per_m: float
+    output_per_m: float
+    training_per_m: float | None = None
+
+
+@dataclass(frozen=True)
+class TaskConfig:
+    type: str
+    instructions: str
+    labels: tuple[str, ...] | None
+    output_schema: dict[str, Any] | None
+    prompts: Prompts
+
+
+@dataclass(frozen=True)
+class DatasetConfig:
+    eval: Path
+    train: Path | None
+    input: str
+    target: str
+    id: str | None
+    limit: int | None
+    seed: int
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    name: str
+    provider: str
+    model: str
+    base_url: str | None
+    api_key_env: str | None
+    token_param: str
+    structured_output: str
+    timeout: float
+    n_ctx: int
+    price: Price | None
+
+
+@dataclass(frozen=True)
+class StrategyConfig:
+    name: str
+    type: str
+    model: str
+    shots: tuple[int, ...] = ()
+    selection: str = "stratified"
+    draws: int = 1
+    fine_tuned_model: str | None = None
+    train_if_missing: bool = False
+    prompts: Prompts = field(default_factory=Prompts)
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    concurrency: int = 8
+    temperature: float = 0.0
+    max_tokens: int = 64
+    seed: int = 0
+    timeout: float = 60.0
+    max_attempts: int = 6
+    max_wait: float = 300.0
+    max_retry_after: float = 600.0
+    requests_per_minute: float | None = None
+    tokens_per_minute: float | None = None
+
+
+@dataclass(frozen=True)
+class DecisionConfig:
+    min_gain: float = 0.02
+    alpha: float = 0.05
+    equivalence_margin: float = 0.02
+    monthly_volume: float | None = None
+    horizon_months: float = 3.0
+    history_window: int = 3
+    bootstrap: int = 2000
+
+
+@dataclass(frozen=True)
+class FinetuneConfig:
+    epochs: float = 3.0
+    batch_size: int | str = "auto"
+    learning_rate_multiplier: float | str = "auto"
+    learning_rate: float = 2e-3
+    rank: int = 8
+    alpha: float = 16.0
+    max_length: int = 256
+    per_label: int | None = None
+    validation_fraction: float = 0.1
+    suffix: str | None = None
+    seed: int = 0
+    poll_interval: float = 10.0
+
+
+@dataclass(frozen=True)
+class GateConfig:
+    min_accuracy: float | None = None
+    min_schema_compliance: float | None = None
+    max_drop: float | None = None
+    alpha: float | None = None
+
+
+@dataclass(frozen=True)
+class Config:
+    """A validated config file."""
+
+    name: str
+    path: Path
+    task: TaskConfig
+    dataset: DatasetConfig
+    models: dict[str, ModelConfig]
+    strategies: tuple[StrategyConfig, ...]
+    run: RunConfig
+    decision: DecisionConfig
+    finetune: FinetuneConfig
+    gate: GateConfig
+    raw: dict[str, Any]
+    sha256: str
+
+    def strategy(self, name: str) -> StrategyConfig:
+        """The strategy called `name`."""
+        for s in self.strategies:
+            if s.name == name:
+                return s
+        raise InputError(f"{self.path}: no strategy named {name!r}")

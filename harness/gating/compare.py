@@ -1,0 +1,256 @@
+"""The regression gate: compare a run with a committed baseline; fail CI on a real drop.
+
+``harness gate RUN_DIR --baseline FILE [--max-drop 0.02] [--alpha 0.05] [--update-baseline]``
+
+Per arm (``zero-shot``, ``few-shot@k=4``...) and metric (accuracy, schema compliance): baseline,
+now, change with a 95% interval, status. Exit 1 when a metric fell by more than ``max_drop``
+(0.02 = 2 points) **and** significantly (Holm-adjusted over all the gate's tests, p < ``alpha``,
+so more arms do not mean more false alarms); when a metric is below a floor (``gate:
+{min_accuracy, min_schema_compliance}`` in the config, copied into run.json; point estimate,
+every arm); when a baseline arm is missing; or when the run is incomplete. ``max_drop`` and
+``alpha`` come from the command line, else the config's ``gate`` section, else 0.02 / 0.05.
+
+Paired when possible: McNemar's exact test on per-example correctness (majority over few-shot
+draws) and a paired bootstrap interval, if the baseline has per-example results for the same
+eval set (dataset sha256 and example ids). Otherwise (e.g. a plain ``summary.json``): a pooled
+two-proportion z-test and a Newcombe interval on the arm's number of examples.
+
+What to commit: the file ``--update-baseline`` writes (say ``baselines/NAME.json``), a few kB::
+
+    {"format": "harness-gate-baseline", "version": 1, "name": ..., "dataset_sha256": ...,
+     "examples": ["id1", "id2", ...],
+     "arms": [{"name": "few-shot@k=4", "strategy": ..., "type": ..., "k": 4, "n": 48, "draws": 2,
+               "accuracy": 0.91, "schema_compliance": 1.0, "correct": "2120...", "schema_valid": "2222..."}],
+     "source": {"run": ..., "config_sha256": ..., "finished_at": ..., "harness_version": ...}}
+
+``correct`` / ``schema_valid``: one base-36 digit per example (``examples`` order) counting the
+draws that were correct / schema-valid (``-``: no result); no inputs or outputs. ``--baseline``
+also takes a run's ``summary.json`` (unpaired), a run folder or its ``results.jsonl`` (paired).
+``--update-baseline`` shows the table but accepts the changes (floors and completeness still
+count), creates the file if missing, and refuses an incomplete run.
+
+``run_gate`` writes ``RUN_DIR/gate.md`` (Markdown for a pull-request comment) and
+``RUN_DIR/junit.xml`` (a test case per arm and metric). Bad input raises InputError (exit 2).
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter, defaultdict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from statistics import NormalDist
+
+import numpy as np
+
+from harness.analysis import stats
+from harness.errors import InputError
+from harness.running.records import Record, RunMeta
+from harness.running.store import read_meta, read_records
+from harness.strategies import arm_name
+
+METRICS = {"accuracy": "correct", "schema_compliance": "schema_valid"}
+FLOORS = {"accuracy": "min_accuracy", "schema_compliance": "min_schema_compliance"}
+DEFAULT_MAX_DROP, DEFAULT_ALPHA = 0.02, 0.05
+
+
+@dataclass(frozen=True)
+class ArmData:
+    """One arm's gated figures; per-example values (mean over draws) when known."""
+
+    name: str
+    strategy: str
+    type: str
+    k: int
+    n: int  # examples with a result
+    draws: int
+    values: Mapping[str, float]  # metric -> pooled value
+    per_example: Mapping[str, Mapping[str, float]] | None = None  # metric -> example id -> mean
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """What the gate knows about one run (current) or baseline."""
+
+    source: str
+    name: str | None
+    dataset_sha256: str | None
+    arms: Mapping[str, ArmData]
+    complete: bool = True
+    status: str | None = None
+    meta: RunMeta | None = None
+
+
+@dataclass(frozen=True)
+class GateRow:
+    """One arm and metric."""
+
+    arm: str
+    metric: str
+    baseline: float | None
+    now: float | None
+    change: stats.Interval | None
+    p_value: float | None
+    p_adjusted: float | None
+    test: str | None  # "McNemar" | "z-test" | None
+    floor: float | None
+    failures: tuple[str, ...]
+    status: str
+
+    @property
+    def passed(self) -> bool:
+        """True when nothing failed."""
+        return not self.failures
+
+
+@dataclass(frozen=True)
+class GateResult:
+    """The gate's rows, run-level problems and settings."""
+
+    rows: tuple[GateRow, ...]
+    problems: tuple[str, ...]  # run-level failures (incomplete run)
+    notes: tuple[str, ...]  # things worth knowing that do not fail the gate
+    max_drop: float
+    alpha: float
+    run_name: str | None = None
+    baseline_source: str | None = None
+    baseline_written: Path | None = None
+
+    @property
+    def passed(self) -> bool:
+        """True when no row failed and the run has no problem."""
+        return not self.problems and all(r.passed for r in self.rows)
+
+    @property
+    def exit_code(self) -> int:
+        """0 passed, 1 failed."""
+        return 0 if self.passed else 1
+
+
+def snapshot_from_run(run_dir: Path) -> Snapshot:
+    """Per-arm figures of a run folder, with per-example values, from run.json + results.jsonl."""
+    meta = read_meta(run_dir)
+    records = read_records(run_dir)
+    if not records:
+        raise InputError(f"{run_dir}: the run holds no results yet")
+    try:
+        kinds: dict[tuple[str, int], str] = {}
+        draws: Counter[tuple[str, int]] = Counter()
+        for a in meta.arms:
+            kinds[(a.strategy, a.k)] = a.type
+            draws[(a.strategy, a.k)] += 1
+        by_arm: dict[tuple[str, int], list[Record]] = defaultdict(list)
+        for r in records:
+            by_arm[(r.strategy, r.k)].append(r)
+        arms = {}
+        for (strategy, k), kind in kinds.items():
+            if not (recs := by_arm.get((strategy, k))):
+                continue
+            per = {m: _per_example(recs, col) for m, col in METRICS.items()}
+            values = {m: sum(bool(getattr(r, col)) for r in recs) / len(recs)
+                      for m, col in METRICS.items()}
+            name = arm_name(strategy, k, kind)
+            arms[name] = ArmData(name, strategy, kind, k, len(per["accuracy"]), draws[(strategy, k)],
+                                 values, per)
+        complete = meta.status == "complete" and len(records) >= meta.expected_records
+        return Snapshot(str(run_dir), meta.name, meta.dataset.sha256, arms, complete, meta.status,
+                        meta)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise InputError(f"{run_dir}: malformed run ({exc!r})") from None
+
+
+def _per_example(records: Sequence[Record], col: str) -> dict[str, float]:
+    """Example id -> mean of a 0/1 field over the example's draws."""
+    by_ex: dict[str, list[bool]] = defaultdict(list)
+    for r in records:
+        by_ex[r.example_id].append(bool(getattr(r, col)))
+    return {ex: sum(v) / len(v) for ex, v in by_ex.items()}
+
+
+def unpaired_test(now: float, n_now: int, base: float, n_base: int) -> tuple[stats.Interval, float]:
+    """now - base with a Newcombe (Wilson score) 95% interval, and a two-sided pooled z-test p."""
+    w_now = stats.wilson_interval(min(n_now, max(0.0, now * n_now)), n_now)
+    w_base = stats.wilson_interval(min(n_base, max(0.0, base * n_base)), n_base)
+    l1, u1, l2, u2 = w_now.low, w_now.high, w_base.low, w_base.high
+    d = now - base
+    ci = stats.Interval(d, d - math.hypot(now - l1, u2 - base), d + math.hypot(u1 - now, base - l2))
+    pooled = (now * n_now + base * n_base) / (n_now + n_base)
+    se = math.sqrt(pooled * (1 - pooled) * (1 / n_now + 1 / n_base))
+    p = 1.0 if se == 0 else 2 * (1 - NormalDist().cdf(abs(d) / se))
+    return ci, min(1.0, p)
+
+
+def paired_test(now: Mapping[str, float], base: Mapping[str, float], *, n_boot: int = 2000
+                ) -> tuple[stats.Interval, float]:
+    """now - base on the same examples: paired bootstrap interval and exact McNemar p."""
+    ids = sorted(now)
+    x = np.array([now[i] for i in ids])
+    y = np.array([base[i] for i in ids])
+    ci = stats.paired_difference(x, y, n_boot=n_boot, seed=0)
+    return ci, stats.mcnemar_exact(x > 0.5, y > 0.5)
+
+
+def _test(cur: ArmData | None, base: ArmData | None, metric: str, same_data: bool, n_boot: int
+          ) -> tuple[stats.Interval | None, float | None, str | None]:
+    """(change, p, test name) for one arm and metric; Nones when there is nothing to compare."""
+    if cur is None or base is None or not (cur.n and base.n):
+        return None, None, None
+    now, was = cur.values.get(metric), base.values.get(metric)
+    if now is None or was is None:
+        return None, None, None
+    if (same_data and cur.per_example is not None and base.per_example is not None
+            and set(cur.per_example[metric]) == set(base.per_example[metric])):
+        return (*paired_test(cur.per_example[metric], base.per_example[metric], n_boot=n_boot), "McNemar")
+    return (*unpaired_test(now, cur.n, was, base.n), "z-test")
+
+
+def compare(baseline: Snapshot | None, current: Snapshot, *, max_drop: float = DEFAULT_MAX_DROP,
+            alpha: float = DEFAULT_ALPHA, floors: Mapping[str, float | None] | None = None,
+            accept: bool = False, n_boot: int = 2000) -> GateResult:
+    """The gate's verdict for `current` against `baseline` (None: no baseline yet). Pure."""
+    base_arms = dict(baseline.arms) if baseline else {}
+    same_data = bool(baseline and baseline.dataset_sha256 == current.dataset_sha256)
+    notes = [] if same_data or not baseline else [
+        "the eval set differs from the baseline's (dataset sha256): unpaired tests"]
+    rows = []
+    for name in [*current.arms, *(n for n in base_arms if n not in current.arms)]:
+        cur, base = current.arms.get(name), base_arms.get(name)
+        for metric in METRICS:
+            change, p, test = _test(cur, base, metric, same_data, n_boot)
+            rows.append(GateRow(name, metric, base.values.get(metric) if base else None,
+                                cur.values.get(metric) if cur else None, change, p, None, test,
+                                (floors or {}).get(FLOORS[metric]), (), "ok"))
+    tested = [i for i, r in enumerate(rows) if r.p_value is not None]
+    for i, adj in zip(tested, stats.holm_adjust([rows[i].p_value for i in tested]), strict=True):
+        rows[i] = replace(rows[i], p_adjusted=adj)
+    problems = () if current.complete else (
+        f"the run is incomplete (status {current.status}): figures cover part of the examples",)
+    return GateResult(tuple(_judge(r, max_drop, alpha, accept) for r in rows), problems,
+                      tuple(notes), max_drop, alpha, current.name, baseline.source if baseline else None)
+
+
+def _judge(r: GateRow, max_drop: float, alpha: float, accept: bool) -> GateRow:
+    """Status and failures of a row."""
+    failures: list[str] = []
+    status = "ok"
+    if r.now is None and r.baseline is not None:
+        status = "missing from this run"
+        failures += [] if accept else [status]
+    elif r.baseline is None:
+        status = "new (no baseline)"
+    elif r.change is not None and r.p_adjusted is not None:
+        drop, significant = round(-r.change.estimate, 12), r.p_adjusted < alpha
+        if drop > max_drop and significant:
+            status = "regression (accepted: baseline updated)" if accept else "regression"
+            failures += [] if accept else [f"fell {100 * drop:.1f} points (> {100 * max_drop:g}), "
+                                           f"Holm p={r.p_adjusted:.3g} < {alpha:g}"]
+        elif drop > max_drop:
+            status = "drop not significant"
+        elif -drop > max_drop and significant:
+            status = "improved"
+    if r.floor is not None and r.now is not None and r.now < r.floor:
+        failures.append(f"{100 * r.now:.1f}% is below the floor {100 * r.floor:g}%")
+        below = f"below floor {100 * r.floor:g}%"
+        status = below if status == "ok" else f"{status}; {below}"
+    return replace(r, failures=tuple(failures), status=status)

@@ -1,0 +1,84 @@
+"""What goes to a model and what comes back: `ChatRequest` in, `Completion` out."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+# Failure kinds that belong to the request or the provider, not to the model's answer: such an
+# example is a recorded failure, never a wrong answer, and re-scoring leaves it as it is.
+REQUEST_ERROR_KINDS = ("context_length", "bad_request", "not_found", "unprocessable", "timeout",
+                       "connection", "rate_limited", "retries_exhausted", "model_unavailable",
+                       "http_", "refusal", "content_filter", "empty", "interrupted")
+
+
+def is_request_error(kind: str | None) -> bool:
+    """True for a failure kind of the request or provider (see REQUEST_ERROR_KINDS)."""
+    return bool(kind) and str(kind).startswith(REQUEST_ERROR_KINDS)
+
+
+@dataclass(frozen=True)
+class ChatRequest:
+    """Everything that determines an answer (and so the cache key)."""
+
+    model: str
+    messages: tuple[Mapping[str, str], ...]
+    temperature: float
+    max_tokens: int
+    token_param: str = "max_tokens"
+    seed: int | None = None
+    response_format: Mapping[str, Any] | None = None
+    sample: int = 0  # repeat index: with temperature > 0 each draw is its own sample
+
+    def params(self) -> dict[str, Any]:
+        """Keyword arguments for `chat.completions.create`, never with None values."""
+        out: dict[str, Any] = {
+            "model": self.model,
+            "messages": [dict(m) for m in self.messages],
+            "temperature": self.temperature,
+            self.token_param: self.max_tokens,
+        }
+        if self.seed is not None:
+            out["seed"] = self.seed
+        if self.response_format is not None:
+            out["response_format"] = dict(self.response_format)
+        return out
+
+
+@dataclass(frozen=True)
+class Completion:
+    """What came back for one request (or why nothing usable did)."""
+
+    content: str | None = None
+    finish_reason: str | None = None
+    refusal: str | None = None
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    cached_tokens: int | None = None
+    latency_ms: float = 0.0
+    attempts: int = 1
+    error_kind: str | None = None
+    error: str | None = None
+    cached: bool = False
+
+    def to_json(self) -> str:
+        """Serialise for the response cache."""
+        return json.dumps(self.__dict__)
+
+    @classmethod
+    def from_json(cls, text: str) -> Completion:
+        """Inverse of to_json."""
+        return cls(**json.loads(text))
+
+
+def request_failure(completion: Completion) -> tuple[str, str | None] | None:
+    """(kind, detail) when the completion holds no answer to score, else None."""
+    if completion.error_kind:
+        return completion.error_kind, completion.error
+    if completion.refusal:
+        return "refusal", completion.refusal[:300]
+    if completion.finish_reason == "content_filter":
+        return "content_filter", "blocked by the content filter"
+    return None

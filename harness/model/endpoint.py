@@ -1,0 +1,329 @@
+"""One model interface for every backend: the `openai` client against /v1/chat/completions.
+
+The provider (this module) decides which errors are retryable; one generic tenacity loop retries
+them. The SDK's own retries are off so attempts do not multiply.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import random
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC
+from typing import Any
+
+import openai
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
+
+from harness.config import ModelConfig, RunConfig
+from harness.errors import FatalAPIError, InputError
+from harness.model.completion import ChatRequest, Completion
+
+NON_RETRYABLE_STATUS = {400, 401, 403, 404, 422}
+
+
+class RetryAfterTooLong(FatalAPIError):
+    """The endpoint asked us to wait longer than the configured maximum."""
+
+
+class InvalidResponse(ValueError):
+    """A 200 whose body is not a chat completion (a proxy's HTML page, JSON of another shape).
+
+    Like a cut-off body, this is a transport fault: it is retried like a 5xx.
+    """
+
+
+def check_completion(response: Any) -> Any:
+    """Return `response` if it is a chat completion; raise InvalidResponse otherwise."""
+    if isinstance(getattr(response, "choices", None), list):
+        return response
+    shape = type(response).__name__ if not hasattr(response, "choices") else "an object without choices"
+    raise InvalidResponse(f"the endpoint answered 200 with {shape}, not a chat completion")
+
+
+def response_format_for(model: ModelConfig, schema: Mapping[str, Any]) -> dict[str, Any] | None:
+    """Structured output in the backend's own dialect."""
+    if model.structured_output == "json_schema":
+        return {
+            "type": "json_schema",
+            "json_schema": {"name": "answer", "schema": dict(schema), "strict": True},
+        }
+    if model.structured_output == "json_object":
+        return {"type": "json_object", "schema": dict(schema)}
+    return None
+
+
+def retry_after_seconds(exc: BaseException) -> float | None:
+    """The server's requested delay from `retry-after-ms` or `Retry-After`, if any."""
+    response = getattr(exc, "response", None)
+    headers = getattr(response, "headers", None)
+    if headers is None:
+        return None
+    ms = _finite(headers.get("retry-after-ms"))
+    if ms is not None:
+        return max(0.0, ms / 1000.0)
+    value = headers.get("retry-after")
+    if value is None:
+        return None
+    seconds = _finite(value)
+    if seconds is not None:
+        return max(0.0, seconds)
+    from email.utils import parsedate_to_datetime
+
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:  # "-0000" or no zone: HTTP dates are always GMT
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, when.timestamp() - time.time())
+
+
+def _finite(value: str | None) -> float | None:
+    """A header value as a finite number of seconds, or None ("inf", "nan", text)."""
+    if value is None:
+        return None
+    try:
+        number = float(value)
+    except ValueError:
+        return None
+    return number if math.isfinite(number) else None
+
+
+def is_fatal(exc: BaseException) -> bool:
+    """Errors that end the whole run: a rejected key, forbidden access, no quota left."""
+    if isinstance(exc, openai.AuthenticationError | openai.PermissionDeniedError):
+        return True
+    return isinstance(exc, openai.RateLimitError) and _code(exc) == "insufficient_quota"
+
+
+def is_retryable(exc: BaseException) -> bool:
+    """Transient faults: 408/409/429/5xx, connection errors, timeouts, a cut-off or non-JSON 200."""
+    if is_fatal(exc):
+        return False
+    if isinstance(exc, openai.APIStatusError):
+        return exc.status_code not in NON_RETRYABLE_STATUS and (
+            exc.status_code in (408, 409, 429) or exc.status_code >= 500
+        )
+    return isinstance(
+        exc, openai.APIConnectionError | openai.APIResponseValidationError | json.JSONDecodeError
+        | InvalidResponse
+    )
+
+
+def _code(exc: BaseException) -> str | None:
+    code = getattr(exc, "code", None)
+    if code is None:
+        body = getattr(exc, "body", None)
+        if isinstance(body, dict):
+            code = body.get("code") or (body.get("error") or {}).get("code")
+    return str(code) if code is not None else None
+
+
+def error_kind(exc: BaseException) -> str:
+    """A short machine-readable name for a failed request."""
+    if isinstance(exc, openai.BadRequestError):
+        msg = str(exc).lower()
+        if _code(exc) == "context_length_exceeded" or "context length" in msg or "context window" in msg:
+            return "context_length"
+        return "bad_request"
+    if isinstance(exc, openai.NotFoundError):
+        return "not_found"
+    if isinstance(exc, openai.UnprocessableEntityError):
+        return "unprocessable"
+    if isinstance(exc, openai.APITimeoutError):
+        return "timeout"
+    if isinstance(exc, openai.APIConnectionError):
+        return "connection"
+    if isinstance(exc, openai.RateLimitError):
+        return "rate_limited"
+    if isinstance(exc, openai.APIStatusError):
+        return f"http_{exc.status_code}"
+    return "invalid_response"
+
+
+def short_message(exc: BaseException, limit: int = 300) -> str:
+    """One line describing an exception, without HTML bodies or secrets."""
+    if isinstance(exc, openai.APIStatusError):
+        body = exc.body if isinstance(exc.body, dict) else None
+        msg = (body or {}).get("message") if body else None
+        text = f"HTTP {exc.status_code}: {msg or exc.message}"
+    else:
+        text = f"{type(exc).__name__}: {exc}"
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+@dataclass
+class RetryPolicy:
+    """Exponential backoff with jitter, honouring Retry-After, capped per example."""
+
+    max_attempts: int = 6
+    max_wait: float = 300.0  # total seconds of waiting per example
+    max_retry_after: float = 600.0
+    base: float = 0.5
+    cap: float = 30.0
+    rng: random.Random = field(default_factory=random.Random)
+
+    def wait(self, state: RetryCallState) -> float:
+        """Seconds to sleep before the next attempt: jittered backoff, or at least Retry-After.
+
+        Raises RetryAfterTooLong when the server asks for more than `max_retry_after` seconds.
+        """
+        hinted = self._hint(state)
+        if hinted is not None and hinted > self.max_retry_after:
+            raise RetryAfterTooLong(
+                f"the endpoint asked to wait {hinted:.0f} s (Retry-After), more than "
+                f"run.max_retry_after = {self.max_retry_after:.0f} s; try again later or raise it"
+            )
+        backoff = min(self.cap, self.base * 2 ** (state.attempt_number - 1))
+        delay = backoff * (0.5 + self.rng.random() / 2)
+        if hinted is not None:
+            delay = max(hinted, delay * 0.25)
+        return delay
+
+    def stop(self, state: RetryCallState) -> bool:
+        """Stop after max_attempts, or when the next backoff would exceed the per-example budget.
+
+        A wait the server asked for (Retry-After, at most `max_retry_after`) is always honoured:
+        giving up on it would only turn every later example into the same failure.
+        """
+        if stop_after_attempt(self.max_attempts)(state):
+            return True
+        upcoming = getattr(state, "upcoming_sleep", 0.0) or 0.0  # tenacity >= 8.3 waits first
+        if self._hint(state) is not None:
+            return False
+        return (state.idle_for or 0.0) + upcoming > self.max_wait
+
+    @staticmethod
+    def _hint(state: RetryCallState) -> float | None:
+        exc = state.outcome.exception() if state.outcome is not None else None
+        return retry_after_seconds(exc) if exc is not None else None
+
+
+class Endpoint:
+    """An OpenAI-compatible endpoint for one configured model. No network in the constructor."""
+
+    def __init__(self, model: ModelConfig, *, base_url: str | None = None, run: RunConfig,
+                 on_retry: Any = None) -> None:
+        self.config = model
+        self.base_url = base_url or model.base_url or os.environ.get("OPENAI_BASE_URL") or (
+            "https://api.openai.com/v1"
+        )
+        key = "local" if model.provider == "local" else api_key(model)
+        self._client = openai.AsyncOpenAI(
+            api_key=key or "unused", base_url=self.base_url, max_retries=0, timeout=model.timeout
+        )
+        self.policy = RetryPolicy(run.max_attempts, run.max_wait, run.max_retry_after)
+        self.on_retry = on_retry  # callback(exc) on every retried attempt (rate limiting, counts)
+
+    async def probe(self) -> None:
+        """One request at start: is anything listening, and is the key accepted?"""
+        try:
+            await self._client.with_options(timeout=10.0).models.list()
+        except openai.APIConnectionError as exc:
+            raise InputError(
+                f"models.{self.config.name}: cannot reach {self.base_url} ({short_message(exc)})"
+            ) from None
+        except (openai.AuthenticationError, openai.PermissionDeniedError) as exc:
+            raise FatalAPIError(
+                f"models.{self.config.name}: {self.base_url} rejected the API key from "
+                f"${self.config.api_key_env} ({short_message(exc)}) — stopping the run"
+            ) from None
+        except openai.APIStatusError:
+            pass  # reachable; some servers have no /models
+
+    async def complete(self, request: ChatRequest) -> Completion:
+        """Send one chat request with retries; a per-example failure comes back as data."""
+        attempts = 0
+        start = time.perf_counter()
+        params = request.params()
+        # The SDK walks every parameter through its type-driven transform (~2 ms a request for a
+        # long prompt and a JSON schema); `extra_body` goes into the JSON body as it is.
+        heavy = {"messages": [], "extra_body": {k: params.pop(k) for k in
+                                                ("messages", "response_format") if k in params}}
+
+        def before_sleep(state: RetryCallState) -> None:
+            if self.on_retry is not None and state.outcome is not None:
+                self.on_retry(state.outcome.exception())
+
+        try:
+            async for attempt in AsyncRetrying(
+                retry=retry_if_exception(is_retryable),
+                wait=self.policy.wait,
+                stop=self.policy.stop,
+                before_sleep=before_sleep,
+                reraise=True,
+            ):
+                with attempt:
+                    attempts += 1
+                    start = time.perf_counter()
+                    response = check_completion(
+                        await self._client.chat.completions.create(**params, **heavy))
+        except RetryAfterTooLong as exc:
+            raise RetryAfterTooLong(f"models.{self.config.name}: {exc}") from None
+        except openai.APIError as exc:
+            if is_fatal(exc):
+                raise FatalAPIError(
+                    f"models.{self.config.name}: {short_message(exc)} — stopping the run"
+                ) from None
+            kind = error_kind(exc)
+            if is_retryable(exc):
+                kind = f"retries_exhausted:{kind}"
+            return Completion(attempts=attempts, error_kind=kind, error=short_message(exc),
+                              latency_ms=(time.perf_counter() - start) * 1000)
+        except ValueError as exc:  # json.JSONDecodeError, InvalidResponse
+            kind = "retries_exhausted:invalid_response" if is_retryable(exc) else "invalid_response"
+            return Completion(attempts=attempts, error_kind=kind, error=short_message(exc),
+                              latency_ms=(time.perf_counter() - start) * 1000)
+        latency = (time.perf_counter() - start) * 1000
+        return _completion(response, latency, attempts)
+
+    async def warm_up(self, model_id: str) -> None:
+        """One tiny request so that a server loads `model_id` before timed requests arrive."""
+        with contextlib.suppress(openai.APIError):
+            await self._client.chat.completions.create(
+                model=model_id, messages=[{"role": "user", "content": "hi"}], max_tokens=1)
+
+    async def aclose(self) -> None:
+        """Close the HTTP connections."""
+        await self._client.close()
+
+
+def _completion(response: Any, latency_ms: float, attempts: int) -> Completion:
+    choices = getattr(response, "choices", None) or []
+    if not choices:
+        return Completion(latency_ms=latency_ms, attempts=attempts, error_kind="empty",
+                          error="the response had no choices")
+    choice = choices[0]
+    message = choice.message
+    usage = getattr(response, "usage", None)
+    details = getattr(usage, "prompt_tokens_details", None) if usage else None
+    return Completion(
+        content=message.content if message else None,
+        finish_reason=choice.finish_reason,
+        refusal=getattr(message, "refusal", None),
+        prompt_tokens=getattr(usage, "prompt_tokens", None),
+        completion_tokens=getattr(usage, "completion_tokens", None),
+        cached_tokens=getattr(details, "cached_tokens", None) if details else None,
+        latency_ms=latency_ms,
+        attempts=attempts,
+    )
+
+
+def api_key(model: ModelConfig) -> str | None:
+    name = model.api_key_env
+    if not name:
+        return None
+    value = os.environ.get(name)
+    if not value:
+        raise InputError(
+            f"models.{model.name}.api_key_env: environment variable {name} is not set "
+            f"(it must hold the API key for {model.base_url or 'OpenAI'})"
+        )
+    return value

@@ -1,0 +1,134 @@
+"""Report files from a run folder: results.csv, summary.csv/json, comparisons.csv, report.html.
+
+`write_reports(run_dir)` needs only `results.jsonl` and `run.json`, so `harness report` can
+rebuild everything without calling a model.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from harness.analysis import Analysis, analyse
+from harness.analysis.decision import meta_task
+from harness.analysis.tables import row_name
+from harness.files import write_json_atomic, write_text_atomic
+from harness.report.html import render_html
+from harness.running.records import Record, RunMeta
+from harness.running.store import RESULTS, read_meta, read_records
+
+SUMMARY_COLUMNS = [
+    "strategy", "type", "model", "k", "draws", "n", "accuracy", "ci_low", "ci_high", "macro_f1",
+    "schema_compliance", "schema_ci_low", "schema_ci_high", "parse_failure_rate", "errors",
+    "failures", "cache_hits", "mean_prompt_tokens", "mean_completion_tokens", "cost_per_1k",
+    "run_cost_usd", "latency_p50_ms", "latency_p95_ms", "model_id", "prompt_sha256", "unavailable",
+]
+
+
+def _clean(value: Any) -> Any:
+    """JSON-safe: NaN -> None, numpy scalars -> Python."""
+    if isinstance(value, dict):
+        return {k: _clean(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_clean(v) for v in value]
+    if hasattr(value, "item") and not isinstance(value, str):
+        value = value.item()
+    if isinstance(value, float) and (math.isnan(value) or math.isinf(value)):
+        return None
+    return value
+
+
+def _csv(df: pd.DataFrame) -> str:
+    return df.to_csv(index=False, lineterminator="\n", float_format="%.6g")
+
+
+def summary_json(a: Analysis, meta: RunMeta) -> dict[str, Any]:
+    """The machine-readable summary: arms, comparisons, curve, verdict and run metadata."""
+    d = meta.to_dict()
+    run_meta = {k: d.get(k) for k in (
+        "name", "harness_version", "started_at", "finished_at", "status", "message", "counts",
+        "versions", "dataset", "labels", "run", "decision", "fine_tunes")}
+    run_meta["config_path"] = meta.config_path
+    run_meta["config_sha256"] = meta.config_sha256
+    run_meta["complete"] = a.complete
+    run_meta["prompts"] = {arm.key: arm.prompt_sha256 for arm in meta.arms}
+    plateau = asdict(a.plateau) if a.plateau else None
+    return _clean({
+        "recommendation": {
+            "verdict": a.verdict.recommendation,
+            "sentence": a.verdict.sentence,
+            "reasons": list(a.verdict.reasons),
+            "plateau": plateau,
+            "fine_tune": a.evidence,
+        },
+        "arms": a.summary[[c for c in SUMMARY_COLUMNS if c in a.summary]].to_dict("records"),
+        "comparisons": a.comparisons.to_dict("records"),
+        "learning_curve": a.curve.to_dict("records"),
+        "meta": run_meta,
+    })
+
+
+def rescore_records(run_dir: Path, meta: RunMeta, records: list[Record]) -> list[Record]:
+    """Every record scored again through the run's task from its stored output (records of
+    failed requests stay as they are).
+
+    When any score changed, results.jsonl is rewritten atomically, and the file as it was is
+    kept beside it first (`results.before-rescore.jsonl`, numbered if that exists): nothing
+    recorded is lost.
+    """
+    task = meta_task(meta)
+    rescored = [r.rescored(task) for r in records]
+    if rescored == records:
+        return records
+    path = run_dir / RESULTS
+    backup, n = run_dir / "results.before-rescore.jsonl", 1
+    while backup.exists():
+        n += 1
+        backup = run_dir / f"results.before-rescore.{n}.jsonl"
+    shutil.copy2(path, backup)
+    write_text_atomic(path, "".join(json.dumps(r.to_dict(), ensure_ascii=False) + "\n"
+                                    for r in rescored))
+    return rescored
+
+
+def write_reports(run_dir: Path, *, rescore: bool = False) -> Analysis:
+    """Rebuild every report file of a run folder from its records and metadata.
+
+    With `rescore`, each record is first scored again from its stored model output.
+    """
+    meta = read_meta(run_dir)
+    records = read_records(run_dir)
+    if rescore:
+        records = rescore_records(run_dir, meta, records)
+    a = analyse(records, meta)
+    write_text_atomic(run_dir / "results.csv", _csv(a.results))
+    write_text_atomic(run_dir / "summary.csv",
+                      _csv(a.summary[[c for c in SUMMARY_COLUMNS if c in a.summary]]))
+    write_text_atomic(run_dir / "comparisons.csv", _csv(a.comparisons))
+    write_text_atomic(run_dir / "per_class.csv", _csv(a.per_class))
+    write_json_atomic(run_dir / "summary.json", summary_json(a, meta))
+    write_text_atomic(run_dir / "report.html", render_html(a, meta))
+    return a
+
+
+def format_table(a: Analysis) -> str:
+    """A compact plain-text table of the arms, for the terminal."""
+    rows = []
+    for _, r in a.summary.iterrows():
+        name = row_name(r)
+        acc = "   n/a" if r["n"] == 0 or r["errors"] == r["n"] else (
+            f"{r['accuracy']:.3f} [{r['ci_low']:.3f}, {r['ci_high']:.3f}]")
+        rows.append(f"  {name:<22} n={r['n']:<5} acc {acc:<22} schema {r['schema_compliance']:.2f}"
+                    f"  errors {r['errors']}")
+    return "\n".join(rows)
+
+
+def dumps(obj: Any) -> str:
+    """JSON for the terminal."""
+    return json.dumps(_clean(obj), indent=2)

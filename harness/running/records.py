@@ -1,0 +1,252 @@
+"""Typed, versioned run records: one `Record` per (arm, example), one `RunMeta` per run.
+
+These are the only shapes that cross the storage boundary. `to_dict` writes them, `from_dict`
+reads them back, including folders written before records carried a version (read as
+version 1: their model output may be cut at 2,000 characters and their prices use the old
+key names).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from typing import Any, TypeVar
+
+from harness.config import DecisionConfig, GateConfig, ModelConfig, Price, RunConfig
+from harness.model.completion import is_request_error
+from harness.tasks import Task
+
+FORMAT_VERSION = 2
+
+_T = TypeVar("_T")
+
+
+def _known(cls: type[_T], data: Mapping[str, Any]) -> _T:
+    """cls(**data) keeping only the fields cls has (newer or older files may carry others)."""
+    names = {f.name for f in fields(cls)}  # type: ignore[arg-type]
+    return cls(**{k: v for k, v in data.items() if k in names})
+
+
+@dataclass(frozen=True)
+class Record:
+    """One answered (or failed) example of one arm."""
+
+    arm: str
+    strategy: str
+    type: str
+    model: str
+    model_id: str  # the model that finally answered
+    k: int
+    draw: int
+    example_id: str
+    input: str
+    expected: Any
+    prediction: Any
+    correct: bool
+    parse_ok: bool
+    schema_valid: bool
+    error_kind: str | None
+    error: str | None
+    output: str  # the model's full text (version 1 folders: at most 2,000 characters)
+    finish_reason: str | None
+    prompt_tokens: int | None
+    completion_tokens: int | None
+    cached_tokens: int | None
+    latency_ms: float
+    attempts: int
+    cached: bool
+    prompt_sha256: str
+    calls: tuple[dict[str, Any], ...] = ()  # every call of a multi-call strategy, in order
+    format_version: int = FORMAT_VERSION
+
+    @property
+    def key(self) -> tuple[str, str]:
+        """Identity: (arm key, example id)."""
+        return self.arm, self.example_id
+
+    @property
+    def request_failed(self) -> bool:
+        """The request or provider failed: no answer of the model to score."""
+        return is_request_error(self.error_kind)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON form (one line of results.jsonl); `calls` only when there were several."""
+        out = {f.name: getattr(self, f.name) for f in fields(self)}
+        if self.calls:
+            out["calls"] = list(self.calls)
+        else:
+            del out["calls"]
+        return out
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Record:
+        """Read a record of any format version (missing version: 1)."""
+        d = dict(data)
+        d.setdefault("format_version", 1)
+        d["example_id"] = str(d["example_id"])
+        d["calls"] = tuple(d.get("calls") or ())
+        d.setdefault("output", "")
+        d["output"] = d["output"] or ""
+        return _known(cls, d)
+
+    def rescored(self, task: Task) -> Record:
+        """The record scored again through `task` from its stored output (no model call).
+
+        Failed requests stay as they are: there is no answer to score.
+        """
+        if self.request_failed:
+            return self
+        s = task.score(self.output, self.finish_reason, self.expected)
+        return dataclasses.replace(self, prediction=s.prediction, correct=s.correct,
+                                   parse_ok=s.parse_ok, schema_valid=s.schema_valid,
+                                   error_kind=s.error_kind, error=s.error)
+
+
+@dataclass(frozen=True)
+class ArmMeta:
+    """One arm as the run planned it."""
+
+    key: str
+    strategy: str
+    type: str
+    model: str
+    model_id: str
+    provider: str
+    k: int
+    draw: int
+    prompt_sha256: str
+    shots: tuple[str, ...]
+    prompt_example: str
+    unavailable: str | None = None
+
+
+@dataclass(frozen=True)
+class DatasetMeta:
+    """What the run used of the data files."""
+
+    eval: str
+    train: str
+    sha256: str
+    n_eval: int
+    eval_total: int
+    train_pool: int
+    leaked: int
+    limit: int | None
+    seed: int
+
+
+def _price_from(d: Mapping[str, Any] | None) -> Price | None:
+    if not d:
+        return None
+    if "input_per_m" in d:
+        return _known(Price, d)
+    inp = float(d.get("input", 0.0))  # version 1 key names
+    cached = d.get("cached_input")
+    return Price(inp, inp if cached is None else float(cached), float(d.get("output", 0.0)),
+                 d.get("training"))
+
+
+def _model_from(d: Mapping[str, Any]) -> ModelConfig:
+    return _known(ModelConfig, {**d, "price": _price_from(d.get("price"))})
+
+
+@dataclass(frozen=True)
+class RunMeta:
+    """Everything reports need besides the records: config, data, arms, settings, status."""
+
+    name: str
+    harness_version: str
+    config_path: str
+    config_sha256: str
+    config_raw: dict[str, Any]
+    dataset: DatasetMeta
+    task_type: str
+    labels: tuple[str, ...]
+    output_schema: dict[str, Any]
+    arms: tuple[ArmMeta, ...]
+    examples: tuple[str, ...]
+    models: dict[str, ModelConfig]
+    fine_tunes: dict[str, dict[str, Any]]
+    run: RunConfig
+    decision: DecisionConfig
+    gate: GateConfig
+    versions: dict[str, str]
+    started_at: str
+    finished_at: str | None = None
+    status: str = "running"
+    message: str | None = None
+    counts: dict[str, Any] = field(default_factory=dict)
+    format_version: int = FORMAT_VERSION
+
+    @property
+    def expected_records(self) -> int:
+        """Records a complete run holds."""
+        return len(self.arms) * len(self.examples)
+
+    def arm(self, key: str) -> ArmMeta:
+        """The arm with this key."""
+        return next(a for a in self.arms if a.key == key)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON form of run.json (version 1's layout, plus format_version and task type)."""
+        return {
+            "format_version": self.format_version,
+            "harness_version": self.harness_version,
+            "name": self.name,
+            "config": {"path": self.config_path, "sha256": self.config_sha256, "raw": self.config_raw},
+            "dataset": dataclasses.asdict(self.dataset),
+            "task_type": self.task_type,
+            "labels": list(self.labels),
+            "output_schema": self.output_schema,
+            "arms": [{**dataclasses.asdict(a), "shots": list(a.shots)} for a in self.arms],
+            "examples": list(self.examples),
+            "models": {n: dataclasses.asdict(m) for n, m in self.models.items()},
+            "fine_tunes": self.fine_tunes,
+            "run": dataclasses.asdict(self.run),
+            "decision": dataclasses.asdict(self.decision),
+            "gate": dataclasses.asdict(self.gate),
+            "versions": self.versions,
+            "started_at": self.started_at,
+            "finished_at": self.finished_at,
+            "status": self.status,
+            "message": self.message,
+            "counts": self.counts,
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> RunMeta:
+        """Read run.json of any format version (missing version: 1)."""
+        config = d.get("config") or {}
+        ds = d.get("dataset") or {}
+        return cls(
+            name=str(d["name"]),
+            harness_version=str(d.get("harness_version", "")),
+            config_path=str(config.get("path", "")),
+            config_sha256=str(config.get("sha256", "")),
+            config_raw=dict(config.get("raw") or {}),
+            dataset=DatasetMeta(
+                eval=str(ds.get("eval", "")), train=str(ds.get("train", "")),
+                sha256=str(ds.get("sha256", "")), n_eval=int(ds.get("n_eval", 0)),
+                eval_total=int(ds.get("eval_total", 0)), train_pool=int(ds.get("train_pool", 0)),
+                leaked=int(ds.get("leaked", 0)), limit=ds.get("limit"), seed=int(ds.get("seed", 0)),
+            ),
+            task_type=str(d.get("task_type", "classification")),
+            labels=tuple(d.get("labels") or ()),
+            output_schema=dict(d.get("output_schema") or {}),
+            arms=tuple(_known(ArmMeta, {**a, "shots": tuple(a.get("shots") or ())})
+                       for a in d.get("arms") or ()),
+            examples=tuple(str(e) for e in d.get("examples") or ()),
+            models={n: _model_from(m) for n, m in (d.get("models") or {}).items()},
+            fine_tunes=dict(d.get("fine_tunes") or {}),
+            run=_known(RunConfig, d.get("run") or {}),
+            decision=_known(DecisionConfig, d.get("decision") or {}),
+            gate=_known(GateConfig, d.get("gate") or {}),
+            versions=dict(d.get("versions") or {}),
+            started_at=str(d.get("started_at", "")),
+            finished_at=d.get("finished_at"),
+            status=str(d.get("status", "unknown")),
+            message=d.get("message"),
+            counts=dict(d.get("counts") or {}),
+            format_version=int(d.get("format_version", 1)),
+        )

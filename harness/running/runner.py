@@ -1,0 +1,280 @@
+"""The runner: every (arm, example) answered once through its strategy, scored by the task,
+and appended durably; resumable."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import itertools
+import shutil
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import openai
+
+from harness.dataset import Example
+from harness.errors import InputError, RunError
+from harness.model.cache import ResponseCache, cache_key
+from harness.model.completion import ChatRequest, Completion, request_failure
+from harness.model.endpoint import Endpoint, error_kind, response_format_for
+from harness.model.limits import AdaptiveLimiter
+from harness.model.local_server import LocalServer, base_model_path
+from harness.paths import cache_dir
+from harness.running.plan import Plan, build_meta, check_resumable, file_sha256
+from harness.running.records import Record
+from harness.running.store import ResultStore, read_records, write_meta
+from harness.strategies import Attempt, Call, Generate, Strategy
+from harness.strategies.prompts import Message
+from harness.tasks import Task
+
+Progress = Callable[[int, int, str], None]
+
+
+class RunInterrupted(RunError):
+    """Ctrl-C: the run stopped cleanly; what finished is on disk."""
+
+    exit_code = 130
+
+
+@dataclass
+class Counts:
+    """What a run did, for the user and the metadata."""
+
+    requests: int = 0
+    cache_hits: int = 0
+    retries: int = 0
+    failures: int = 0
+    skipped_done: int = 0
+    by_error: dict[str, int] = field(default_factory=dict)
+    retries_by_kind: dict[str, int] = field(default_factory=dict)
+
+    def failure(self, kind: str) -> None:
+        """Count one failed example."""
+        self.failures += 1
+        self.by_error[kind] = self.by_error.get(kind, 0) + 1
+
+
+def make_record(strategy: Strategy, example: Example, attempt: Attempt, task: Task) -> Record:
+    """The record of one answered example: the final call's output scored through the task."""
+    arm, final = strategy.arm, attempt.final
+    comp = final.completion
+    failed = request_failure(comp)
+    if failed is not None:
+        prediction, correct, parse_ok, valid, (kind, detail) = None, False, False, False, failed
+    else:
+        s = task.score(comp.content, comp.finish_reason, example.target)
+        prediction, correct, parse_ok, valid = s.prediction, s.correct, s.parse_ok, s.schema_valid
+        kind, detail = s.error_kind, s.error
+    calls = tuple({"model_id": c.model_id, **asdict(c.completion)} for c in attempt.calls) \
+        if len(attempt.calls) > 1 else ()
+    return Record(
+        arm=arm.key, strategy=arm.strategy, type=arm.type, model=arm.model, model_id=final.model_id,
+        k=arm.k, draw=arm.draw, example_id=example.id, input=example.input,
+        expected=example.target, prediction=prediction, correct=correct, parse_ok=parse_ok,
+        schema_valid=valid, error_kind=kind, error=detail, output=comp.content or "",
+        finish_reason=comp.finish_reason,
+        prompt_tokens=_total(attempt, "prompt_tokens"),
+        completion_tokens=_total(attempt, "completion_tokens"),
+        cached_tokens=_total(attempt, "cached_tokens"),
+        latency_ms=round(sum(c.completion.latency_ms for c in attempt.calls), 2),
+        attempts=sum(c.completion.attempts for c in attempt.calls),
+        cached=all(c.completion.cached for c in attempt.calls),
+        prompt_sha256=arm.template.sha256, calls=calls,
+    )
+
+
+def _total(attempt: Attempt, name: str) -> int | None:
+    values = [getattr(c.completion, name) for c in attempt.calls]
+    known = [v for v in values if v is not None]
+    return sum(known) if known else None
+
+
+class Runner:
+    """Sends every missing (arm, example) through its strategy and records the result."""
+
+    def __init__(self, p: Plan, run_dir: Path, *, use_cache: bool = True,
+                 cache_path: Path | None = None, progress: Progress | None = None,
+                 base_urls: dict[str, str] | None = None) -> None:
+        self.p = p
+        self.run_dir = run_dir
+        self.progress = progress
+        self.base_urls = dict(base_urls or {})  # model name -> base_url override (tests)
+        self.cache = ResponseCache(cache_path or cache_dir() / "responses.sqlite") if use_cache else None
+        self.counts = Counts()
+
+    def _todo(self, done: set[tuple[str, str]]) -> list[tuple[Strategy, Example]]:
+        items = []
+        for s in self.p.strategies:
+            for ex in self.p.data.eval:
+                if (s.arm.key, ex.id) in done:
+                    self.counts.skipped_done += 1
+                else:
+                    items.append((s, ex))
+        return items
+
+    def execute(self) -> Counts:
+        """Run to completion (or until Ctrl-C / a fatal endpoint error); return what happened."""
+        meta = build_meta(self.p)
+        # the outermost folder this run creates: removed again if the input turns out bad
+        created = next((d for d in reversed((self.run_dir, *self.run_dir.parents))
+                        if not d.exists()), None)
+        old = check_resumable(self.run_dir, meta)
+        if old is not None:
+            meta = dataclasses.replace(meta, started_at=old.started_at or meta.started_at)
+        write_meta(self.run_dir, meta)
+        done = {r.key for r in read_records(self.run_dir)}
+        todo = self._todo(done)
+        store = ResultStore(self.run_dir)
+        status, message = "failed", None
+        try:
+            asyncio.run(self._run_all(todo, store))
+            status = "complete"
+        except KeyboardInterrupt:
+            status, message = "interrupted", "stopped by Ctrl-C"
+            raise RunInterrupted(
+                f"interrupted; finished examples are saved. Resume with: harness run "
+                f"{self.p.cfg.path} --out {self.run_dir} --resume"
+            ) from None
+        except InputError:
+            status = "bad_input"
+            raise
+        except Exception as exc:
+            message = str(exc)
+            raise
+        finally:
+            store.close()
+            if self.cache is not None:
+                self.cache.close()
+            if status == "bad_input" and created is not None:
+                # bad input found at start (e.g. endpoint unreachable): leave nothing behind
+                shutil.rmtree(created, ignore_errors=True)
+            else:
+                write_meta(self.run_dir, dataclasses.replace(
+                    meta, status=status, message=message,
+                    finished_at=datetime.now(UTC).isoformat(timespec="seconds"),
+                    counts=asdict(self.counts)))
+        return self.counts
+
+    async def _run_all(self, todo: list[tuple[Strategy, Example]], store: ResultStore) -> None:
+        total = len(todo) + self.counts.skipped_done
+        done = self.counts.skipped_done
+        cfg = self.p.cfg
+        needs_request = [(s, e) for s, e in todo if s.arm.unavailable is None]
+        for s, ex in todo:
+            if s.arm.unavailable is not None:
+                comp = Completion(attempts=0, error_kind="model_unavailable", error=s.arm.unavailable)
+                store.append(make_record(s, ex, Attempt((Call(s.arm.model_id, comp),)), self.p.task))
+                self.counts.failure("model_unavailable")
+                done += 1
+        if not needs_request:
+            if self.progress:
+                self.progress(done, total, "")
+            return
+        models = {s.arm.model for s, _ in needs_request}
+        server: LocalServer | None = None
+        endpoints: dict[str, Endpoint] = {}
+        generators: dict[str, Generate] = {}
+        limiter = AdaptiveLimiter(cfg.run.concurrency, requests_per_minute=cfg.run.requests_per_minute,
+                                  tokens_per_minute=cfg.run.tokens_per_minute)
+
+        def on_retry(exc: BaseException | None) -> None:
+            self.counts.retries += 1
+            kind = error_kind(exc) if exc is not None else "unknown"
+            self.counts.retries_by_kind[kind] = self.counts.retries_by_kind.get(kind, 0) + 1
+            if isinstance(exc, openai.RateLimitError):
+                limiter.on_rate_limited()
+
+        try:
+            local_models = [m for m in models if cfg.models[m].provider == "local"]
+            if local_models and not all(m in self.base_urls for m in local_models):
+                n_ctx = max(cfg.models[m].n_ctx for m in local_models)
+                server = LocalServer(self.p.adapters, n_ctx=n_ctx).start()  # in this thread: see PDEATHSIG
+            adapter_sha = {alias: file_sha256(path) for alias, path in self.p.adapters.items()}
+            for m in models:
+                mc = cfg.models[m]
+                url = self.base_urls.get(m) or (server.base_url if mc.provider == "local" and server
+                                                else None)
+                endpoints[m] = Endpoint(mc, base_url=url, run=cfg.run, on_retry=on_retry)
+                scope = (f"llama.cpp:{file_sha256(base_model_path())}"
+                         if mc.provider == "local" and m not in self.base_urls
+                         else endpoints[m].base_url)
+                generators[m] = self._generator(endpoints[m], scope, adapter_sha, limiter)
+            await asyncio.gather(*(endpoints[m].probe() for m in models))
+            if self.progress:
+                self.progress(done, total, "")
+            queue: asyncio.Queue[tuple[Strategy, Example]] = asyncio.Queue()
+
+            async def worker() -> None:
+                nonlocal done
+                while True:
+                    try:
+                        strategy, ex = queue.get_nowait()
+                    except asyncio.QueueEmpty:
+                        return
+                    attempt = await strategy.answer(ex, generators[strategy.arm.model])
+                    rec = make_record(strategy, ex, attempt, self.p.task)
+                    if rec.error_kind:
+                        self.counts.failure(rec.error_kind)
+                    store.append(rec)
+                    done += 1
+                    if self.progress:
+                        self.progress(done, total, strategy.arm.key)
+
+            # One model id at a time: llama.cpp's server holds one model (or adapter) in memory and
+            # reloads on a switch; a warm-up request keeps that load out of the latency figures.
+            for (model, model_id), group in itertools.groupby(
+                    needs_request, key=lambda item: (item[0].arm.model, item[0].arm.model_id)):
+                if server is not None and cfg.models[model].provider == "local":
+                    await endpoints[model].warm_up(model_id)
+                for item in group:
+                    queue.put_nowait(item)
+                workers = [asyncio.create_task(worker()) for _ in range(cfg.run.concurrency)]
+                try:
+                    await asyncio.gather(*workers)
+                finally:
+                    for w in workers:
+                        w.cancel()
+                    await asyncio.gather(*workers, return_exceptions=True)
+        finally:
+            for ep in endpoints.values():
+                with contextlib.suppress(Exception):
+                    await ep.aclose()
+            if server is not None:
+                server.stop()
+
+    def _generator(self, endpoint: Endpoint, scope: str, adapter_sha: dict[str, str],
+                   limiter: AdaptiveLimiter) -> Generate:
+        """The `generate` a strategy calls for one model: cache, limiter, endpoint."""
+        cfg = self.p.cfg
+        model = endpoint.config
+        response_format = response_format_for(model, self.p.task.output_schema())
+
+        async def generate(messages: Sequence[Message], *, model_id: str,
+                           sample: int = 0) -> Completion:
+            request = ChatRequest(
+                model=model_id, messages=tuple(messages), temperature=cfg.run.temperature,
+                max_tokens=cfg.run.max_tokens, token_param=model.token_param, seed=cfg.run.seed,
+                response_format=response_format, sample=sample,
+            )
+            key = cache_key(scope + adapter_sha.get(model_id, ""), request)
+            comp = self.cache.get(key) if self.cache else None
+            if comp is not None:
+                self.counts.cache_hits += 1
+                return comp
+            tokens = sum(len(m["content"]) for m in messages) / 4 + cfg.run.max_tokens
+            await limiter.acquire(tokens)
+            ok = False
+            try:
+                comp = await endpoint.complete(request)
+                ok = comp.error_kind is None
+            finally:
+                await limiter.release(ok=ok)
+            self.counts.requests += comp.attempts
+            if self.cache is not None:
+                self.cache.put(key, request.model, comp)
+            return comp
+
+        return generate

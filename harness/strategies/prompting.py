@@ -1,0 +1,132 @@
+"""The first strategies: zero-shot, few-shot (one arm per k and draw) and fine-tuned model ids.
+
+Each makes one call per example; `STRATEGIES` maps a config `type:` to the function that
+expands one strategy of the config into its arms.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from harness.config import Config, StrategyConfig
+from harness.dataset import Data, Example
+from harness.errors import InputError
+from harness.strategies.base import Arm, Attempt, Call, Generate, Strategy
+from harness.strategies.prompts import (
+    Message,
+    PromptTemplate,
+    build_messages,
+    render,
+    resolve_template,
+)
+from harness.strategies.selectors import SELECTORS, Selector, hash_seed
+from harness.tasks import Task
+
+# Given a fine_tuned strategy, return (model id, None) or (None, reason it is unavailable).
+FineTuneResolver = Callable[[StrategyConfig], tuple[str | None, str | None]]
+
+
+@dataclass(frozen=True)
+class SingleCall:
+    """One prompt, one call: the shots are the arm's fixed ones, or chosen per input."""
+
+    arm: Arm
+    task: Task
+    instructions: str
+    pool: tuple[Example, ...] = ()
+    selector: Selector | None = None  # a per-example selector; None: the arm's fixed shots
+    seed: int = 0
+
+    def shots_for(self, example: Example) -> tuple[Example, ...]:
+        """The few-shot examples shown before `example`."""
+        if self.selector is None or not self.selector.per_example:
+            return self.arm.shots
+        return self.selector.pick(self.pool, self.arm.k, self.seed, example)
+
+    def messages(self, example: Example) -> list[Message]:
+        """System prompt, the shots as turns, then the input."""
+        return build_messages(self.arm.template, self.instructions, self.task,
+                              self.shots_for(example), example.input)
+
+    async def answer(self, example: Example, generate: Generate) -> Attempt:
+        """One call with the arm's model; its answer is the answer."""
+        completion = await generate(self.messages(example), model_id=self.arm.model_id,
+                                    sample=self.arm.draw)
+        return Attempt((Call(self.arm.model_id, completion),))
+
+
+@dataclass(frozen=True)
+class Context:
+    """What expanding a strategy needs besides the strategy itself."""
+
+    cfg: Config
+    data: Data
+    task: Task
+    resolve_ft: FineTuneResolver
+
+
+def _template(ctx: Context, i: int, s: StrategyConfig, *, fine_tuned: bool = False) -> PromptTemplate:
+    return resolve_template(ctx.cfg.task, s.prompts, fine_tuned=fine_tuned, where=f"strategies[{i}]",
+                            task_fields=frozenset(ctx.task.prompt_fields()))
+
+
+def _zero_shot(ctx: Context, i: int, s: StrategyConfig) -> list[Strategy]:
+    model_id = ctx.cfg.models[s.model].model
+    arm = Arm(s.name, s.type, s.model, model_id, 0, 0, (), _template(ctx, i, s))
+    return [SingleCall(arm, ctx.task, ctx.cfg.task.instructions)]
+
+
+def _few_shot(ctx: Context, i: int, s: StrategyConfig) -> list[Strategy]:
+    cfg, data = ctx.cfg, ctx.data
+    template = _template(ctx, i, s)
+    selector = SELECTORS[s.selection]
+    out: list[Strategy] = []
+    for k in s.shots:
+        if k > len(data.train):
+            if cfg.dataset.train is None:
+                src = "there is no training pool (set dataset.train)"
+            else:
+                src = f"the training pool holds only {len(data.train)} examples"
+                if data.leaked:
+                    src += f" ({data.leaked} removed: also in the eval set)"
+            raise InputError(f"strategies[{i}].shots: k={k} is more than the pool can give: {src}")
+        for draw in range(s.draws):
+            seed = hash_seed(cfg.dataset.seed, k, draw)
+            shots = () if selector.per_example else selector.pick(data.train, k, seed, None)
+            arm = Arm(s.name, s.type, s.model, cfg.models[s.model].model, k, draw, shots, template)
+            out.append(SingleCall(arm, ctx.task, cfg.task.instructions, data.train, selector, seed))
+    return out
+
+
+def _fine_tuned(ctx: Context, i: int, s: StrategyConfig) -> list[Strategy]:
+    model_id, reason = ctx.resolve_ft(s)
+    arm = Arm(s.name, s.type, s.model, model_id or str(s.fine_tuned_model), 0, 0, (),
+              _template(ctx, i, s, fine_tuned=True), unavailable=reason)
+    return [SingleCall(arm, ctx.task, ctx.cfg.task.instructions)]
+
+
+# config `type:` -> expansion into arms; a plain dict
+STRATEGIES: dict[str, Callable[[Context, int, StrategyConfig], list[Strategy]]] = {
+    "zero_shot": _zero_shot,
+    "few_shot": _few_shot,
+    "fine_tuned": _fine_tuned,
+}
+
+
+def expand(cfg: Config, data: Data, task: Task, resolve_ft: FineTuneResolver) -> list[Strategy]:
+    """All arms of a run, in a stable order (strategy order, then k, then draw)."""
+    ctx = Context(cfg, data, task, resolve_ft)
+    out: list[Strategy] = []
+    for i, s in enumerate(cfg.strategies):
+        out.extend(STRATEGIES[s.type](ctx, i, s))
+    return out
+
+
+def rendered_prompt(strategy: Strategy, example: Example) -> str:
+    """One rendered prompt of the arm, for the report."""
+    return render(strategy.messages(example))
+
+
+__all__ = ["STRATEGIES", "FineTuneResolver", "SingleCall", "expand", "rendered_prompt"]
+

@@ -1,0 +1,58 @@
+"""The Task protocol: the one place that knows what an answer looks like."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+
+@dataclass(frozen=True)
+class Score:
+    """How one answer scored against its expected target."""
+
+    prediction: Any  # the task's parsed answer (a label for classification), None if none
+    correct: bool
+    parse_ok: bool
+    schema_valid: bool
+    error_kind: str | None
+    error: str | None
+
+
+class Task(Protocol):
+    """What a strategy, the runner and the analysis need to know about answers.
+
+    A task renders a gold target as the canonical answer text (few-shot turns, fine-tuning
+    data), gives the JSON Schema every answer must match, parses and scores one answer, and
+    combines several answers into one (majority vote).
+    """
+
+    name: str
+
+    def output_schema(self) -> dict[str, Any]:
+        """The JSON Schema every answer must match."""
+        ...
+
+    def prompt_fields(self) -> Mapping[str, str]:
+        """Placeholder values the task gives the system prompt (besides {instructions})."""
+        ...
+
+    def render_target(self, target: Any) -> str:
+        """The exact answer text for a gold target."""
+        ...
+
+    def score(self, output: str | None, finish_reason: str | None, expected: Any) -> Score:
+        """Parse the model's text, check it against the schema, compare with `expected`."""
+        ...
+
+    def vote(self, predictions: Sequence[Any]) -> Any:
+        """One prediction from several (majority; ties broken deterministically)."""
+        ...
+
+    def quality(self, expected: Sequence[Any], predicted: Sequence[Any]) -> float:
+        """The task's headline quality figure besides accuracy (macro-F1 for classification)."""
+        ...
+
+    def breakdown(self, expected: Sequence[Any], predicted: Sequence[Any]) -> dict[str, dict[str, float]]:
+        """Per-class (or per-field) precision, recall, F1 and support."""
+        ...

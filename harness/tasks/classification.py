@@ -1,0 +1,135 @@
+"""Classification: the answer is `{"label": <one of the labels>}`."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import jsonschema
+import numpy as np
+
+from harness.tasks.base import Score
+
+OUTPUT_FORMAT = '{"label": "<label>"}'
+
+
+def default_schema(labels: Sequence[str]) -> dict[str, Any]:
+    """`{"label": <one of labels>}`, nothing else."""
+    return {
+        "type": "object",
+        "properties": {"label": {"type": "string", "enum": list(labels)}},
+        "required": ["label"],
+        "additionalProperties": False,
+    }
+
+
+def check_schema(schema: Mapping[str, Any]) -> str | None:
+    """Why a configured output schema cannot serve classification, or None if it can."""
+    props = schema.get("properties", {})
+    if not isinstance(props, dict) or "label" not in props:
+        return "task.output_schema: a classification schema needs a 'label' property"
+    return None
+
+
+def strip_fence(text: str) -> str:
+    """Accept a ```json fenced answer (parsing is lenient; schema compliance is still recorded)."""
+    if text.startswith("```"):
+        lines = text.splitlines()
+        if len(lines) >= 2 and lines[-1].strip() == "```":
+            return "\n".join(lines[1:-1])
+    return text
+
+
+@dataclass(frozen=True)
+class ClassificationTask:
+    """One label per input, from a fixed label set."""
+
+    labels: tuple[str, ...]
+    schema: dict[str, Any] | None = None  # the config's output_schema, else the default
+    name: str = "classification"
+    _validator: Any = field(default=None, init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_validator",
+                           jsonschema.Draft202012Validator(self.output_schema()))
+
+    def output_schema(self) -> dict[str, Any]:
+        """The configured schema, or `{"label": <one of labels>}`."""
+        return dict(self.schema) if self.schema is not None else default_schema(self.labels)
+
+    def prompt_fields(self) -> Mapping[str, str]:
+        """{labels} and {output_format} for the system prompt."""
+        return {"labels": ", ".join(self.labels), "output_format": OUTPUT_FORMAT}
+
+    def render_target(self, target: Any) -> str:
+        """`{"label": "..."}` exactly as few-shot turns and fine-tuning data show it."""
+        return json.dumps({"label": target}, ensure_ascii=False)
+
+    def score(self, output: str | None, finish_reason: str | None, expected: Any) -> Score:
+        """Parse JSON, validate against the schema, compare the label with `expected`."""
+        content = (output or "").strip()
+        if not content:
+            return Score(None, False, False, False, "empty", "the answer was empty")
+        truncated = finish_reason == "length"
+        try:
+            obj: Any = json.loads(strip_fence(content))
+        except json.JSONDecodeError as exc:
+            kind = "truncated" if truncated else "invalid_json"
+            detail = "output cut at max_tokens" if truncated else f"not JSON ({exc.msg})"
+            return Score(None, False, False, False, kind, detail)
+        label = obj.get("label") if isinstance(obj, dict) else None
+        prediction = label if isinstance(label, str) else None
+        errors = sorted(self._validator.iter_errors(obj), key=lambda e: e.path)
+        valid = not errors and not truncated
+        kind, detail = None, None
+        if truncated:
+            kind, detail = "truncated", "output cut at max_tokens"
+        elif errors:
+            kind, detail = "schema", errors[0].message[:300]
+        return Score(prediction, prediction == expected and valid, True, valid, kind, detail)
+
+    def vote(self, predictions: Sequence[Any]) -> Any:
+        """The most frequent label; a tie goes to the label listed first; None if no label."""
+        counts = Counter(p for p in predictions if p is not None)
+        if not counts:
+            return None
+        order = {lab: i for i, lab in enumerate(self.labels)}
+        return min(counts, key=lambda lab: (-counts[lab], order.get(lab, len(order)), str(lab)))
+
+    def breakdown(self, expected: Sequence[Any], predicted: Sequence[Any]) -> dict[str, dict[str, float]]:
+        """Precision, recall, F1 and support for each label present in `expected` or predicted."""
+        return per_class(expected, predicted, self.labels)
+
+    def quality(self, expected: Sequence[Any], predicted: Sequence[Any]) -> float:
+        """Macro-F1 over the labels that occur."""
+        table = self.breakdown(expected, predicted)
+        return float(np.mean([v["f1"] for v in table.values()])) if table else 0.0
+
+
+def per_class(expected: Sequence[Any], predicted: Sequence[Any],
+              labels: Sequence[str]) -> dict[str, dict[str, float]]:
+    """Precision, recall, F1 and support per label, in one pass over the pairs."""
+    tp: Counter[Any] = Counter()
+    fp: Counter[Any] = Counter()
+    fn: Counter[Any] = Counter()
+    for e, p in zip(expected, predicted, strict=True):
+        if e == p:
+            tp[e] += 1
+        else:
+            fn[e] += 1
+            if p is not None:
+                fp[p] += 1
+    present = set(expected) | set(predicted)
+    out: dict[str, dict[str, float]] = {}
+    for lab in labels:
+        if lab not in present:
+            continue
+        t, f_p, f_n = tp[lab], fp[lab], fn[lab]
+        precision = t / (t + f_p) if t + f_p else 0.0
+        recall = t / (t + f_n) if t + f_n else 0.0
+        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+        out[lab] = {"precision": precision, "recall": recall, "f1": f1, "support": t + f_n}
+    return out

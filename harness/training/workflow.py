@@ -1,0 +1,148 @@
+"""Fine-tuning workflow: training data from `dataset.train`, validated, then an OpenAI job or a
+local LoRA fine-tune of the embedded model, recorded in the registry.
+
+Idempotent: the key is a hash of the training data + base model + hyperparameters; a finished
+fine-tune with that key is reused and a pending OpenAI job with that key is attached to.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable
+from dataclasses import asdict
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from harness.config import Config, StrategyConfig
+from harness.dataset import load_data, normalise
+from harness.errors import InputError
+from harness.files import write_text_atomic
+from harness.model.registry import LOCAL_PREFIX, FineTune, Registry
+from harness.paths import cache_dir
+from harness.running.plan import Plan, plan
+from harness.strategies import is_fine_tuned
+from harness.tasks import make_task
+from harness.training.data import TrainingData, build_training_data, jsonl, validate_training_data
+from harness.training.openai_job import run_openai_job
+from harness.training.pending import Log
+
+Progress = Callable[[int, int, float], None]
+
+
+def finetune(cfg: Config, strategy_name: str | None = None, *, out: Path | None = None,
+             progress: Progress | None = None, log: Log = lambda _m: None, force: bool = False,
+             registry: Registry | None = None) -> FineTune:
+    """Build and validate training data, then train (or reuse) the fine-tuned model."""
+    strategy = _strategy(cfg, strategy_name)
+    model = cfg.models[strategy.model]
+    registry = registry or Registry()
+    data = load_data(cfg)
+    task = make_task(cfg.task, data.labels)
+    td = build_training_data(cfg, strategy, data, task)
+    validate_training_data(td, data.labels, {normalise(ex.input) for ex in data.eval}, task)
+    name = str(strategy.fine_tuned_model).removeprefix(LOCAL_PREFIX)
+    base = model.model
+    hyper = _hyper(cfg, model.provider)
+    key = hashlib.sha256(json.dumps([td.sha256, model.provider, base, hyper,
+                                     cfg.finetune.suffix, cfg.finetune.seed],
+                                    sort_keys=True).encode()).hexdigest()
+    out = out or Path("reports") / f"{cfg.name}-finetune"
+    write_text_atomic(out / "train.jsonl", jsonl(td.train))
+    write_text_atomic(out / "validation.jsonl", jsonl(td.validation))
+    log(f"training data: {len(td.train)} examples, {len(td.validation)} held out for validation, "
+        f"~{td.tokens_per_example:.0f} tokens per example, ~{td.total_tokens} tokens in all "
+        f"(files in {out}/)")
+    existing = registry.find_key(key)
+    if existing is not None and not force and (
+        model.provider != "local" or (existing.adapter_path and Path(existing.adapter_path).exists())
+    ):
+        if existing.name != name:
+            existing = FineTune(**{**asdict(existing), "name": name})
+            registry.put(existing)
+        log(f"reusing {existing.model_id}: same data, base model and settings (use --force to retrain)")
+        return existing
+    if model.provider == "local":
+        entry = _train_local(name, key, td, hyper, cfg, progress, log)
+    else:
+        entry = run_openai_job(model, name, key, out, hyper, cfg, td, log)
+    registry.put(entry)
+    return entry
+
+
+def _hyper(cfg: Config, provider: str) -> dict[str, Any]:
+    ft = cfg.finetune
+    if provider == "openai":
+        h: dict[str, Any] = {"n_epochs": ft.epochs, "batch_size": ft.batch_size,
+                             "learning_rate_multiplier": ft.learning_rate_multiplier}
+        return {k: (int(v) if k == "n_epochs" and float(v).is_integer() else v) for k, v in h.items()}
+    return {"epochs": ft.epochs, "batch_size": 8 if ft.batch_size == "auto" else ft.batch_size,
+            "learning_rate": ft.learning_rate, "rank": ft.rank, "alpha": ft.alpha,
+            "max_length": ft.max_length, "seed": ft.seed}
+
+
+
+def _strategy(cfg: Config, name: str | None) -> StrategyConfig:
+    fts = [s for s in cfg.strategies if is_fine_tuned(s.type)]
+    if name is None:
+        if not fts:
+            raise InputError(f"{cfg.path}: no fine_tuned strategy to train")
+        return fts[0]
+    s = cfg.strategy(name)
+    if not is_fine_tuned(s.type):
+        raise InputError(f"--strategy: {name!r} is a {s.type} strategy, not fine_tuned")
+    return s
+
+
+def _train_local(name: str, key: str, td: TrainingData, hyper: dict[str, Any], cfg: Config,
+                 progress: Progress | None, log: Log) -> FineTune:
+    from harness.training import lora  # light: torch and friends load inside its functions
+
+    missing = [m for m in ("torch", "transformers", "peft", "gguf") if not _importable(m)]
+    if missing:
+        raise InputError(f"local fine-tuning needs {', '.join(missing)}: "
+                         "pip install -e '.[local,finetune]'")
+    settings = lora.LoraSettings(
+        epochs=float(hyper["epochs"]), batch_size=int(hyper["batch_size"]),
+        learning_rate=float(hyper["learning_rate"]), rank=int(hyper["rank"]),
+        alpha=float(hyper["alpha"]), max_length=int(hyper["max_length"]), seed=int(hyper["seed"]))
+    path = cache_dir() / "adapters" / f"{name}-{key[:12]}.gguf"
+    log(f"fine-tuning SmolLM2-135M-Instruct with LoRA (rank {settings.rank}) on the CPU: "
+        f"{len(td.train)} examples, {settings.epochs:g} epochs")
+    result = lora.train_lora([r["messages"] for r in td.train], path, settings, progress=progress)
+    log(f"trained {result.steps} steps in {result.seconds:.0f} s ({result.seconds_per_step:.2f} s/step), "
+        f"final loss {result.final_loss:.4f}; adapter {path}")
+    return FineTune(
+        name=name, model_id=LOCAL_PREFIX + name, provider="local",
+        base_model=str(lora.base_model_path().name), data_sha256=td.sha256, hyperparameters=hyper,
+        trained_tokens=int(result.trained_tokens), training_cost_usd=0.0,
+        created_at=datetime.now(UTC).isoformat(timespec="seconds"), adapter_path=str(path), key=key,
+        extra={"steps": result.steps, "seconds": round(result.seconds, 1),
+               "seconds_per_step": round(result.seconds_per_step, 3),
+               "final_loss": round(result.final_loss, 4)},
+    )
+
+
+def _importable(module: str) -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec(module) is not None
+
+
+
+
+def ensure_fine_tunes(p: Plan, *, progress: Progress | None = None, log: Log = lambda _m: None,
+                      registry: Registry | None = None) -> Plan:
+    """Train the fine-tunes a plan is missing whose strategy says `train_if_missing`; return the
+    plan again with them (the same plan when nothing was trained)."""
+    cfg = p.cfg
+    trained = False
+    for s in cfg.strategies:
+        arm = next((x.arm for x in p.strategies if x.arm.strategy == s.name), None)
+        if is_fine_tuned(s.type) and s.train_if_missing and arm is not None and arm.unavailable:
+            log(f"fine-tuned model {s.fine_tuned_model!r} is missing: training it first")
+            entry = finetune(cfg, s.name, progress=progress, log=log, registry=registry)
+            log(f"registered {entry.name} -> {entry.model_id}")
+            trained = True
+    return plan(cfg, registry) if trained else p
