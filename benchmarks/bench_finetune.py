@@ -31,7 +31,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from harness import lora  # noqa: E402
+from harness.training import lora  # noqa: E402
 
 INSTRUCTIONS = "Classify the online-banking customer message into exactly one intent."
 FT_SYSTEM = INSTRUCTIONS + '\nAnswer with JSON only: {"label": "<label>"}'

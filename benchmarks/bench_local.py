@@ -26,7 +26,7 @@ def main() -> None:
     args = ap.parse_args()
 
     from harness.config import StrategyConfig, load_config, with_overrides
-    from harness.runner import Runner, plan
+    from harness.running import Runner, plan
 
     base = with_overrides(load_config(args.config), limit=args.examples,
                           concurrency=args.concurrency)
@@ -42,16 +42,16 @@ def main() -> None:
             t0 = time.perf_counter()
             counts = runner.execute()
             wall = time.perf_counter() - t0
-            from harness.store import read_records
+            from harness.running import read_records
 
             recs = read_records(Path(tmp) / "run")
-        lat = sorted(r["latency_ms"] for r in recs)
+        lat = sorted(r.latency_ms for r in recs)
         out[name] = {
             "requests": counts.requests, "wall_s_incl_server_start": round(wall, 1),
             "requests_per_s": round(counts.requests / wall, 2),
-            "mean_prompt_tokens": round(sum(r["prompt_tokens"] or 0 for r in recs) / len(recs)),
+            "mean_prompt_tokens": round(sum(r.prompt_tokens or 0 for r in recs) / len(recs)),
             "latency_p50_ms": round(lat[len(lat) // 2]),
-            "accuracy": round(sum(r["correct"] for r in recs) / len(recs), 3),
+            "accuracy": round(sum(r.correct for r in recs) / len(recs), 3),
         }
     print(json.dumps({"config": args.config, "examples": args.examples, **out}, indent=2))
 

@@ -40,7 +40,7 @@ def main() -> None:
     args = ap.parse_args()
 
     from harness.config import load_config
-    from harness.runner import Runner, plan
+    from harness.running import Runner, plan
 
     server = subprocess.Popen(
         [sys.executable, "-c", SERVER.format(tests=str(ROOT / "tests"), latency=args.latency)],

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
+from harness.version import __version__
 
-__all__ = ["RunResult", "analyse", "finetune", "gate", "load_config", "read_run", "run",
+__all__ = ["RunResult", "__version__", "analyse", "finetune", "gate", "load_config", "read_run", "run",
            "write_reports"]
 
 if TYPE_CHECKING:
@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 
 
 def __getattr__(name: str) -> Any:
-    if name in __all__:
+    if name in __all__ and name != "__version__":
         from harness import api
 
         return getattr(api, name)

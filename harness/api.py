@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from harness import config as _config
+from harness.config import load_config as _load_config
 from harness.config import Config
 from harness.errors import HarnessError, InputError
 from harness.running.plan import check_task, default_out_dir, plan
@@ -33,7 +33,7 @@ LossProgress = Callable[[int, int, float], None]
 
 def load_config(path: str | Path) -> Config:
     """Read and validate a YAML config, including the checks of its task type (InputError)."""
-    cfg = _config.load_config(path)
+    cfg = _load_config(path)
     check_task(cfg)
     return cfg
 

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TextIO
 
-from harness import __version__
+from harness.version import __version__
 from harness.errors import HarnessError, InputError
 
 

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import csv
 import json
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+
+sys.path.insert(0, str(Path(__file__).parent))  # fake_openai, conftest helpers: from any folder
 
 LABELS = ["billing", "shipping", "returns", "account"]
 

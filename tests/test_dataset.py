@@ -87,8 +87,9 @@ def test_csv_and_jsonl_give_the_same_examples(tmp_path: Path) -> None:
 def test_tsv_ndjson_and_a_byte_order_mark(tmp_path: Path) -> None:
     tsv = "text\tcategory\n" + "".join(f"{t}, really\t{c}\n" for t, c in ROWS)
     assert read(tmp_path, "e.tsv", tsv)[0].input == "My card was charged twice, really"
-    assert len(read(tmp_path, "e.ndjson", jsonl_of(ROWS))) == 3
-    assert read(tmp_path, "bom.csv", "\ufeff" + csv_of(ROWS))[0].target == "billing"
+    expected = [Example(str(i), t, c) for i, (t, c) in enumerate(ROWS)]
+    assert read(tmp_path, "e.ndjson", jsonl_of(ROWS)) == expected
+    assert read(tmp_path, "bom.csv", "\ufeff" + csv_of(ROWS)) == expected
 
 
 def test_multi_line_quoted_csv_fields_are_one_example_and_lines_stay_right(tmp_path: Path) -> None:

@@ -12,7 +12,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from harness import __version__
+from harness.version import __version__
 from harness.config import Config, StrategyConfig
 from harness.dataset import Data, load_data
 from harness.errors import InputError

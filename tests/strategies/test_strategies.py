@@ -17,9 +17,10 @@ import yaml
 from harness.config import Config, StrategyConfig, load_config
 from harness.dataset import Example, load_data
 from harness.errors import InputError
-from harness.strategies import expand, hash_seed, select_shots
+from harness.strategies import Arm, expand, hash_seed, select_shots
+from harness.tasks import make_task
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 
 
 def pool_of(counts: dict[str, int]) -> list[Example]:
@@ -55,8 +56,9 @@ def config(folder: Path, strategies: list[dict[str, Any]], *, train: int | None 
     return load_config(folder / "config.yaml")
 
 
-def arms_of(cfg: Config) -> list[Any]:
-    return expand(cfg, load_data(cfg), no_fine_tunes)
+def arms_of(cfg: Config) -> list[Arm]:
+    data = load_data(cfg)
+    return [s.arm for s in expand(cfg, data, make_task(cfg.task, data.labels), no_fine_tunes)]
 
 
 # --- select_shots -------------------------------------------------------------------------------

@@ -11,7 +11,7 @@ from fake_openai import ChatReply, FakeOpenAI
 
 from harness.cli import main
 from harness.config import load_config
-from harness.runner import Runner, plan
+from harness.running import Runner, plan
 
 
 def _run(config: Path, out: Path, *extra: str) -> int:

@@ -8,7 +8,7 @@ from statistics import NormalDist
 import numpy as np
 import pytest
 
-from harness.stats import (
+from harness.analysis.stats import (
     ArmEvidence,
     CurveStep,
     Interval,

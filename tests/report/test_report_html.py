@@ -13,8 +13,8 @@ import pytest
 from test_report import XSS, make_run
 
 from harness.analysis import analyse
-from harness.report_html import CSP, render_html
-from harness.store import read_meta, read_records
+from harness.report.html import CSP, render_html
+from harness.running.store import read_meta, read_records
 
 
 @pytest.fixture(scope="module")

@@ -12,31 +12,35 @@ import yaml
 from harness.config import Config, Prompts, TaskConfig, load_config
 from harness.dataset import Example, load_data
 from harness.errors import InputError
-from harness.prompts import (
+from harness.running import Plan, plan
+from harness.strategies.prompts import (
+    DEFAULT_FINE_TUNED_SYSTEM,
     DEFAULT_SYSTEM,
     DEFAULT_USER,
-    OUTPUT_FORMAT,
-    answer,
+    PromptTemplate,
     build_messages,
-    output_schema,
     render,
     resolve_template,
+    system_prompt,
 )
-from harness.runner import plan
-from harness.strategies import messages_for
+from harness.tasks import ClassificationTask, make_task
+from harness.tasks.classification import OUTPUT_FORMAT
 
 LABELS = ("billing", "shipping", "returns")
 TASK = TaskConfig(type="classification", instructions="Route the support message.", labels=LABELS,
                   output_schema=None, prompts=Prompts())
+CLS = ClassificationTask(LABELS)
+INSTRUCTIONS = TASK.instructions
 SHOTS = (Example("s1", "Refund the double charge", "billing"), Example("s2", "Parcel is late", "shipping"))
 
 
-def template(task: TaskConfig = TASK, overrides: Prompts | None = None, *, fine_tuned: bool = False) -> Any:
+def template(task: TaskConfig = TASK, overrides: Prompts | None = None, *,
+             fine_tuned: bool = False) -> PromptTemplate:
     return resolve_template(task, overrides or Prompts(), fine_tuned=fine_tuned, where="strategies[0]")
 
 
 def test_system_message_has_instructions_label_set_and_output_format() -> None:
-    messages = build_messages(template(), TASK, LABELS, (), "Where is my parcel?")
+    messages = build_messages(template(), INSTRUCTIONS, CLS, (), "Where is my parcel?")
     system = messages[0]
     assert system["role"] == "system"
     assert "Route the support message." in system["content"]
@@ -46,22 +50,22 @@ def test_system_message_has_instructions_label_set_and_output_format() -> None:
 
 
 def test_few_shot_examples_are_user_and_assistant_turns() -> None:
-    messages = build_messages(template(), TASK, LABELS, SHOTS, "Where is my parcel?")
+    messages = build_messages(template(), INSTRUCTIONS, CLS, SHOTS, "Where is my parcel?")
     assert [m["role"] for m in messages] == ["system", "user", "assistant", "user", "assistant", "user"]
     assert messages[1]["content"] == "Refund the double charge"
     assert json.loads(messages[2]["content"]) == {"label": "billing"}
     assert messages[3]["content"] == "Parcel is late"
-    assert messages[4]["content"] == answer("shipping") == '{"label": "shipping"}'
+    assert messages[4]["content"] == CLS.render_target("shipping") == '{"label": "shipping"}'
     assert messages[-1]["content"] == "Where is my parcel?"
 
 
-def test_answer_keeps_non_ascii_labels() -> None:
-    assert answer("rückgabe") == '{"label": "rückgabe"}'
+def test_render_target_keeps_non_ascii_labels() -> None:
+    assert CLS.render_target("rückgabe") == '{"label": "rückgabe"}'
 
 
 def test_inputs_with_braces_are_not_template_fields() -> None:
     text = "my {input} and {labels} and {0} and {"
-    messages = build_messages(template(), TASK, LABELS, (Example("x", text, "billing"),), text)
+    messages = build_messages(template(), INSTRUCTIONS, CLS, (Example("x", text, "billing"),), text)
     assert messages[1]["content"] == messages[-1]["content"] == text
 
 
@@ -72,7 +76,7 @@ def test_templates_come_from_task_then_strategy() -> None:
     assert template(task).user == "Q: {input}"
     own = template(task, Prompts(user="Message:\n{input}"))
     assert own.system == "Task: {instructions}" and own.user == "Message:\n{input}"
-    messages = build_messages(own, task, LABELS, SHOTS[:1], "hi")
+    messages = build_messages(own, task.instructions, CLS, SHOTS[:1], "hi")
     assert messages[0]["content"] == "Task: Route the support message."
     assert messages[1]["content"] == "Message:\nRefund the double charge"
     assert messages[-1]["content"] == "Message:\nhi"
@@ -81,7 +85,7 @@ def test_templates_come_from_task_then_strategy() -> None:
 def test_defaults_and_the_fine_tuned_system_prompt() -> None:
     assert (template().system, template().user) == (DEFAULT_SYSTEM, DEFAULT_USER)
     ft = template(fine_tuned=True)
-    system = build_messages(ft, TASK, LABELS, (), "x")[0]["content"]
+    system = build_messages(ft, INSTRUCTIONS, CLS, (), "x")[0]["content"]
     assert "Route the support message." in system and OUTPUT_FORMAT in system
     assert "billing, shipping" not in system  # a fine-tuned model learned the labels
     custom = template(overrides=Prompts(fine_tuned_system="FT {instructions}"), fine_tuned=True)
@@ -132,15 +136,25 @@ def test_the_fine_tuned_system_template_has_its_own_placeholders() -> None:
 
 
 def test_output_schema_default_and_from_the_config() -> None:
-    schema = output_schema(TASK, LABELS)
-    assert schema["properties"]["label"]["enum"] == list(LABELS)
-    assert schema["required"] == ["label"] and schema["additionalProperties"] is False
+    schema = make_task(TASK, LABELS).output_schema()
+    assert schema == {"type": "object", "properties": {"label": {"type": "string", "enum": list(LABELS)}},
+                      "required": ["label"], "additionalProperties": False}
     custom = {"type": "object", "properties": {"label": {"type": "string"}, "why": {"type": "string"}}}
-    assert output_schema(TaskConfig(**{**TASK.__dict__, "output_schema": custom}), LABELS) is custom
+    with_custom = TaskConfig(**{**TASK.__dict__, "output_schema": custom})
+    assert make_task(with_custom, LABELS).output_schema() == custom
+
+
+def test_system_prompt_fills_the_task_fields() -> None:
+    assert system_prompt(template(), INSTRUCTIONS, CLS) == DEFAULT_SYSTEM.format(
+        instructions="Route the support message.", labels="billing, shipping, returns",
+        output_format='{"label": "<label>"}')
+    assert system_prompt(template(fine_tuned=True), INSTRUCTIONS, CLS) == (
+        'Route the support message.\nAnswer with JSON only: {"label": "<label>"}')
+    assert template(fine_tuned=True).system == DEFAULT_FINE_TUNED_SYSTEM
 
 
 def test_render_is_a_readable_transcript() -> None:
-    text = render(build_messages(template(), TASK, LABELS, SHOTS[:1], "hi"))
+    text = render(build_messages(template(), INSTRUCTIONS, CLS, SHOTS[:1], "hi"))
     assert text.startswith("[system]\nRoute the support message.")
     assert text.endswith('\n\n[user]\nRefund the double charge\n\n[assistant]\n{"label": "billing"}'
                          '\n\n[user]\nhi')
@@ -175,14 +189,22 @@ def test_template_overrides_per_strategy_in_a_plan(tmp_path: Path) -> None:
         {"name": "fs", "type": "few_shot", "model": "m", "shots": 2},
     ], task_prompts={"system": "Do this: {instructions} ({labels})"})
     p = plan(cfg)
-    plain, terse, fs = p.arms
+    arms = [st.arm for st in p.strategies]
+    plain, terse, fs = arms
     assert plain.template.user == fs.template.user == "{input}"
     assert terse.template.user == "Msg: {input}"
-    assert {a.template.system for a in p.arms} == {"Do this: {instructions} ({labels})"}
+    assert {a.template.system for a in arms} == {"Do this: {instructions} ({labels})"}
     assert plain.template.sha256 == fs.template.sha256 != terse.template.sha256
-    messages = messages_for(fs, cfg, p.data.labels, "hello")
+    messages = p.strategies[2].messages(Example("e", "hello", "billing"))
     assert messages[0]["content"] == "Do this: Route it. (billing, shipping)"
     assert [m["role"] for m in messages] == ["system", "user", "assistant", "user", "assistant", "user"]
+    assert len(fs.shots) == 2
+    assert messages[1:5] == [turn for ex in fs.shots for turn in (
+        {"role": "user", "content": ex.input},
+        {"role": "assistant", "content": p.task.render_target(ex.target)})]
+    assert messages[-1] == {"role": "user", "content": "hello"}
+    assert p.strategies[1].messages(Example("e", "hello", "billing"))[1:] == [
+        {"role": "user", "content": "Msg: hello"}]
 
 
 def test_a_bad_strategy_template_is_caught_by_the_plan_with_its_index(tmp_path: Path) -> None:
@@ -198,5 +220,8 @@ def test_prompt_hash_does_not_change_when_the_data_does(tmp_path: Path) -> None:
     small = plan(_config(tmp_path / "a", strategies, eval_rows=4))
     large = plan(_config(tmp_path / "b", strategies, eval_rows=10))
     assert small.data.sha256 != large.data.sha256
-    assert [a.template.sha256 for a in small.arms] == [a.template.sha256 for a in large.arms]
+    def hashes(p: Plan) -> list[str]:
+        return [s.arm.template.sha256 for s in p.strategies]
+
+    assert hashes(small) == hashes(large)
     assert load_data(small.cfg).eval != load_data(large.cfg).eval

@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from harness.cli import main
-from harness.local_server import LocalServer
+from harness.model.local_server import LocalServer
 
 pytestmark = [
     pytest.mark.local_model,
@@ -21,7 +21,7 @@ pytestmark = [
         reason="the local extra is not installed",
     ),
 ]
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _config(tmp_path: Path, strategies: list[dict], n_ctx: int = 4096, limit: int = 6) -> Path:

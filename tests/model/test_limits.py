@@ -11,7 +11,7 @@ import pytest
 from fake_openai import ChatReply, FakeOpenAI, default_responder
 
 from harness.cli import main
-from harness.limits import AdaptiveLimiter
+from harness.model.limits import AdaptiveLimiter
 
 
 async def _one(limiter: AdaptiveLimiter, ok: bool = True, tokens: float = 0.0) -> None:

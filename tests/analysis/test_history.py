@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from harness.cli import main
-from harness.history import trajectory
+from harness.analysis.history import trajectory
 
 
 def _rec(sha, acc, lo, hi, arm="zero-shot"):

@@ -6,7 +6,7 @@ import datetime
 
 import pytest
 
-from harness.pricing import (
+from harness.model.pricing import (
     DEFAULT_PRICES,
     FINE_TUNED_INFERENCE,
     PRICES_AS_OF,

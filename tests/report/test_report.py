@@ -121,7 +121,7 @@ def test_report_command_reproduces_every_file(run_dir: Path, tmp_path: Path) -> 
     # a separate process with another hash seed, as a user would run it
     env = {**os.environ, "PYTHONHASHSEED": "12345"}
     proc = subprocess.run([sys.executable, "-m", "harness", "report", str(copy)], env=env,
-                          cwd=Path(__file__).parents[1], capture_output=True, text=True,
+                          cwd=Path(__file__).parents[2], capture_output=True, text=True,
                           timeout=120, check=False)
     assert proc.returncode == 0, proc.stderr
     assert {p.name for p in copy.iterdir()} == made

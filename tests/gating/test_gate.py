@@ -17,9 +17,9 @@ import yaml
 from fake_openai import last_user_content
 from test_report import make_run
 
-from harness import gate
+from harness import gating as gate
 from harness.errors import InputError
-from harness.gate import ArmData, Snapshot, compare, load_baseline, markdown, run_gate, snapshot_from_run
+from harness.gating import ArmData, Snapshot, compare, load_baseline, markdown, run_gate, snapshot_from_run
 
 STRATEGIES = [{"name": "zero-shot", "type": "zero_shot", "model": "fake"},
               {"name": "few-shot", "type": "few_shot", "model": "fake", "shots": [1], "draws": 2}]
@@ -298,7 +298,7 @@ def test_cli_gate(runs: dict[str, Path], baseline: Path, tmp_path: Path,
 def test_ci_example_is_valid_and_uses_real_commands() -> None:
     from harness.cli import build_parser
 
-    doc = yaml.safe_load((Path(__file__).parents[1] / "docs" / "ci-example.yml").read_text())
+    doc = yaml.safe_load((Path(__file__).parents[2] / "docs" / "ci-example.yml").read_text())
     steps = doc["jobs"]["gate"]["steps"]
     commands = [line.strip() for s in steps for line in str(s.get("run", "")).splitlines()
                 if line.strip().startswith("harness ")]

@@ -20,7 +20,7 @@ import pytest
 from fake_openai import ChatReply, FakeOpenAI, FaultPlan, default_responder
 from tenacity import Future, RetryCallState
 
-from harness.client import (
+from harness.model.endpoint import (
     ChatRequest,
     Endpoint,
     RetryAfterTooLong,

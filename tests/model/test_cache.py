@@ -17,9 +17,9 @@ import pytest
 from conftest import write_csv
 from fake_openai import FakeOpenAI, FaultPlan
 
-from harness.cache import ResponseCache, cache_key
+from harness.model.cache import ResponseCache, cache_key
 from harness.cli import main
-from harness.client import ChatRequest, Completion
+from harness.model.endpoint import ChatRequest, Completion
 
 BASE = ChatRequest(
     model="gpt-4o-mini",

@@ -12,8 +12,9 @@ from harness.cli import main
 from harness.config import load_config
 from harness.dataset import load_data, normalise
 from harness.errors import InputError
-from harness.finetune import build_training_data, save_pending, validate_training_data
-from harness.registry import Registry
+from harness.model.registry import Registry
+from harness.tasks import make_task
+from harness.training import build_training_data, save_pending, validate_training_data
 
 FT = [
     {"name": "zs", "type": "zero_shot", "model": "fake"},
@@ -28,8 +29,12 @@ def _td(make_config, **kw):
     return cfg, data, build_training_data(cfg, cfg.strategy("ft"), data)
 
 
+def _task(cfg, data):
+    return make_task(cfg.task, data.labels)
+
+
 def test_training_data_is_openai_chat_format_from_train_only(make_config):
-    _cfg, data, td = _td(make_config)
+    cfg, data, td = _td(make_config)
     assert len(td.train) + len(td.validation) == len(data.train) == 24
     assert len(td.validation) == 2
     first = td.train[0]["messages"]
@@ -39,7 +44,7 @@ def test_training_data_is_openai_chat_format_from_train_only(make_config):
     assert "billing, shipping" not in first[0]["content"]  # the short prompt: no label list
     evals = {normalise(ex.input) for ex in data.eval}
     assert not any(normalise(r["messages"][1]["content"]) in evals for r in td.train)
-    validate_training_data(td, data.labels, evals)
+    validate_training_data(td, data.labels, evals, _task(cfg, data))
 
 
 @pytest.mark.parametrize(
@@ -69,16 +74,16 @@ def test_training_data_is_openai_chat_format_from_train_only(make_config):
     ],
 )
 def test_each_validation_rule_fails(make_config, mutate, message):
-    _, data, td = _td(make_config)
+    cfg, data, td = _td(make_config)
     with pytest.raises(InputError, match=message):
-        validate_training_data(mutate(td), data.labels, set())
+        validate_training_data(mutate(td), data.labels, set(), _task(cfg, data))
 
 
 def test_overlap_with_eval_set_is_rejected(make_config):
-    _, data, td = _td(make_config)
+    cfg, data, td = _td(make_config)
     leaked = normalise(td.train[0]["messages"][1]["content"])
     with pytest.raises(InputError, match="also appears in the eval set"):
-        validate_training_data(td, data.labels, {leaked})
+        validate_training_data(td, data.labels, {leaked}, _task(cfg, data))
 
 
 def _finetune(cfg_path, tmp_path):
