@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from harness.config import load_config as _load_config
 from harness.config import Config
+from harness.config import load_config as _load_config
 from harness.errors import HarnessError, InputError
 from harness.running.plan import check_task, default_out_dir, plan
 from harness.running.runner import Counts, Progress, Runner
@@ -49,10 +49,14 @@ class RunResult:
 
 def run(cfg: Config | str | Path, out: str | Path | None = None, *, use_cache: bool = True,
         progress: Progress | None = None, train_progress: LossProgress | None = None,
-        log: Log = lambda _m: None, base_urls: dict[str, str] | None = None) -> RunResult:
+        log: Log = lambda _m: None, base_urls: dict[str, str] | None = None,
+        resume: bool = False) -> RunResult:
     """Run every strategy of a config into `out` (resuming a run of the same config there),
     training missing fine-tunes marked `train_if_missing` first; write the reports and, for a
     complete run, append to the history file.
+
+    With `resume`, `out` must already hold a run (its run.json): an InputError otherwise, raised
+    before anything is written. Without it, a run of the same config in `out` is resumed too.
 
     On a failure after the run started, partial reports (marked incomplete) are written before
     the error is raised again.
@@ -63,10 +67,15 @@ def run(cfg: Config | str | Path, out: str | Path | None = None, *, use_cache: b
 
     if not isinstance(cfg, Config):
         cfg = load_config(cfg)
-    p = ensure_fine_tunes(plan(cfg), progress=train_progress, log=log)
+    if resume and out is None:
+        raise InputError("--resume: name the run folder to resume with --out")
     out_dir = Path(out) if out is not None else default_out_dir(cfg)
     if out_dir.exists() and not out_dir.is_dir():
         raise InputError(f"--out: {out_dir} exists and is not a folder")
+    if resume and not (out_dir / META).is_file():
+        raise InputError(f"--resume: {out_dir} holds no run to resume (no {META}); "
+                         "drop --resume to start a new run there")
+    p = ensure_fine_tunes(plan(cfg), progress=train_progress, log=log)
     for s in p.strategies:
         if s.arm.unavailable:
             log(f"warning: {s.arm.strategy}: {s.arm.unavailable}")

@@ -9,8 +9,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TextIO
 
-from harness.version import __version__
 from harness.errors import HarnessError, InputError
+from harness.version import __version__
 
 
 class _Parser(argparse.ArgumentParser):
@@ -89,7 +89,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     cfg = with_overrides(load_config(args.config), limit=args.limit, concurrency=args.concurrency)
     result = run(cfg, args.out, use_cache=not args.no_cache, progress=ProgressBar(cfg.name),
-                 train_progress=_loss_progress, log=_log)
+                 train_progress=_loss_progress, log=_log, resume=args.resume)
     a, counts, out = result.analysis, result.counts, result.out
     print(format_table(a))
     print(f"\nverdict: {a.verdict.recommendation}: {a.verdict.sentence}")
@@ -164,8 +164,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("config", help="YAML config file")
     run.add_argument("--out", help="run folder (default: reports/NAME-TIMESTAMP); an existing "
                      "run folder of the same config is resumed")
-    run.add_argument("--resume", action="store_true", help="resume the run in --out (the default "
-                     "whenever --out holds a run of the same config)")
+    run.add_argument("--resume", action="store_true", help="resume the run in --out; an error when "
+                     "--out holds no run (without it, a run of the same config in --out is resumed too)")
     run.add_argument("--limit", type=int, help="seeded stratified sample of N eval examples")
     run.add_argument("--concurrency", type=int, help="parallel requests (overrides run.concurrency)")
     run.add_argument("--no-cache", action="store_true", help="bypass the response cache")

@@ -74,11 +74,11 @@ def _read_rows(path: Path, where: str, fields: Sequence[str]) -> list[tuple[int,
     if suffix in (".jsonl", ".ndjson"):
         # split on newlines only: str.splitlines() would also cut at U+2028 and friends, which
         # JSON allows unescaped inside strings
-        for n, line in enumerate(text.split("\n"), start=1):
-            if not line.strip():
+        for n, raw in enumerate(text.split("\n"), start=1):
+            if not raw.strip():
                 continue
             try:
-                obj = json.loads(line)
+                obj = json.loads(raw)
             except json.JSONDecodeError as exc:
                 raise InputError(
                     f"{where}: {path}: line {n}: invalid JSON ({exc.msg}, column {exc.colno})"

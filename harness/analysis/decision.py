@@ -10,7 +10,7 @@ from typing import Any
 
 import pandas as pd
 
-from harness.analysis import stats
+from harness.analysis import rules, stats
 from harness.analysis.tables import (
     Matrices,
     best_prompting_arm,
@@ -39,14 +39,14 @@ class Analysis:
     per_class: pd.DataFrame
     comparisons: pd.DataFrame
     curve: pd.DataFrame
-    plateau: stats.PlateauResult | None
-    verdict: stats.Verdict
+    plateau: rules.PlateauResult | None
+    verdict: rules.Verdict
     evidence: dict[str, Any]
     complete: bool
 
 
 def curve_and_plateau(summary: pd.DataFrame, mats: Matrices, decision: DecisionConfig
-                      ) -> tuple[pd.DataFrame, stats.PlateauResult | None]:
+                      ) -> tuple[pd.DataFrame, rules.PlateauResult | None]:
     """The learning curve of the first few-shot strategy (with zero-shot of the same model as k=0)."""
     fs = sweep_rows(summary)
     if fs.empty:
@@ -63,10 +63,10 @@ def curve_and_plateau(summary: pd.DataFrame, mats: Matrices, decision: DecisionC
         scores[int(row["k"])] = mats[(row["strategy"], row["k"])]
     keep = complete_rows(*scores.values())
     if not keep.any():
-        return curve, stats.PlateauResult("insufficient_data", None, None, (),
+        return curve, rules.PlateauResult("insufficient_data", None, None, (),
                                           "no example has results at every k yet")
     scores = {k: m[keep] for k, m in scores.items()}
-    plateau = stats.detect_plateau(scores, min_gain=decision.min_gain, n_boot=decision.bootstrap, seed=0)
+    plateau = rules.detect_plateau(scores, min_gain=decision.min_gain, n_boot=decision.bootstrap, seed=0)
     return curve, plateau
 
 
@@ -80,8 +80,8 @@ def _training_cost(meta: RunMeta, f: pd.Series) -> float | None:
     return None if training is None else float(training)
 
 
-def verdict(summary: pd.DataFrame, comparisons: pd.DataFrame, plateau: stats.PlateauResult | None,
-            mats: Matrices, meta: RunMeta) -> tuple[stats.Verdict, dict[str, Any]]:
+def verdict(summary: pd.DataFrame, comparisons: pd.DataFrame, plateau: rules.PlateauResult | None,
+            mats: Matrices, meta: RunMeta) -> tuple[rules.Verdict, dict[str, Any]]:
     """The recommendation, and the evidence on the fine-tuned arm behind it."""
     decision = meta.decision
     ok = summary[summary["n"] > 0]
@@ -102,18 +102,18 @@ def verdict(summary: pd.DataFrame, comparisons: pd.DataFrame, plateau: stats.Pla
         be = None
         prompt_cost, ft_cost = best["cost_per_1k"] / 1000, f["cost_per_1k"] / 1000
         if training is not None and not (math.isnan(prompt_cost) or math.isnan(ft_cost)):
-            be = stats.break_even(training, float(prompt_cost), float(ft_cost),
+            be = rules.break_even(training, float(prompt_cost), float(ft_cost),
                                   horizon_months=decision.horizon_months)
-        arm_ev = stats.ArmEvidence(d, p_adj, be, decision.monthly_volume)
+        arm_ev = rules.ArmEvidence(d, p_adj, be, decision.monthly_volume)
         evidence = {"fine_tuned_arm": name_a, "best_prompting_arm": name_b,
                     "delta": asdict(d), "p_adjusted": p_adj,
                     "break_even": asdict(be) if be else None,
                     "break_even_text": be.describe() if be else "no training cost known",
                     "training_cost_usd": training}
     if plateau is None:
-        plateau = stats.PlateauResult("insufficient_data", None, None, (),
+        plateau = rules.PlateauResult("insufficient_data", None, None, (),
                                       "no few-shot sweep in this run")
-    v = stats.decide(plateau, arm_ev, alpha=decision.alpha,
+    v = rules.decide(plateau, arm_ev, alpha=decision.alpha,
                      equivalence_margin=decision.equivalence_margin)
     return v, evidence
 

@@ -13,6 +13,7 @@ import pandas as pd
 
 from harness.analysis import stats
 from harness.analysis.metrics import arm_metrics
+from harness.config import Price
 from harness.model import pricing
 from harness.running.records import Record, RunMeta
 from harness.strategies import arm_name, is_prompting, is_sweep
@@ -29,7 +30,7 @@ ArmId = tuple[str, int]  # (strategy, k): one row of the summary, pooled over dr
 Matrices = Mapping[ArmId, np.ndarray]
 
 
-def price(meta: RunMeta, model: str, model_id: str) -> pricing.Price | None:
+def price(meta: RunMeta, model: str, model_id: str) -> Price | None:
     """The price of a recorded model id (the configured price first)."""
     return pricing.price_of(meta.models[model], model_id)
 

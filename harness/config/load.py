@@ -39,7 +39,7 @@ from harness.files import read_text_checked
 _T = TypeVar("_T")
 
 
-class _StrictLoader(yaml.SafeLoader):
+class _StrictLoader(yaml.SafeLoader):  # type: ignore[misc,unused-ignore]  # untyped without types-PyYAML
     """yaml.SafeLoader that rejects a key given twice in one mapping (YAML keeps the last silently)."""
 
 
@@ -217,7 +217,7 @@ def _model(name: str, d: Mapping[str, Any], run_timeout: float, problems: list[s
             input_per_m=float(price.get("input", 0.0)),
             cached_input_per_m=float(price.get("cached_input", price.get("input", 0.0))),
             output_per_m=float(price.get("output", 0.0)),
-            training_per_m=price.get("training"),
+            training_per_m=None if price.get("training") is None else float(price["training"]),
         )
         if price
         else None,

@@ -221,8 +221,8 @@ def compare(baseline: Snapshot | None, current: Snapshot, *, max_drop: float = D
             rows.append(GateRow(name, metric, base.values.get(metric) if base else None,
                                 cur.values.get(metric) if cur else None, change, p, None, test,
                                 (floors or {}).get(FLOORS[metric]), (), "ok"))
-    tested = [i for i, r in enumerate(rows) if r.p_value is not None]
-    for i, adj in zip(tested, stats.holm_adjust([rows[i].p_value for i in tested]), strict=True):
+    tested = [(i, r.p_value) for i, r in enumerate(rows) if r.p_value is not None]
+    for (i, _), adj in zip(tested, stats.holm_adjust([p for _, p in tested]), strict=True):
         rows[i] = replace(rows[i], p_adjusted=adj)
     problems = () if current.complete else (
         f"the run is incomplete (status {current.status}): figures cover part of the examples",)

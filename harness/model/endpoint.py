@@ -185,7 +185,7 @@ class RetryPolicy:
         delay = backoff * (0.5 + self.rng.random() / 2)
         if hinted is not None:
             delay = max(hinted, delay * 0.25)
-        return delay
+        return float(delay)
 
     def stop(self, state: RetryCallState) -> bool:
         """Stop after max_attempts, or when the next backoff would exceed the per-example budget.
@@ -245,7 +245,7 @@ class Endpoint:
         params = request.params()
         # The SDK walks every parameter through its type-driven transform (~2 ms a request for a
         # long prompt and a JSON schema); `extra_body` goes into the JSON body as it is.
-        heavy = {"messages": [], "extra_body": {k: params.pop(k) for k in
+        heavy: dict[str, Any] = {"messages": [], "extra_body": {k: params.pop(k) for k in
                                                 ("messages", "response_format") if k in params}}
 
         def before_sleep(state: RetryCallState) -> None:

@@ -45,7 +45,7 @@ def _clean(value: Any) -> Any:
 
 
 def _csv(df: pd.DataFrame) -> str:
-    return df.to_csv(index=False, lineterminator="\n", float_format="%.6g")
+    return str(df.to_csv(index=False, lineterminator="\n", float_format="%.6g"))
 
 
 def summary_json(a: Analysis, meta: RunMeta) -> dict[str, Any]:
@@ -59,7 +59,7 @@ def summary_json(a: Analysis, meta: RunMeta) -> dict[str, Any]:
     run_meta["complete"] = a.complete
     run_meta["prompts"] = {arm.key: arm.prompt_sha256 for arm in meta.arms}
     plateau = asdict(a.plateau) if a.plateau else None
-    return _clean({
+    out: dict[str, Any] = _clean({
         "recommendation": {
             "verdict": a.verdict.recommendation,
             "sentence": a.verdict.sentence,
@@ -72,6 +72,7 @@ def summary_json(a: Analysis, meta: RunMeta) -> dict[str, Any]:
         "learning_curve": a.curve.to_dict("records"),
         "meta": run_meta,
     })
+    return out
 
 
 def rescore_records(run_dir: Path, meta: RunMeta, records: list[Record]) -> list[Record]:

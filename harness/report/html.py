@@ -121,7 +121,7 @@ def arms_table(a: Analysis) -> str:
     styler = (df.style.hide(axis="index").format(escape="html").apply(bold_best, axis=1)
               .set_uuid("arms").set_table_attributes('class="arms"')
               .set_table_styles([{"selector": "th.col0, td.col0", "props": "text-align:left"}]))
-    return styler.to_html(doctype_html=False)
+    return str(styler.to_html(doctype_html=False))
 
 
 def curve_svg(a: Analysis) -> str:

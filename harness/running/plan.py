@@ -12,7 +12,6 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from harness.version import __version__
 from harness.config import Config, StrategyConfig
 from harness.dataset import Data, load_data
 from harness.errors import InputError
@@ -21,6 +20,7 @@ from harness.running.records import ArmMeta, DatasetMeta, RunMeta
 from harness.running.store import read_meta
 from harness.strategies import Strategy, expand, rendered_prompt
 from harness.tasks import Task, make_task, task_problems
+from harness.version import __version__
 
 
 @dataclass(frozen=True)

@@ -62,6 +62,7 @@ def make_record(strategy: Strategy, example: Example, attempt: Attempt, task: Ta
     arm, final = strategy.arm, attempt.final
     comp = final.completion
     failed = request_failure(comp)
+    kind: str | None
     if failed is not None:
         prediction, correct, parse_ok, valid, (kind, detail) = None, False, False, False, failed
     else:

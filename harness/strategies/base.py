@@ -91,7 +91,10 @@ class Attempt:
 class Strategy(Protocol):
     """An arm's way of answering: builds prompts and calls `generate` as often as it needs."""
 
-    arm: Arm
+    @property
+    def arm(self) -> Arm:
+        """The arm this strategy answers for."""
+        ...
 
     def messages(self, example: Example) -> list[Message]:
         """The messages of the (first) call for this example."""

@@ -27,7 +27,10 @@ class Task(Protocol):
     combines several answers into one (majority vote).
     """
 
-    name: str
+    @property
+    def name(self) -> str:
+        """The task type (`task.type` in the config)."""
+        ...
 
     def output_schema(self) -> dict[str, Any]:
         """The JSON Schema every answer must match."""

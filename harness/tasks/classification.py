@@ -9,7 +9,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import jsonschema
-import numpy as np
 
 from harness.tasks.base import Score
 
@@ -77,14 +76,15 @@ class ClassificationTask:
         try:
             obj: Any = json.loads(strip_fence(content))
         except json.JSONDecodeError as exc:
-            kind = "truncated" if truncated else "invalid_json"
-            detail = "output cut at max_tokens" if truncated else f"not JSON ({exc.msg})"
-            return Score(None, False, False, False, kind, detail)
+            if truncated:
+                return Score(None, False, False, False, "truncated", "output cut at max_tokens")
+            return Score(None, False, False, False, "invalid_json", f"not JSON ({exc.msg})")
         label = obj.get("label") if isinstance(obj, dict) else None
         prediction = label if isinstance(label, str) else None
         errors = sorted(self._validator.iter_errors(obj), key=lambda e: e.path)
         valid = not errors and not truncated
-        kind, detail = None, None
+        kind: str | None = None
+        detail: str | None = None
         if truncated:
             kind, detail = "truncated", "output cut at max_tokens"
         elif errors:
@@ -106,6 +106,8 @@ class ClassificationTask:
     def quality(self, expected: Sequence[Any], predicted: Sequence[Any]) -> float:
         """Macro-F1 over the labels that occur."""
         table = self.breakdown(expected, predicted)
+        import numpy as np  # numpy's mean, as the reports always used (pairwise summation)
+
         return float(np.mean([v["f1"] for v in table.values()])) if table else 0.0
 
 

@@ -270,17 +270,20 @@ def _train_peft_model(
         torch.manual_seed(settings.seed)
         torch.use_deterministic_algorithms(True, warn_only=True)
         try:
-            config = LoraConfig(
-                r=settings.rank,
-                lora_alpha=settings.alpha,
-                lora_dropout=settings.dropout,
-                target_modules=list(settings.target_modules),
-                bias="none",
-                task_type="CAUSAL_LM",
-            )
+            # peft annotates lora_alpha as int but scales by alpha / r in float: keep the float
+            # (the adapter GGUF records the same float alpha).
+            lora_options: dict[str, Any] = {
+                "r": settings.rank,
+                "lora_alpha": settings.alpha,
+                "lora_dropout": settings.dropout,
+                "target_modules": list(settings.target_modules),
+                "bias": "none",
+                "task_type": "CAUSAL_LM",
+            }
+            config = LoraConfig(**lora_options)
             model = get_peft_model(model, config)
             model.train()
-            inner = model.get_base_model()
+            inner: Any = model.get_base_model()  # the causal LM: .model and .lm_head
             params = [p for p in model.parameters() if p.requires_grad]
             optimizer = torch.optim.AdamW(
                 params, lr=settings.learning_rate, weight_decay=settings.weight_decay

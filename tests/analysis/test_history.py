@@ -2,8 +2,17 @@
 
 from __future__ import annotations
 
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from run_helpers import FIXTURE_RUNS
+
+from harness.analysis import analyse
+from harness.analysis.history import HISTORY, append_history, read_history, trajectory
 from harness.cli import main
-from harness.analysis.history import trajectory
+from harness.running.store import read_meta, read_records
 
 
 def _rec(sha, acc, lo, hi, arm="zero-shot"):
@@ -68,6 +77,36 @@ def test_history_command_across_runs(make_config, tmp_path, monkeypatch, capsys)
             )
             assert main(["run", str(cfg), "--out", str(tmp_path / "reports" / f"r{i}")]) == 0
     capsys.readouterr()
+    history = read_history(tmp_path / "reports" / HISTORY, "test")
+    assert [(h["arm"], h["n"], h["accuracy"]) for h in history] == [("zs", 12, 1.0), ("zs", 12, 1.0)]
+    assert history[0]["prompt_sha256"] != history[1]["prompt_sha256"]
+    assert [h["run_dir"] for h in history] == [str((tmp_path / "reports" / f"r{i}").resolve())
+                                               for i in range(2)]
     assert main(["history", str(cfg), "--window", "2"]) == 0
-    out = capsys.readouterr().out
-    assert "v1 prompt" in out and "v2 prompt" in out and "PLATEAU" in out
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == "zs:"
+    for i, h in enumerate(history, start=1):
+        assert out[i].startswith(f"  v{i} prompt {h['prompt_sha256']}  acc 1.000 [")
+        assert out[i].endswith(f"n=12  {h['timestamp']}")
+    assert out[3].startswith("  PLATEAU: the last 2 versions (1.000, 1.000) all lie inside")
+    assert len(out) == 4
+
+
+def test_append_history_writes_one_record_per_arm_of_a_committed_run(tmp_path: Path) -> None:
+    run = shutil.copytree(FIXTURE_RUNS / "complete", tmp_path / "reports" / "run")
+    meta = read_meta(run)
+    a = analyse(read_records(run), meta)
+    path = append_history(run, a.summary, meta)
+    assert path == tmp_path / "reports" / HISTORY
+    lines = [json.loads(line) for line in path.read_text().splitlines()]
+    assert [(h["arm"], h["k"], h["n"]) for h in lines] == [
+        ("zero-shot", 0, 13), ("few-shot@k=1", 1, 26), ("few-shot@k=2", 2, 26),
+        ("few-shot@k=4", 4, 26), ("fine-tuned", 0, 13)]
+    assert [h["accuracy"] for h in lines] == pytest.approx([10 / 13, 11 / 13, 11 / 13, 11 / 13, 12 / 13])
+    assert {h["config"] for h in lines} == {"routing"}
+    assert {h["timestamp"] for h in lines} == {meta.finished_at}
+    assert {h["dataset_sha256"] for h in lines} == {meta.dataset.sha256}
+    assert [h["prompt_sha256"] for h in lines] == [
+        next(x.prompt_sha256 for x in meta.arms if (x.strategy, x.k) == (h["strategy"], h["k"]))
+        for h in lines]
+    assert read_history(path, "routing") == lines and read_history(path, "other") == []

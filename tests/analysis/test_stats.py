@@ -8,15 +8,17 @@ from statistics import NormalDist
 import numpy as np
 import pytest
 
-from harness.analysis.stats import (
+from harness.analysis.rules import (
     ArmEvidence,
     CurveStep,
-    Interval,
     PlateauResult,
-    bootstrap_interval,
     break_even,
     decide,
     detect_plateau,
+)
+from harness.analysis.stats import (
+    Interval,
+    bootstrap_interval,
     holm_adjust,
     majority_correct,
     mcnemar_exact,
@@ -410,3 +412,38 @@ def test_decide_prompting_sufficient_and_insufficient_data() -> None:
     sparse = decide(_plateau("insufficient_data", next_k=8), None)
     assert sparse.recommendation == "keep_prompting"
     assert "more shot counts" in sparse.sentence and "k=8" in sparse.sentence
+
+
+# --------------------------------------------------------------------------- a committed run
+
+
+def test_analyse_a_committed_run_end_to_end() -> None:
+    """The complete fixture (13 examples): zero-shot misses 'returns' 0 and 2, few-shot 'returns' 0
+    in both draws, every arm the XSS input (an invalid label)."""
+    from run_helpers import FIXTURE_RUNS
+
+    from harness.analysis import analyse
+    from harness.running.store import read_meta, read_records
+
+    run = FIXTURE_RUNS / "complete"
+    a = analyse(read_records(run), read_meta(run))
+    assert a.complete
+    assert list(a.curve["k"]) == [0, 1, 2, 4]
+    assert list(a.curve["accuracy"]) == pytest.approx([10 / 13, 11 / 13, 11 / 13, 11 / 13])
+    assert a.plateau is not None and (a.plateau.status, a.plateau.k_star) == ("plateaued", 1)
+    assert [s.gain.estimate for s in a.plateau.steps] == pytest.approx([1 / 13, 0.0, 0.0])
+    pairs = list(zip(a.comparisons["arm_a"], a.comparisons["arm_b"], strict=True))
+    assert pairs == [("few-shot@k=1", "zero-shot"), ("few-shot@k=2", "zero-shot"),
+                     ("few-shot@k=4", "zero-shot"), ("fine-tuned", "zero-shot"),
+                     ("few-shot@k=2", "few-shot@k=1"), ("few-shot@k=4", "few-shot@k=1"),
+                     ("fine-tuned", "few-shot@k=1")]
+    assert list(a.comparisons["delta"]) == pytest.approx([1 / 13] * 3 + [2 / 13, 0, 0, 1 / 13])
+    assert list(a.comparisons["p_value"]) == pytest.approx([1, 1, 1, 0.5, 1, 1, 1])
+    assert not a.comparisons["significant"].any()
+    assert a.verdict.recommendation == "prompting_sufficient"
+    assert a.evidence["fine_tuned_arm"] == "fine-tuned" and a.evidence["best_prompting_arm"] == "few-shot@k=1"
+    assert a.evidence["delta"]["estimate"] == pytest.approx(1 / 13) and a.evidence["p_adjusted"] == 1.0
+    zs = a.per_class[a.per_class["strategy"] == "zero-shot"].set_index("label")
+    assert list(zs["support"]) == [4, 3, 3, 3]
+    assert list(zs["recall"]) == pytest.approx([3 / 4, 1, 1 / 3, 1])
+    assert list(zs["precision"]) == pytest.approx([1, 3 / 5, 1, 1])

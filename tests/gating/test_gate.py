@@ -15,11 +15,12 @@ from typing import Any
 import pytest
 import yaml
 from fake_openai import last_user_content
-from test_report import make_run
+from run_helpers import make_run
 
 from harness import gating as gate
 from harness.errors import InputError
 from harness.gating import ArmData, Snapshot, compare, load_baseline, markdown, run_gate, snapshot_from_run
+from harness.gating.compare import unpaired_test
 
 STRATEGIES = [{"name": "zero-shot", "type": "zero_shot", "model": "fake"},
               {"name": "few-shot", "type": "few_shot", "model": "fake", "shots": [1], "draws": 2}]
@@ -113,6 +114,8 @@ def test_noise_sized_drop_passes(runs: dict[str, Path], baseline: Path) -> None:
     row = _row(result, "zero-shot")
     assert row.change is not None and row.change.estimate == pytest.approx(-0.05)
     assert row.status == "drop not significant" and row.passed
+    assert row.test == "McNemar" and row.p_value == pytest.approx(1.0)
+    assert {r.status for r in result.rows if r is not row} == {"ok"}
 
 
 def test_summary_json_baseline_uses_an_unpaired_test(runs: dict[str, Path]) -> None:
@@ -174,7 +177,9 @@ def test_incomplete_run_fails_the_gate(runs: dict[str, Path], baseline: Path, tm
     meta = json.loads((run / "run.json").read_text())
     (run / "run.json").write_text(json.dumps({**meta, "status": "interrupted"}))
     result = run_gate(run, baseline)
-    assert result.exit_code == 1 and result.problems and all(r.passed for r in result.rows)
+    assert result.exit_code == 1 and all(r.passed for r in result.rows)
+    assert result.problems == (
+        "the run is incomplete (status interrupted): figures cover part of the examples",)
     suite = ET.parse(run / "junit.xml").getroot().find("testsuite")
     assert suite is not None
     failed = [tc.get("name") for tc in suite.iter("testcase") if tc.find("failure") is not None]
@@ -269,14 +274,16 @@ def test_holm_adjustment_spans_every_arm() -> None:
 
 def test_changed_eval_set_falls_back_to_the_unpaired_test() -> None:
     result = compare(_snap({"a": [1] * 40}, sha="old"), _snap({"a": [0] * 10 + [1] * 30}))
-    assert _row(result, "a").test == "z-test" and result.notes and result.exit_code == 1
+    assert _row(result, "a").test == "z-test" and result.exit_code == 1
+    assert result.notes == ("the eval set differs from the baseline's (dataset sha256): unpaired tests",)
+    assert _row(result, "a").status == "regression" and _row(result, "a").now == pytest.approx(0.75)
 
 
 def test_unpaired_test_numbers() -> None:
-    ci, p = gate.unpaired_test(0.5, 100, 0.6, 100)
+    ci, p = unpaired_test(0.5, 100, 0.6, 100)
     assert p == pytest.approx(0.1552, abs=1e-3)  # pooled z = 1.421
     assert ci.estimate == pytest.approx(-0.1) and -0.24 < ci.low < -0.22 and 0.03 < ci.high < 0.04
-    ci, p = gate.unpaired_test(1.0, 50, 1.0, 50)
+    ci, p = unpaired_test(1.0, 50, 1.0, 50)
     assert p == 1.0 and ci.low < 0 < ci.high
 
 

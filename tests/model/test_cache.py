@@ -17,8 +17,8 @@ import pytest
 from conftest import write_csv
 from fake_openai import FakeOpenAI, FaultPlan
 
-from harness.model.cache import ResponseCache, cache_key
 from harness.cli import main
+from harness.model.cache import ResponseCache, cache_key
 from harness.model.endpoint import ChatRequest, Completion
 
 BASE = ChatRequest(

@@ -20,6 +20,8 @@ import pytest
 from fake_openai import ChatReply, FakeOpenAI, FaultPlan, default_responder
 from tenacity import Future, RetryCallState
 
+from harness.config import ModelConfig, RunConfig
+from harness.errors import FatalAPIError
 from harness.model.endpoint import (
     ChatRequest,
     Endpoint,
@@ -31,8 +33,6 @@ from harness.model.endpoint import (
     retry_after_seconds,
     short_message,
 )
-from harness.config import ModelConfig, RunConfig
-from harness.errors import FatalAPIError
 
 URL = "http://127.0.0.1:9/v1/chat/completions"
 STATUS_CLASSES: dict[int, type[openai.APIStatusError]] = {

@@ -6,12 +6,14 @@ import datetime
 
 import pytest
 
+from harness.config import ModelConfig
 from harness.model.pricing import (
     DEFAULT_PRICES,
     FINE_TUNED_INFERENCE,
     PRICES_AS_OF,
     Price,
     price_for,
+    price_of,
     query_cost,
     training_cost,
 )
@@ -84,3 +86,19 @@ def test_training_cost_by_hand() -> None:
     assert training_cost(Price(1.0, 1.0, 1.0, None), 1_000) is None
     with pytest.raises(ValueError):
         training_cost(CUSTOM, -5)
+
+
+def _model(provider: str, price: Price | None = None) -> ModelConfig:
+    return ModelConfig(name="m", provider=provider, model="gpt-4o-mini", base_url=None, api_key_env=None,
+                       token_param="max_tokens", structured_output="json_schema", timeout=60.0,
+                       n_ctx=4096, price=price)
+
+
+def test_price_of_prefers_the_config_block_then_local_then_the_table() -> None:
+    assert price_of(_model("openai", CUSTOM), "gpt-4o-mini") is CUSTOM
+    assert price_of(_model("openai", CUSTOM), "ft:gpt-4o-mini:acme::x") is CUSTOM
+    assert price_of(_model("local", CUSTOM), "smollm2") is CUSTOM
+    assert price_of(_model("local"), "gpt-4o-mini") == Price(0.0, 0.0, 0.0, 0.0)
+    assert price_of(_model("openai"), "gpt-4o-mini-2024-07-18") == DEFAULT_PRICES["gpt-4o-mini"]
+    assert price_of(_model("openai"), "ft:gpt-4o-mini:acme::x") == FINE_TUNED_INFERENCE["gpt-4o-mini"]
+    assert price_of(_model("openai"), "no-such-model") is None

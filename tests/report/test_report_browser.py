@@ -1,4 +1,4 @@
-"""A real report.html, from a real run through the fake server, rendered in headless Chromium.
+"""A real report.html, from a committed run folder, rendered in headless Chromium.
 
 Chromium is driven over the DevTools protocol with a small standard-library websocket client (no
 extra dependency): console errors and exceptions are collected from the first byte, the DOM,
@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 import pytest
 from PIL import Image
-from test_report import XSS, make_run
+from run_helpers import XSS, fixture_run
 
 pytestmark = pytest.mark.browser
 
@@ -194,8 +194,8 @@ def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Browser]:
 
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A real run whose eval set holds an XSS payload."""
-    return make_run(tmp_path_factory.mktemp("browser"))
+    """The committed complete run (its eval set holds an XSS payload), reports built by `harness report`."""
+    return fixture_run("complete", tmp_path_factory.mktemp("browser"))
 
 
 @pytest.fixture

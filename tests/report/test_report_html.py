@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import html
 import json
 import re
@@ -10,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_report import XSS, make_run
+from run_helpers import FIXTURE_RUNS, XSS, fixture_run
 
 from harness.analysis import analyse
 from harness.report.html import CSP, render_html
@@ -19,8 +20,9 @@ from harness.running.store import read_meta, read_records
 
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """One real run with zero-shot, a few-shot sweep (2 draws) and a fine-tuned arm."""
-    return make_run(tmp_path_factory.mktemp("html"))
+    """The committed run with zero-shot, a few-shot sweep (2 draws) and a fine-tuned arm, reports
+    built by `harness report`."""
+    return fixture_run("complete", tmp_path_factory.mktemp("html"))
 
 
 @pytest.fixture(scope="module")
@@ -29,7 +31,7 @@ def page(run_dir: Path) -> str:
 
 
 def _render(run_dir: Path, **meta_changes: Any) -> str:
-    meta = {**read_meta(run_dir), **meta_changes}
+    meta = dataclasses.replace(read_meta(run_dir), **meta_changes)
     records = read_records(run_dir)
     return render_html(analyse(records, meta), meta)
 
@@ -55,11 +57,20 @@ def test_verdict_with_the_numbers_behind_it(run_dir: Path, page: str) -> None:
     top = page.index('id="verdict"')
     assert html.escape(sentence, quote=True) in page[top:top + 3000]
     assert page.index('id="verdict"') < page.index("<h2>Arms</h2>")
+    assert summary["recommendation"]["verdict"] == "prompting_sufficient"
+    assert sentence.startswith("Prompting is sufficient: accuracy plateaus at k=1; the fine-tuned "
+                               "model is no better (+7.7 points")
     numbers = page[page.index('<dl class="numbers">'):page.index("</dl>")]
-    for term in ("best prompt", "zero-shot", "fine-tuned (fine-tuned)", "fine-tuned \u2212 best prompt",
-                 "few-shot curve", "break-even", "decision rule"):
-        assert html.escape(term) in numbers, term
-    assert re.search(r"\d\.\d{3} \[\d\.\d{3}, \d\.\d{3}\]", numbers)
+    pairs = dict(re.findall(r"<dt>([^<]*)</dt><dd>([^<]*)</dd>", numbers))
+    assert pairs == {
+        "best prompt (few-shot@k=1)": "0.846 [0.615, 1.000]",
+        "zero-shot": "0.769 [0.497, 0.918]",
+        "fine-tuned (fine-tuned)": "0.923 [0.667, 0.986]",
+        "fine-tuned \u2212 best prompt": "+7.7 points [+0.0, +23.1], Holm p = 1",
+        "few-shot curve": "plateaued at k=1",
+        "break-even": "no training cost known",
+        "decision rule": "alpha 0.05, min gain 0.02, equivalence margin 0.02, monthly volume not given",
+    }
 
 
 def test_arms_table_has_every_column_and_arm(page: str) -> None:
@@ -68,9 +79,16 @@ def test_arms_table_has_every_column_and_arm(page: str) -> None:
     for head in ("accuracy", "95% CI", "macro-F1", "schema ok", "parse fail", "errors",
                  "tokens/query", "USD / 1k queries", "p50 ms", "p95 ms"):
         assert head in table, head
-    for arm in ("zero-shot", "few-shot@k=1", "few-shot@k=2", "few-shot@k=4", "fine-tuned"):
-        assert f">{arm}<" in table, arm
-    assert "21 \u00d7 2" in table  # examples x draws
+    rows = [re.findall(r"<td [^>]*>([^<]*)</td>", row)[:8]
+            for row in table[table.index("<tbody>"):].split("</tr>") if "<td" in row]
+    # arm, n (examples x draws), accuracy, CI, macro-F1, schema ok, parse fail, errors
+    assert rows == [
+        ["zero-shot", "13", "0.769", "0.497\u20130.918", "0.777", "92.3%", "0.0%", "0"],
+        ["few-shot@k=1", "13 \u00d7 2", "0.846", "0.615\u20131.000", "0.879", "92.3%", "0.0%", "0"],
+        ["few-shot@k=2", "13 \u00d7 2", "0.846", "0.615\u20131.000", "0.879", "92.3%", "0.0%", "0"],
+        ["few-shot@k=4", "13 \u00d7 2", "0.846", "0.615\u20131.000", "0.879", "92.3%", "0.0%", "0"],
+        ["fine-tuned", "13", "0.923", "0.667\u20130.986", rows[4][4], "92.3%", "0.0%", "0"],
+    ]
 
 
 def test_learning_curve_is_inline_svg_with_reference_lines(page: str) -> None:
@@ -86,7 +104,10 @@ def test_learning_curve_is_inline_svg_with_reference_lines(page: str) -> None:
 
 def test_confusions_failures_prompts_and_metadata(page: str) -> None:
     confusions = page[page.index('id="confusions"'):page.index("<h2>Sample of failures")]
-    assert "returns" in confusions and "shipping" in confusions
+    zero_shot = confusions[confusions.index("<h3>zero-shot</h3>"):confusions.index("<h3>few-shot@k=1</h3>")]
+    cells = re.findall(r"<tr><td class=\"text\">([^<]*)</td><td class=\"text\">([^<]*)</td><td>(\d+)</td>",
+                       zero_shot)
+    assert cells == [("returns", "shipping", "2"), ("billing", html.escape(XSS, quote=True), "1")]
     failures = page[page.index('id="failures"'):page.index("<h2>Prompts")]
     arms = re.findall(r'<tr><td class="text">([^<]+)</td>', failures)
     assert len(set(arms)) >= 4  # round-robin over arms, not one arm's failures only
@@ -115,24 +136,41 @@ def test_incomplete_run_banner(run_dir: Path, page: str) -> None:
     assert out.index('id="incomplete"') < out.index('id="verdict"')
 
 
-def test_zero_shot_only_run_renders_without_a_curve(tmp_path: Path) -> None:
-    out = make_run(tmp_path, strategies=[{"name": "zs", "type": "zero_shot", "model": "fake"}],
-                   n_eval=2, xss=False)
-    page = (out / "report.html").read_text()
+def test_zero_shot_only_run_renders_without_a_curve(run_dir: Path) -> None:
+    full = read_meta(run_dir)
+    meta = dataclasses.replace(full, arms=tuple(a for a in full.arms if a.type == "zero_shot"))
+    records = [r for r in read_records(run_dir) if r.type == "zero_shot"]
+    a = analyse(records, meta)
+    page = render_html(a, meta)
     assert "No few-shot sweep in this run." in page and "<svg" not in page
+    assert 'id="incomplete"' not in page and a.complete
+    assert a.plateau is None and a.verdict.recommendation == "keep_prompting"
+    assert "no fine-tuned arm was evaluated" in a.verdict.reasons
 
 
 def test_partial_run_renders_with_the_banner(run_dir: Path) -> None:
-    meta = {**read_meta(run_dir), "status": "failed", "message": "the endpoint went away"}
-    records = [r for r in read_records(run_dir) if int(r["example_id"]) < 12]
+    meta = dataclasses.replace(read_meta(run_dir), status="failed", message="the endpoint went away")
+    records = [r for r in read_records(run_dir) if int(r.example_id) < 12]
     page = render_html(analyse(records, meta), meta)
     assert "Incomplete run" in page and "the endpoint went away" in page
-    assert f"{len(records)} of {len(meta['arms']) * len(meta['examples'])} results" in page
+    assert len(records) == 96 and "96 of 104 results recorded" in page
     assert 'id="learning-curve"' in page
 
 
 def test_partial_run_with_an_unstarted_arm_renders(run_dir: Path) -> None:
-    meta = {**read_meta(run_dir), "status": "interrupted"}
-    records = [r for r in read_records(run_dir) if r["type"] == "zero_shot"]
+    meta = dataclasses.replace(read_meta(run_dir), status="interrupted")
+    records = [r for r in read_records(run_dir) if r.type == "zero_shot"]
     page = render_html(analyse(records, meta), meta)
     assert 'id="incomplete"' in page and "\u2013\u2013" not in page
+    assert "(status: interrupted): 13 of 104 results recorded" in page
+
+
+def test_interrupted_fixture_renders_with_the_banner(tmp_path: Path) -> None:
+    run = fixture_run("interrupted", tmp_path)
+    page = (run / "report.html").read_text(encoding="utf-8")
+    banner = page[page.index('id="incomplete"'):]
+    assert banner.index("Incomplete run") < 200
+    assert "(status: interrupted): 19 of 104 results recorded" in banner[:400]
+    assert "stopped by Ctrl-C" in banner[:600]
+    assert page.index('id="incomplete"') < page.index('id="verdict"')
+    assert (FIXTURE_RUNS / "interrupted" / "run.json").read_bytes() == (run / "run.json").read_bytes()

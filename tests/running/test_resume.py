@@ -21,7 +21,8 @@ import pandas as pd
 from fake_openai import FakeOpenAI, last_user_content
 
 from harness.cli import main
-from harness.running.store import RESULTS, ResultStore, read_records
+from harness.running import Record
+from harness.running.store import META, RESULTS, ResultStore, read_records
 
 ROOT = Path(__file__).resolve().parents[2]
 SWEEP = [{"name": "zero-shot", "type": "zero_shot", "model": "fake"},
@@ -58,7 +59,18 @@ def _wait_for_lines(proc: subprocess.Popen[bytes], out: Path, n: int, limit: flo
 
 
 def _recorded(out: Path) -> set[Pair]:
-    return {(r["arm"], str(r["example_id"])) for r in read_records(out)}
+    return {r.key for r in read_records(out)}
+
+
+def _record(arm: str, example_id: str, correct: bool) -> Record:
+    """A minimal answered record of (arm, example)."""
+    label = "billing" if correct else "shipping"
+    return Record(arm=arm, strategy=arm, type="zero_shot", model="fake", model_id="fake-model", k=0,
+                  draw=0, example_id=example_id, input=f"text {example_id}", expected="billing",
+                  prediction=label, correct=correct, parse_ok=True, schema_valid=True,
+                  error_kind=None, error=None, output=f'{{"label": "{label}"}}', finish_reason="stop",
+                  prompt_tokens=10, completion_tokens=5, cached_tokens=None, latency_ms=1.0,
+                  attempts=1, cached=False, prompt_sha256="abc")
 
 
 def _sweep_arm(body: dict[str, Any]) -> str:
@@ -70,7 +82,7 @@ def _sweep_arm(body: dict[str, Any]) -> str:
 def _identify(bodies: Iterable[dict[str, Any]], arm_of: Callable[[dict[str, Any]], str],
               out: Path) -> list[Pair]:
     """The (arm, example) pair of each request body (inputs are unique per example)."""
-    example = {r["input"]: str(r["example_id"]) for r in read_records(out)}
+    example = {r.input: r.example_id for r in read_records(out)}
     return [(arm_of(b), example[last_user_content(b)]) for b in bodies]
 
 
@@ -184,13 +196,63 @@ def test_a_torn_last_line_is_redone_not_corrupting(tmp_path):
     """A kill in the middle of a write leaves half a line: it is ignored, then cut off."""
     run = tmp_path / "run"
     store = ResultStore(run)
-    store.append({"arm": "a", "example_id": "1", "correct": True})
+    store.append(_record("a", "1", True))
     store.close()
     with open(run / RESULTS, "a", encoding="utf-8") as f:
         f.write('{"arm": "a", "example_id": "2", "corr')
     assert _recorded(run) == {("a", "1")}
     store = ResultStore(run)
-    store.append({"arm": "a", "example_id": "2", "correct": False})
+    store.append(_record("a", "2", False))
     store.close()
     lines = (run / RESULTS).read_text().splitlines()
     assert [json.loads(x)["example_id"] for x in lines] == ["1", "2"]
+    assert read_records(run) == [_record("a", "1", True), _record("a", "2", False)]
+
+
+def test_resume_needs_a_run_in_out(make_config, tmp_path, monkeypatch, capsys):
+    """`--resume` into a folder without run.json: exit 2, one error line naming it, nothing written."""
+    monkeypatch.setenv("TEST_API_KEY", "x")
+    monkeypatch.chdir(tmp_path)  # where a default reports/ folder would appear
+    with FakeOpenAI() as server:
+        cfg = make_config(server.base_url, n_eval=2, strategies=SWEEP[:1])
+        missing = tmp_path / "no-such-run"
+        empty = tmp_path / "empty"
+        empty.mkdir()
+        stray = tmp_path / "stray"  # records but no run.json: still not a run
+        stray.mkdir()
+        (stray / RESULTS).write_text("")
+        for out in (missing, empty, stray):
+            before = sorted(p.name for p in tmp_path.rglob("*"))
+            assert main(["run", str(cfg), "--out", str(out), "--resume", "--no-cache"]) == 2
+            err = capsys.readouterr().err
+            lines = err.splitlines()
+            assert len(lines) == 1 and lines[0].startswith("error: --resume: "), err
+            assert str(out) in lines[0] and META in lines[0] and "Traceback" not in err
+            assert sorted(p.name for p in tmp_path.rglob("*")) == before  # nothing written
+        assert not missing.exists() and list(empty.iterdir()) == []
+        assert main(["run", str(cfg), "--resume", "--no-cache"]) == 2  # no --out at all
+        assert "--out" in capsys.readouterr().err
+        assert server.attempts == 0 and not (tmp_path / "reports").exists()
+
+
+def test_resume_requests_only_what_is_missing(make_config, tmp_path, monkeypatch):
+    """A run with some records lost: `--resume` asks the model for exactly those, once."""
+    monkeypatch.setenv("TEST_API_KEY", "x")
+    with FakeOpenAI() as server:
+        cfg = make_config(server.base_url, n_eval=3, strategies=SWEEP)
+        out = tmp_path / "run"
+        assert main(["run", str(cfg), "--out", str(out), "--no-cache"]) == 0
+        assert server.attempts == 36  # 12 examples x 3 arms
+        lines = (out / RESULTS).read_text(encoding="utf-8").splitlines(keepends=True)
+        kept, dropped = lines[::2], lines[1::2]
+        (out / RESULTS).write_text("".join(kept), encoding="utf-8")
+        lost = {Record.from_dict(json.loads(line)).key for line in dropped}
+        n_before = len(server.requests)
+
+        assert main(["run", str(cfg), "--out", str(out), "--resume", "--no-cache"]) == 0
+        resumed = list(server.requests)[n_before:]
+    assert server.attempts == 36 + len(dropped)
+    assert sorted(_identify(resumed, _sweep_arm, out)) == sorted(lost)
+    _assert_each_pair_once(out)
+    data = json.loads((out / "summary.json").read_text())
+    assert data["meta"]["complete"] is True and data["meta"]["counts"]["skipped_done"] == len(kept)

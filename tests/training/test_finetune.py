@@ -12,9 +12,11 @@ from harness.cli import main
 from harness.config import load_config
 from harness.dataset import load_data, normalise
 from harness.errors import InputError
+from harness.model.pricing import price_of
 from harness.model.registry import Registry
+from harness.running.plan import plan
 from harness.tasks import make_task
-from harness.training import build_training_data, save_pending, validate_training_data
+from harness.training import build_training_data, ensure_fine_tunes, save_pending, validate_training_data
 
 FT = [
     {"name": "zs", "type": "zero_shot", "model": "fake"},
@@ -126,7 +128,9 @@ def test_registered_model_is_used_by_run(make_config, tmp_path, monkeypatch):
         assert _finetune(cfg_path, tmp_path) == 0
         assert main(["run", str(cfg_path), "--out", str(tmp_path / "run")]) == 0
         models = {b["model"] for b in server.requests}
-    assert any(m.startswith("ft:fake-model:") for m in models)
+    entry = Registry().get("support-ft")
+    assert entry is not None and entry.model_id.startswith("ft:fake-model:")
+    assert models == {"fake-model", entry.model_id}  # zs on the base model, ft on the registered one
 
 
 @pytest.mark.parametrize(
@@ -160,3 +164,88 @@ def test_rerun_attaches_to_a_pending_job(make_config, tmp_path, monkeypatch):
         assert _finetune(cfg_path, tmp_path) == 0
         assert server.job_creates == 1
     assert Registry().get("support-ft").job_id == entry.job_id
+
+
+def _priced(server, training=None, model="fake-model"):
+    """A models block for the fake server, with a configured price (training per 1M) if given."""
+    fake = {"provider": "openai", "model": model, "base_url": server.base_url, "api_key_env": "TEST_API_KEY"}
+    if training is not None:
+        fake["price"] = {"input": 1.0, "output": 2.0, "training": training}
+    return {"models": {"fake": fake}}
+
+
+@pytest.mark.parametrize(
+    "model, training, per_m",
+    [
+        ("fake-model", 7.5, 7.5),  # the configured price
+        ("gpt-4o-mini", 7.5, 7.5),  # the configured price wins over the built-in table (3.00)
+        ("gpt-4o-mini", None, 3.0),  # no price block: the built-in table
+        ("fake-model", None, None),  # unknown model, no price: no cost figure
+    ],
+)
+def test_openai_job_records_training_cost_at_the_configured_price(
+    make_config, tmp_path, monkeypatch, model, training, per_m
+):
+    monkeypatch.setenv("TEST_API_KEY", "k")
+    with FakeOpenAI() as server:
+        extra = {**SETTINGS, **_priced(server, training, model)}
+        cfg_path = make_config(server.base_url, strategies=FT, extra=extra)
+        assert _finetune(cfg_path, tmp_path) == 0
+        job = next(iter(server.jobs.values()))
+    entry = Registry().get("support-ft")
+    assert entry is not None and entry.trained_tokens == job["trained_tokens"] > 0
+    cfg = load_config(cfg_path)
+    price = price_of(cfg.models["fake"], model)  # the price the analysis uses for this model
+    if per_m is None:
+        assert price is None and entry.training_cost_usd is None
+    else:
+        assert price is not None and price.training_per_m == per_m
+        assert entry.training_cost_usd == pytest.approx(job["trained_tokens"] * per_m / 1e6)
+
+
+MISSING_FT = [
+    {"name": "zs", "type": "zero_shot", "model": "fake"},
+    {"name": "ft", "type": "fine_tuned", "model": "fake",
+     "fine_tuned_model": {"name": "local-ft:support-ft", "train_if_missing": True}},
+]
+
+
+def _ft_arm(p):
+    (arm,) = [s.arm for s in p.strategies if s.arm.strategy == "ft"]
+    return arm
+
+
+def test_ensure_fine_tunes_trains_what_is_missing(make_config, tmp_path, monkeypatch):
+    monkeypatch.setenv("TEST_API_KEY", "k")
+    registry = Registry(tmp_path / "own-registry.json")
+    messages: list[str] = []
+    with FakeOpenAI() as server:
+        cfg = load_config(make_config(server.base_url, strategies=MISSING_FT, extra=SETTINGS))
+        before = plan(cfg, registry)
+        assert "not available" in (_ft_arm(before).unavailable or "")
+        after = ensure_fine_tunes(before, log=messages.append, registry=registry)
+        assert server.job_creates == 1
+        entry = registry.get("support-ft")
+        assert entry is not None and entry.provider == "openai"
+        assert after is not before
+        arm = _ft_arm(after)
+        assert arm.unavailable is None and arm.model_id == entry.model_id
+        assert after.fine_tunes["ft"]["model_id"] == entry.model_id
+        assert Registry().get("support-ft") is None  # the given registry, not the default one
+        assert any("is missing: training it first" in m for m in messages)
+        assert any(m == f"registered support-ft -> {entry.model_id}" for m in messages)
+        # now nothing is missing: the same plan comes back, nothing is trained
+        again = plan(cfg, registry)
+        assert ensure_fine_tunes(again, registry=registry) is again
+        assert server.job_creates == 1
+
+
+def test_ensure_fine_tunes_leaves_a_plan_without_train_if_missing_alone(make_config, monkeypatch):
+    monkeypatch.setenv("TEST_API_KEY", "k")
+    strategies = [MISSING_FT[0], {**MISSING_FT[1], "fine_tuned_model": "local-ft:support-ft"}]
+    with FakeOpenAI() as server:
+        cfg = load_config(make_config(server.base_url, strategies=strategies, extra=SETTINGS))
+        p = plan(cfg)
+        assert ensure_fine_tunes(p) is p
+        assert _ft_arm(p).unavailable and server.job_creates == 0 and not server.files
+    assert Registry().get("support-ft") is None

@@ -1,0 +1,255 @@
+"""Decision rules over the statistics: the learning-curve plateau, break-even and the verdict.
+
+Pure functions; results are frozen dataclasses. Accuracies are fractions in [0, 1]; "points" in
+human sentences are percentage points.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from itertools import pairwise
+
+import numpy as np
+
+from harness.analysis.stats import Interval, _as_matrix, _check_confidence, paired_difference
+
+
+@dataclass(frozen=True)
+class CurveStep:
+    """One step of a few-shot sweep: paired accuracy gain acc(k_to) - acc(k_from)."""
+
+    k_from: int
+    k_to: int
+    gain: Interval
+
+
+@dataclass(frozen=True)
+class PlateauResult:
+    """Outcome of detect_plateau."""
+
+    status: str  # "plateaued" | "still_improving" | "insufficient_data"
+    k_star: int | None
+    next_k: int | None
+    steps: tuple[CurveStep, ...]
+    reason: str
+
+
+def _step_text(step: CurveStep, confidence: float) -> str:
+    a, b, g = step.k_from, step.k_to, step.gain
+    move = f"doubling k from {a} to {b}" if b == 2 * a else f"going from k={a} to k={b}"
+    ci = f"{100 * confidence:g}% CI {g.low:+.3f}..{g.high:+.3f}"
+    return f"{move} gains {g.estimate:+.3f} ({ci})"
+
+
+def _next_k(top: int | None, max_k: int | None) -> int | None:
+    if top is None or (max_k is not None and top >= max_k):
+        return None
+    proposal = 2 * top if top > 0 else 1
+    return proposal if max_k is None else min(proposal, max_k)
+
+
+def detect_plateau(
+    curve: Mapping[int, np.ndarray], *, min_gain: float = 0.02, n_boot: int = 2000,
+    seed: int = 0, confidence: float = 0.95, max_k: int | None = None,
+) -> PlateauResult:
+    """Decide whether a few-shot accuracy curve has plateaued.
+
+    ``curve`` maps k (number of shots, k=0 zero-shot) to per-example scores of shape
+    (n_examples, n_draws), the same examples in the same order for every k.
+
+    Rule. Sort the ks; for each consecutive pair (k, k') (normally k' = 2k, "doubling") the
+    gain is paired_difference(mean over draws at k', mean over draws at k) with a percentile
+    bootstrap interval at ``confidence``. A step is
+
+    * *flat* when gain.estimate < min_gain and gain.low <= 0 (no evidence of any gain; a
+      significant drop counts as flat);
+    * a *real gain* when gain.estimate >= min_gain and gain.low > 0.
+
+    The curve has plateaued at k* = k_from of the first flat step that comes after the last
+    real gain (a noisy dip followed by a real rise therefore does not count). Otherwise it is
+    still improving and next_k = 2 * max(k) (1 if max(k) == 0), capped at ``max_k``; next_k is
+    None when max(k) already reached max_k. Fewer than two ks gives "insufficient_data".
+    A small but significant gain (estimate < min_gain, low > 0) is neither flat nor real.
+    """
+    _check_confidence(confidence)
+    ks = sorted(curve)
+    if any(k < 0 for k in ks):
+        raise ValueError(f"k must be >= 0, got {ks}")
+    if len(ks) < 2:
+        nxt = _next_k(ks[-1] if ks else None, max_k)
+        have = f"only k={ks[0]} was measured" if ks else "no k was measured"
+        tail = f"; try k={nxt} next" if nxt is not None else ""
+        return PlateauResult("insufficient_data", None, nxt, (), f"{have}{tail}")
+    mats = {k: _as_matrix(curve[k]) for k in ks}
+    if len({y.shape[0] for y in mats.values()}) != 1 or min(y.size for y in mats.values()) == 0:
+        raise ValueError("every k needs scores for the same, non-zero number of examples")
+    means = {k: y.mean(axis=1) for k, y in mats.items()}
+    steps = tuple(
+        CurveStep(k0, k1, paired_difference(
+            means[k1], means[k0], n_boot=n_boot, seed=seed, confidence=confidence))
+        for k0, k1 in pairwise(ks)
+    )
+    real = [s.gain.estimate >= min_gain and s.gain.low > 0 for s in steps]
+    last_real = max((i for i, r in enumerate(real) if r), default=-1)
+    star = next(
+        (i for i in range(last_real + 1, len(steps))
+         if steps[i].gain.estimate < min_gain and steps[i].gain.low <= 0),
+        None,
+    )
+    if star is not None:
+        reason = (f"{_step_text(steps[star], confidence)}, below min_gain {min_gain:g} and "
+                  "not significantly above 0")
+        if star < len(steps) - 1:
+            reason += f"; no later step gains significantly >= {min_gain:g}"
+        return PlateauResult("plateaued", steps[star].k_from, None, steps, reason)
+    last = steps[-1]
+    if last_real == len(steps) - 1:
+        reason = f"{_step_text(last, confidence)}, significantly at least min_gain {min_gain:g}"
+    else:
+        reason = (f"no step after the last significant gain is flat; the last step, "
+                  f"{_step_text(last, confidence)}, is not both below min_gain {min_gain:g} "
+                  "and consistent with no gain")
+    nxt = _next_k(ks[-1], max_k)
+    reason += (f"; try k={nxt} next" if nxt is not None
+               else f"; k={ks[-1]} already reaches max_k={max_k}, so no larger k is tried")
+    return PlateauResult("still_improving", None, nxt, steps, reason)
+
+
+@dataclass(frozen=True)
+class BreakEven:
+    """When a fine-tuned model's per-query saving repays its training cost."""
+
+    training_cost: float
+    saving_per_query: float
+    queries: float | None
+    monthly_volume_to_pay_back: float | None
+    horizon_months: float = 3.0
+
+    def describe(self) -> str:
+        """One phrase, e.g. 'pays back after 12,345 queries (4,115/month over 3 months)'."""
+        if self.queries is None or self.monthly_volume_to_pay_back is None:
+            if self.saving_per_query < 0:
+                return (f"never pays back: the fine-tuned model costs "
+                        f"${-self.saving_per_query:.6g} more per query")
+            return "never pays back: the fine-tuned model saves nothing per query"
+        months = "month" if self.horizon_months == 1 else "months"
+        return (f"pays back after {math.ceil(self.queries):,} queries "
+                f"({math.ceil(self.monthly_volume_to_pay_back):,}/month over "
+                f"{self.horizon_months:g} {months})")
+
+
+def break_even(
+    training_cost: float, prompt_cost_per_query: float, ft_cost_per_query: float, *,
+    horizon_months: float = 3.0,
+) -> BreakEven:
+    """Queries needed for the fine-tuned arm's saving per query to repay its training cost.
+
+    saving = prompt_cost_per_query - ft_cost_per_query (USD); queries = training_cost / saving,
+    or None ("never") when saving <= 0; monthly volume to pay back = queries / horizon_months.
+    """
+    values = (training_cost, prompt_cost_per_query, ft_cost_per_query, horizon_months)
+    if not all(math.isfinite(v) for v in values):
+        raise ValueError(f"costs and horizon must be finite, got {values}")
+    if training_cost < 0 or horizon_months <= 0:
+        raise ValueError("need training_cost >= 0 and horizon_months > 0")
+    saving = prompt_cost_per_query - ft_cost_per_query
+    if saving <= 0:
+        return BreakEven(training_cost, saving, None, None, horizon_months)
+    queries = training_cost / saving
+    return BreakEven(training_cost, saving, queries, queries / horizon_months, horizon_months)
+
+
+@dataclass(frozen=True)
+class ArmEvidence:
+    """What the verdict needs about the fine-tuned arm versus the best prompting arm."""
+
+    ft_delta: Interval  # accuracy(ft) - accuracy(best prompting), paired
+    ft_p_adjusted: float  # Holm-adjusted McNemar p-value for that comparison
+    break_even: BreakEven | None
+    monthly_volume: float | None  # expected queries per month, None if not given
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The recommendation with a one-sentence summary and the reasons behind it."""
+
+    recommendation: str  # "keep_prompting" | "prompting_sufficient" | "fine_tune"
+    sentence: str
+    reasons: tuple[str, ...]
+
+
+def _points(x: Interval) -> str:
+    return f"{100 * x.estimate:+.1f} points, CI {100 * x.low:+.1f}..{100 * x.high:+.1f}"
+
+
+def _pays_back(ft: ArmEvidence) -> tuple[bool, str]:
+    be = ft.break_even
+    if be is None:
+        return False, "no cost comparison was available"
+    if be.queries is None or be.monthly_volume_to_pay_back is None:
+        return False, be.describe()
+    if ft.monthly_volume is None:
+        return True, f"{be.describe()} (no monthly volume given)"
+    ok = ft.monthly_volume >= be.monthly_volume_to_pay_back
+    verb = "covers" if ok else "falls short of"
+    return ok, f"{be.describe()}; the stated {ft.monthly_volume:,.0f}/month {verb} it"
+
+
+def _p_text(p: float) -> str:
+    """A p-value for a sentence: tiny values as an upper bound, never a bare 0."""
+    return "p<0.0001" if p < 1e-4 else f"p={p:.3g}"
+
+
+def decide(
+    plateau: PlateauResult, ft: ArmEvidence | None, *, alpha: float = 0.05,
+    equivalence_margin: float = 0.02,
+) -> Verdict:
+    """Recommend keep_prompting, prompting_sufficient or fine_tune.
+
+    * fine_tune, whatever the curve: the fine-tuned arm is significantly better
+      (ft_delta.estimate > 0 and ft_p_adjusted < alpha), or it is as good
+      (ft_delta.low > -equivalence_margin) and pays back: break_even.queries is not None and
+      either monthly_volume >= break_even.monthly_volume_to_pay_back, or, with no monthly
+      volume given, merely saves money per query (saving > 0, so it pays back eventually).
+    * keep_prompting, otherwise, when the curve is still improving (names the next k) or has
+      too few ks to tell.
+    * prompting_sufficient, otherwise (plateaued, and no winning fine-tuned arm or none at all).
+    """
+    if plateau.status not in ("plateaued", "still_improving", "insufficient_data"):
+        raise ValueError(f"unknown plateau status {plateau.status!r}")
+    reasons: list[str] = [f"few-shot curve {plateau.status}: {plateau.reason}"]
+    why = "no fine-tuned arm was evaluated"
+    if ft is not None:
+        d, p = ft.ft_delta, ft.ft_p_adjusted
+        better = d.estimate > 0 and p < alpha
+        as_good = d.low > -equivalence_margin
+        pays, pay_text = _pays_back(ft)
+        reasons.append(f"fine-tuned minus best prompt: {_points(d)}, Holm-adjusted {_p_text(p)}")
+        reasons.append(f"fine-tuning {pay_text}")
+        if better:
+            return Verdict("fine_tune", f"Fine-tune: it beats the best prompt by {_points(d)}, "
+                           f"Holm-adjusted {_p_text(p)}.", tuple(reasons))
+        margin = f"{100 * equivalence_margin:g}-point margin"
+        if as_good and pays:
+            return Verdict("fine_tune", f"Fine-tune: it is as accurate as the best prompt "
+                           f"({_points(d)}, within the {margin}) and {pay_text}.",
+                           tuple(reasons))
+        why = (f"the fine-tuned model is no better ({_points(d)}) and {pay_text}" if as_good
+               else f"the fine-tuned model is not as accurate ({_points(d)}, beyond the {margin})")
+    else:
+        reasons.append(why)
+    if plateau.status == "insufficient_data":
+        nxt = f" (try k={plateau.next_k})" if plateau.next_k is not None else ""
+        return Verdict("keep_prompting", "Keep prompting: more shot counts are needed to tell "
+                       f"whether accuracy has plateaued{nxt}.", tuple(reasons))
+    if plateau.status == "still_improving":
+        last = plateau.steps[-1] if plateau.steps else None
+        gain = f" (k={last.k_from}->{last.k_to}: {_points(last.gain)})" if last else ""
+        nxt = (f"try k={plateau.next_k} next" if plateau.next_k is not None
+               else "use the largest k allowed")
+        return Verdict("keep_prompting", f"Keep prompting: accuracy is still rising with more "
+                       f"examples{gain}; {nxt}.", tuple(reasons))
+    return Verdict("prompting_sufficient", f"Prompting is sufficient: accuracy plateaus at "
+                   f"k={plateau.k_star}; {why}.", tuple(reasons))
