@@ -15,7 +15,7 @@ from harness.analysis import stats
 from harness.analysis.metrics import arm_metrics
 from harness.config import Price
 from harness.model import pricing
-from harness.running.records import Record, RunMeta
+from harness.running.records import ArmMeta, Record, RunMeta
 from harness.strategies import arm_name, is_prompting, is_sweep
 from harness.tasks import Task
 
@@ -42,9 +42,12 @@ def results_frame(records: Sequence[Record], meta: RunMeta) -> pd.DataFrame:
     rows = sorted(records, key=lambda r: (arm_order.get(r.arm, 1 << 30),
                                           ex_order.get(r.example_id, 1 << 30)))
     df = pd.DataFrame([r.to_dict() for r in rows], columns=[*RESULT_COLUMNS, "arm"])
+    prices: dict[tuple[str, str], Price | None] = {}  # one lookup per model id, not per row
     costs = []
     for r in rows:
-        p = price(meta, r.model, r.model_id)
+        if (r.model, r.model_id) not in prices:
+            prices[(r.model, r.model_id)] = price(meta, r.model, r.model_id)
+        p = prices[(r.model, r.model_id)]
         if r.cached or p is None:
             costs.append(0.0 if r.cached else math.nan)
             continue
@@ -91,12 +94,11 @@ def summary_frame(df: pd.DataFrame, meta: RunMeta, task: Task
     """One row per (strategy, k) pooled over draws; also the score matrices by arm."""
     examples = list(meta.examples)
     n_boot = meta.decision.bootstrap
-    seen: dict[ArmId, object] = {}
-    for a in meta.arms:
-        seen.setdefault((a.strategy, a.k), a)
+    first: dict[ArmId, ArmMeta] = {}
+    for arm in meta.arms:
+        first.setdefault((arm.strategy, arm.k), arm)
     rows, mats = [], {}
-    for (strategy, k) in seen:
-        a = next(x for x in meta.arms if (x.strategy, x.k) == (strategy, k))
+    for (strategy, k), a in first.items():
         sub = df[(df["strategy"] == strategy) & (df["k"] == k)]
         m = arm_metrics(sub.to_dict("records"), task)
         mat = score_matrix(df, strategy, k, examples)

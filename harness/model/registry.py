@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from harness.errors import InputError
+from harness.files import write_json_atomic
 from harness.paths import registry_path
 
 LOCAL_PREFIX = "local-ft:"
@@ -60,13 +59,7 @@ class Registry:
         return next((e for e in self.load().values() if e.key == key), None)
 
     def put(self, entry: FineTune) -> None:
-        """Add or replace an entry (write to a temp file, then rename)."""
+        """Add or replace an entry (an atomic write)."""
         entries = self.load()
         entries[entry.name] = entry
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        body = {"models": {n: asdict(e) for n, e in sorted(entries.items())}}
-        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".finetunes-", suffix=".json")
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(body, f, indent=2)
-            f.write("\n")
-        os.replace(tmp, self.path)
+        write_json_atomic(self.path, {"models": {n: asdict(e) for n, e in sorted(entries.items())}})

@@ -17,7 +17,7 @@ from harness.dataset import Data, load_data
 from harness.errors import InputError
 from harness.model.registry import LOCAL_PREFIX, Registry
 from harness.running.records import ArmMeta, DatasetMeta, RunMeta
-from harness.running.store import read_meta
+from harness.running.store import META, read_meta
 from harness.strategies import Strategy, expand, rendered_prompt
 from harness.tasks import Task, make_task, task_problems
 from harness.version import __version__
@@ -132,8 +132,6 @@ def build_meta(p: Plan) -> RunMeta:
 def check_resumable(run_dir: Path, meta: RunMeta) -> RunMeta | None:
     """The run already in `run_dir` when it is this one (same config, data and arms), else
     None for an empty folder; InputError for a folder holding another run."""
-    from harness.running.store import META
-
     if not (run_dir / META).exists():
         return None
     old = read_meta(run_dir)

@@ -19,10 +19,14 @@ TASKS: dict[str, Callable[[TaskConfig, Sequence[str]], Task]] = {
     "classification": _classification,
 }
 
+def _classification_problems(task: TaskConfig) -> list[str]:
+    problem = check_schema(task.output_schema) if task.output_schema is not None else None
+    return [problem] if problem else []
+
+
 # task.type -> checks of the config that only the task can make (problem strings)
 CONFIG_CHECKS: dict[str, Callable[[TaskConfig], list[str]]] = {
-    "classification": lambda t: [p for p in [check_schema(t.output_schema)] if p]
-    if t.output_schema is not None else [],
+    "classification": _classification_problems,
 }
 
 
