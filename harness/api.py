@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 from harness.config import Config
 from harness.config import load_config as _load_config
 from harness.errors import HarnessError, InputError
+from harness.running.lock import LOCK, RunLock
 from harness.running.plan import check_task, default_out_dir, plan
 from harness.running.runner import Counts, Progress, Runner
 from harness.running.store import META, read_meta, read_records
@@ -50,18 +51,27 @@ class RunResult:
 def run(cfg: Config | str | Path, out: str | Path | None = None, *, use_cache: bool = True,
         progress: Progress | None = None, train_progress: LossProgress | None = None,
         log: Log = lambda _m: None, base_urls: dict[str, str] | None = None,
-        resume: bool = False) -> RunResult:
+        resume: bool = False, keep_failures: bool = False, allow_missing: bool = False,
+        history: str | Path | None = None) -> RunResult:
     """Run every strategy of a config into `out` (resuming a run of the same config there),
     training missing fine-tunes marked `train_if_missing` first; write the reports and, for a
-    complete run, append to the history file.
+    complete run, append to the history file (`history`, else $HARNESS_HISTORY, else
+    reports/history.jsonl; once per run).
 
-    With `resume`, `out` must already hold a run (its run.json): an InputError otherwise, raised
-    before anything is written. Without it, a run of the same config in `out` is resumed too.
+    `out` must be a new or empty folder, or hold a run this config can continue (only the
+    settings that determine answers must match; see `harness.running.resume`). A folder with
+    other files is refused, and so is a folder another run is using (it is locked while a run
+    works in it). With `resume`, `out` must already hold a run. Each refusal is an InputError
+    raised before anything is written.
+
+    On resume, examples the endpoint failed on are requested again, unless `keep_failures`.
+    An arm whose model does not exist makes the run incomplete (RunError) unless
+    `allow_missing`; so do endpoint failures above `run.max_failure_rate`.
 
     On a failure after the run started, partial reports (marked incomplete) are written before
     the error is raised again.
     """
-    from harness.analysis.history import append_history
+    from harness.analysis.history import append_history, history_path
     from harness.report import write_reports
     from harness.training import ensure_fine_tunes
 
@@ -70,27 +80,56 @@ def run(cfg: Config | str | Path, out: str | Path | None = None, *, use_cache: b
     if resume and out is None:
         raise InputError("--resume: name the run folder to resume with --out")
     out_dir = Path(out) if out is not None else default_out_dir(cfg)
-    if out_dir.exists() and not out_dir.is_dir():
-        raise InputError(f"--out: {out_dir} exists and is not a folder")
-    if resume and not (out_dir / META).is_file():
-        raise InputError(f"--resume: {out_dir} holds no run to resume (no {META}); "
-                         "drop --resume to start a new run there")
+    check_out_dir(out_dir, resume=resume)
+    # the outermost folder this run creates: removed again if the input turns out bad
+    created = next((d for d in reversed((out_dir, *out_dir.parents)) if not d.exists()), None)
     p = ensure_fine_tunes(plan(cfg), progress=train_progress, log=log)
     for s in p.strategies:
         if s.arm.unavailable:
             log(f"warning: {s.arm.strategy}: {s.arm.unavailable}")
-    runner = Runner(p, out_dir, use_cache=use_cache, progress=progress, base_urls=base_urls)
-    try:
-        counts = runner.execute()
-    except HarnessError as exc:
-        if not isinstance(exc, InputError) and (out_dir / META).exists():
-            write_reports(out_dir)
-            log(f"partial reports (marked incomplete) written to {out_dir}")
-        raise
-    a = write_reports(out_dir)
-    if a.complete:
-        append_history(out_dir, a.summary, read_meta(out_dir))
+    with RunLock(out_dir):
+        runner = Runner(p, out_dir, use_cache=use_cache, progress=progress, base_urls=base_urls,
+                        keep_failures=keep_failures, allow_missing=allow_missing, created=created)
+        try:
+            counts = runner.execute()
+        except HarnessError as exc:
+            if not isinstance(exc, InputError) and (out_dir / META).exists():
+                _warn_missing(out_dir, log)
+                write_reports(out_dir)
+                log(f"partial reports (marked incomplete) written to {out_dir}")
+            raise
+        _warn_missing(out_dir, log)
+        a = write_reports(out_dir)
+        if a.complete:
+            append_history(history_path(history), out_dir, a.summary, read_meta(out_dir))
     return RunResult(out_dir, counts, a)
+
+
+def _warn_missing(out_dir: Path, log: Log) -> None:
+    for arm in read_meta(out_dir).arms:
+        if arm.unavailable:
+            log(f"warning: arm {arm.key} was not evaluated: {arm.unavailable}")
+
+
+def check_out_dir(out_dir: Path, *, resume: bool) -> None:
+    """Refuse an --out that is a file, that holds someone's files but no run, or (with
+    `resume`) that holds no run; InputError before anything is written."""
+    if out_dir.exists() and not out_dir.is_dir():
+        raise InputError(f"--out: {out_dir} exists and is not a folder")
+    has_run = (out_dir / META).is_file()
+    if resume and not has_run:
+        raise InputError(f"--resume: {out_dir} holds no run to resume (no {META}); "
+                         "drop --resume to start a new run there")
+    if out_dir.is_dir() and not has_run:
+        try:
+            others = sorted(e.name for e in out_dir.iterdir() if e.name != LOCK)
+        except OSError as exc:
+            raise InputError(f"--out: cannot read {out_dir}: {exc.strerror or exc}") from None
+        if others:
+            shown = ", ".join(others[:3]) + (", ..." if len(others) > 3 else "")
+            raise InputError(f"--out: {out_dir} is not empty ({shown}) and holds no run; "
+                             "choose a new or empty folder so that no file of yours is "
+                             "overwritten")
 
 
 def read_run(run_dir: str | Path) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -115,20 +154,32 @@ def write_reports(run_dir: str | Path, *, rescore: bool = False) -> Analysis:
 
 
 def gate(run_dir: str | Path, baseline: str | Path, *, max_drop: float | None = None,
-         alpha: float | None = None, update: bool = False) -> GateResult:
-    """Gate a run against a baseline (writes gate.md and junit.xml; see `harness.gating`)."""
+         alpha: float | None = None, update: bool = False,
+         allow_different: bool = False) -> GateResult:
+    """Gate a run against a baseline (writes gate.md and junit.xml; see `harness.gating`).
+
+    A baseline of another config name, task type or label set is refused (InputError) unless
+    `allow_different`; an incomplete baseline run always is.
+    """
     from harness.gating import run_gate
 
-    return run_gate(Path(run_dir), Path(baseline), max_drop=max_drop, alpha=alpha, update=update)
+    return run_gate(Path(run_dir), Path(baseline), max_drop=max_drop, alpha=alpha, update=update,
+                    allow_different=allow_different)
 
 
 def finetune(cfg: Config | str | Path, strategy: str | None = None, *, out: str | Path | None = None,
              progress: LossProgress | None = None, log: Log = lambda _m: None,
-             force: bool = False) -> FineTune:
-    """Build training data for a fine_tuned strategy and train (or reuse) its model."""
+             force: bool = False, confirm: Callable[[str], bool] | None = None) -> FineTune:
+    """Build training data for a fine_tuned strategy and train (or reuse) its model.
+
+    Before a new paid job (provider not local) the estimate goes to `log` and to `confirm`,
+    which must return True for the job to start (False: RunError, nothing started); without
+    `confirm` the call itself is the consent. A `fine_tuned_model` of the provider-id form
+    (`ft:...`) names an existing model and is refused (InputError).
+    """
     from harness.training import finetune as _finetune
 
     if not isinstance(cfg, Config):
         cfg = load_config(cfg)
     return _finetune(cfg, strategy, out=Path(out) if out is not None else None, progress=progress,
-                     log=log, force=force)
+                     log=log, force=force, confirm=confirm)

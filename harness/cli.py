@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import os
+import signal
 import sys
+import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -74,7 +77,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     for s in p.strategies:
         arm = s.arm
         note = f"  [unavailable: {arm.unavailable}]" if arm.unavailable else ""
-        print(f"  arm {arm.key:<28} model {arm.model_id}  prompt {arm.template.sha256}{note}")
+        print(f"  arm {arm.key:<28} model {arm.model_id}  prompt {arm.prompt_sha256}{note}")
     return 0
 
 
@@ -89,14 +92,17 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     cfg = with_overrides(load_config(args.config), limit=args.limit, concurrency=args.concurrency)
     result = run(cfg, args.out, use_cache=not args.no_cache, progress=ProgressBar(cfg.name),
-                 train_progress=_loss_progress, log=_log, resume=args.resume)
+                 train_progress=_loss_progress, log=_log, resume=args.resume,
+                 keep_failures=args.keep_failures, allow_missing=args.allow_missing,
+                 history=args.history)
     a, counts, out = result.analysis, result.counts, result.out
     print(format_table(a))
     print(f"\nverdict: {a.verdict.recommendation}: {a.verdict.sentence}")
     kinds = ", ".join(f"{k} {v}" for k, v in sorted(counts.retries_by_kind.items()))
+    again = f" (of which {counts.rerequested} failed before)" if counts.rerequested else ""
     print(f"requests {counts.requests}, cache hits {counts.cache_hits}, retries {counts.retries}"
           f"{f' ({kinds})' if kinds else ''}, "
-          f"failed examples {counts.failures}, already done {counts.skipped_done}")
+          f"failed examples {counts.failures}, already done {counts.skipped_done}{again}")
     print(f"reports: {out}/ (report.html, summary.csv, summary.json, results.csv, comparisons.csv)")
     return 0
 
@@ -113,26 +119,34 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_finetune(args: argparse.Namespace) -> int:
-    from harness.config import load_config
-    from harness.training import finetune
+    from harness.api import finetune
 
-    cfg = load_config(args.config)
-    entry = finetune(cfg, args.strategy, out=Path(args.out) if args.out else None,
-                     progress=_loss_progress, log=_log, force=args.force)
+    def ask(_estimate: str) -> bool:  # the estimate is already on stderr, through _log
+        if not sys.stdin.isatty():
+            raise InputError("finetune: this starts a paid fine-tuning job and stdin is not a "
+                             "terminal to ask on; pass --yes to confirm non-interactively")
+        print("Start this fine-tuning job? [y/N] ", end="", file=sys.stderr, flush=True)
+        return sys.stdin.readline().strip().lower() in {"y", "yes"}
+
+    entry = finetune(args.config, args.strategy, out=Path(args.out) if args.out else None,
+                     progress=_loss_progress, log=_log, force=args.force,
+                     confirm=None if args.yes else ask)
     print(f"{entry.name}: {entry.model_id} ({entry.provider}, base {entry.base_model}, "
           f"{entry.trained_tokens or 0} trained tokens)")
     return 0
 
 
 def cmd_history(args: argparse.Namespace) -> int:
-    from harness.analysis.history import HISTORY, read_history, trajectory
+    from harness.analysis.history import HISTORY_ENV, history_path, read_history, trajectory
     from harness.api import load_config
 
     cfg = load_config(args.config)
-    path = Path(args.history) if args.history else Path("reports") / HISTORY
+    path = history_path(args.history)
     records = read_history(path, cfg.name)
     if not records:
-        raise InputError(f"no history for {cfg.name!r} in {path} (run `harness run {args.config}` first)")
+        raise InputError(f"no history for {cfg.name!r} in {path} (run `harness run {args.config}` "
+                         f"first; the file is --history FILE, else ${HISTORY_ENV}, else "
+                         "reports/history.jsonl)")
     for arm in trajectory(records, window=args.window or cfg.decision.history_window):
         print(f"{arm.arm}:")
         for i, v in enumerate(arm.versions, start=1):
@@ -144,10 +158,11 @@ def cmd_history(args: argparse.Namespace) -> int:
 
 
 def cmd_gate(args: argparse.Namespace) -> int:
-    from harness.gating import markdown, run_gate
+    from harness.api import gate
+    from harness.gating import markdown
 
-    result = run_gate(Path(args.run_dir), Path(args.baseline), max_drop=args.max_drop,
-                      alpha=args.alpha, update=args.update_baseline)
+    result = gate(args.run_dir, args.baseline, max_drop=args.max_drop, alpha=args.alpha,
+                  update=args.update_baseline, allow_different=args.allow_different)
     print(markdown(result), end="")
     print(f"gate {'passed' if result.passed else 'FAILED'}: {args.run_dir}/gate.md, "
           f"{args.run_dir}/junit.xml", file=sys.stderr)
@@ -169,6 +184,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--limit", type=int, help="seeded stratified sample of N eval examples")
     run.add_argument("--concurrency", type=int, help="parallel requests (overrides run.concurrency)")
     run.add_argument("--no-cache", action="store_true", help="bypass the response cache")
+    run.add_argument("--keep-failures", action="store_true", help="on resume, keep the examples "
+                     "the endpoint failed on as failed instead of requesting them again")
+    run.add_argument("--allow-missing", action="store_true", help="accept a run in which an "
+                     "arm's model does not exist (it is reported unavailable; no verdict)")
+    run.add_argument("--history", help="history file to append to (default: $HARNESS_HISTORY, "
+                     "else reports/history.jsonl)")
     run.set_defaults(func=cmd_run)
 
     val = sub.add_parser("validate", help="check config and data; calls no model")
@@ -191,7 +212,11 @@ def build_parser() -> argparse.ArgumentParser:
     gate.add_argument("--alpha", type=float, help="significance level, Holm-adjusted over the "
                       "gate's tests (default: gate.alpha of the config, else 0.05)")
     gate.add_argument("--update-baseline", action="store_true", help="accept this run: write it "
-                      "as the new baseline file (floors and completeness still count)")
+                      "as the new baseline file (floors and completeness still count; an "
+                      "incomplete run is refused)")
+    gate.add_argument("--allow-different", action="store_true", help="compare even with a "
+                      "baseline of another config name, task type or label set (refused "
+                      "otherwise, exit 2)")
     gate.set_defaults(func=cmd_gate)
 
     ft = sub.add_parser("finetune", help="build training data and fine-tune a model for a "
@@ -200,10 +225,13 @@ def build_parser() -> argparse.ArgumentParser:
     ft.add_argument("--strategy", help="the fine_tuned strategy (default: the first one)")
     ft.add_argument("--out", help="folder for the training files (default: reports/NAME-finetune)")
     ft.add_argument("--force", action="store_true", help="train again even if the registry has it")
+    ft.add_argument("--yes", action="store_true", help="start a paid fine-tuning job without "
+                    "asking (for CI; without it the estimate is shown and a terminal is asked)")
     ft.set_defaults(func=cmd_finetune)
     hist = sub.add_parser("history", help="accuracy over prompt versions, with a plateau flag")
     hist.add_argument("config")
-    hist.add_argument("--history", help="history file (default: reports/history.jsonl)")
+    hist.add_argument("--history", metavar="FILE", help="history file (default: $HARNESS_HISTORY, "
+                      "else reports/history.jsonl under the working directory)")
     hist.add_argument("--window", type=int, help="versions that must sit inside the best one's "
                       "interval (default: decision.history_window, 3)")
     hist.set_defaults(func=cmd_history)
@@ -212,16 +240,38 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point: exit 0 success, 1 run could not complete, 2 bad input, 130 interrupted."""
+    from harness.running.runner import Terminated
+
+    def on_sigterm(_signum: int, _frame: object) -> None:
+        raise Terminated
+
+    main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, on_sigterm) if main_thread else None
     try:
         args = build_parser().parse_args(argv)
         if getattr(args, "limit", None) is not None and args.limit < 1:
             raise InputError("--limit: must be at least 1")
         if getattr(args, "concurrency", None) is not None and args.concurrency < 1:
             raise InputError("--concurrency: must be at least 1")
-        return int(args.func(args))
+        code = int(args.func(args))
+        sys.stdout.flush()
+        return code
     except HarnessError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code
-    except KeyboardInterrupt:
+    except BrokenPipeError:
+        # the reader went away (`harness ... | head`): stop quietly, like other command-line tools
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 141
+    except KeyboardInterrupt as exc:
         print("error: interrupted", file=sys.stderr)
-        return 130
+        return 143 if isinstance(exc, Terminated) else 130
+    except OSError as exc:
+        # a file the harness could not read or write (permissions, a full disk): one line
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"error: {where}{exc.strerror or exc}", file=sys.stderr)
+        return 2
+    finally:
+        if main_thread:
+            signal.signal(signal.SIGTERM, previous)

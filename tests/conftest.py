@@ -23,6 +23,7 @@ def isolated_env(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.M
     home = tmp_path_factory.mktemp("harness-home")
     monkeypatch.setenv("HARNESS_CACHE_DIR", str(home / "cache"))
     monkeypatch.setenv("HARNESS_REGISTRY", str(home / "finetunes.json"))
+    monkeypatch.setenv("HARNESS_HISTORY", str(home / "history.jsonl"))
     for var in ("OPENAI_API_KEY", "OPENAI_BASE_URL", "OPENAI_ORG_ID", "OPENAI_PROJECT_ID"):
         monkeypatch.delenv(var, raising=False)
     yield

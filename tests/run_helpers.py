@@ -81,6 +81,7 @@ def make_run(root: Path, *, responder: Responder = mixed_responder, n_eval: int 
         mp.setenv("TEST_API_KEY", "sk-test")
         mp.setenv("HARNESS_CACHE_DIR", str(root / "cache"))
         mp.setenv("HARNESS_REGISTRY", str(root / "finetunes.json"))
+        mp.setenv("HARNESS_HISTORY", str(root / "history.jsonl"))
         cfg: dict[str, Any] = {
             "name": "routing",
             "task": {"type": "classification", "instructions": "Route the support message.",

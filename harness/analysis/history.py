@@ -1,5 +1,13 @@
-"""Plateau across prompt versions: every run appends one record per arm to a history file beside
-its report folder; `harness history CONFIG` shows the trajectory and flags a plateau."""
+"""Plateau across prompt versions: every complete run appends one record per arm to the history
+file; `harness history CONFIG` shows the trajectory and flags a plateau.
+
+The history file is one place for every run, wherever its folder is: `$HARNESS_HISTORY` if set,
+else `reports/history.jsonl` under the working directory (like the fine-tune registry,
+`$HARNESS_REGISTRY` or `reports/finetunes.json`). `harness run --history FILE` and
+`harness history --history FILE` name another one. One JSON line per arm of a run; a run is
+identified by its config name, its folder (resolved path) and its `started_at`, so appending a
+run that is already there (a finished folder run again) adds nothing.
+"""
 
 from __future__ import annotations
 
@@ -14,25 +22,70 @@ from typing import Any
 
 import pandas as pd
 
+from harness.errors import InputError
 from harness.running.records import RunMeta
 from harness.strategies import arm_name
 
 HISTORY = "history.jsonl"
+HISTORY_ENV = "HARNESS_HISTORY"
 
 
-def history_path(run_dir: Path) -> Path:
-    """The history file for a run folder: beside it (reports/history.jsonl for default runs)."""
-    return run_dir.resolve().parent / HISTORY
+def history_path(explicit: str | Path | None = None) -> Path:
+    """The history file: `explicit` if given, else $HARNESS_HISTORY, else reports/history.jsonl
+    under the working directory."""
+    if explicit is not None and str(explicit) != "":
+        return Path(explicit).expanduser()
+    env = os.environ.get(HISTORY_ENV)
+    return Path(env).expanduser() if env else Path("reports") / HISTORY
 
 
-def append_history(run_dir: Path, summary: pd.DataFrame, meta: RunMeta) -> Path:
-    """Append one record per arm of a finished run."""
-    path = history_path(run_dir)
+def _file(path: Path) -> Path:
+    if path.is_dir():
+        raise InputError(f"history file {path} is a folder; name a file (--history FILE or "
+                         f"${HISTORY_ENV})")
+    return path
+
+
+def _run_id(config: Any, run_dir: Any, started_at: Any) -> tuple[str, str, str | None]:
+    return str(config), str(run_dir), None if started_at is None else str(started_at)
+
+
+def _recorded_runs(path: Path) -> set[tuple[str, str, str | None]]:
+    """The runs the history file holds, as (config, run folder, started_at); lines written
+    before records carried started_at count as (config, run folder, None)."""
+    out: set[tuple[str, str, str | None]] = set()
+    with open(path, encoding="utf-8", errors="replace") as f:
+        for line in f:
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if isinstance(rec, dict) and "config" in rec and "run_dir" in rec:
+                out.add(_run_id(rec["config"], rec["run_dir"], rec.get("started_at")))
+    return out
+
+
+def append_history(history: str | Path | None, run_dir: Path, summary: pd.DataFrame,
+                   meta: RunMeta) -> bool:
+    """Append one record per arm of a finished run to the history file (`history_path(history)`:
+    `history`, else $HARNESS_HISTORY, else reports/history.jsonl). True when written; False
+    when the file already holds this run (same config, run folder and started_at), which it
+    then leaves as it is.
+
+    Lines are only ever appended (flushed and fsynced), so existing lines are never lost.
+    """
+    path = _file(history_path(history))
+    folder = str(run_dir.resolve())
+    if path.exists():
+        seen = _recorded_runs(path)
+        if (_run_id(meta.name, folder, meta.started_at) in seen
+                or _run_id(meta.name, folder, None) in seen):
+            return False
     stamp = meta.finished_at or datetime.now(UTC).isoformat(timespec="seconds")
     lines = []
     for _, r in summary.iterrows():
         lines.append(json.dumps({
-            "config": meta.name, "run_dir": str(run_dir.resolve()),
+            "config": meta.name, "run_dir": folder, "started_at": meta.started_at,
             "arm": arm_name(str(r["strategy"]), int(r["k"]), str(r["type"])),
             "strategy": r["strategy"], "k": int(r["k"]), "type": r["type"],
             "prompt_sha256": r["prompt_sha256"], "model": r["model_id"],
@@ -41,11 +94,16 @@ def append_history(run_dir: Path, summary: pd.DataFrame, meta: RunMeta) -> Path:
             "timestamp": stamp,
         }))
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a", encoding="utf-8") as f:
-        f.write("".join(line + "\n" for line in lines))
+    with open(path, "a+b") as f:
+        f.seek(0, os.SEEK_END)
+        if f.tell():  # a line cut short by a crash stays its own (skipped) line
+            f.seek(-1, os.SEEK_END)
+            if f.read(1) != b"\n":
+                f.write(b"\n")
+        f.write("".join(line + "\n" for line in lines).encode("utf-8"))
         f.flush()
         os.fsync(f.fileno())
-    return path
+    return True
 
 
 def _num(x: Any) -> float | None:
@@ -55,16 +113,16 @@ def _num(x: Any) -> float | None:
 
 def read_history(path: Path, config_name: str) -> list[dict[str, Any]]:
     """History records of one config, oldest first (unparseable lines are skipped)."""
-    if not path.exists():
+    if not _file(path).exists():
         return []
     out = []
-    with open(path, encoding="utf-8") as f:
+    with open(path, encoding="utf-8", errors="replace") as f:
         for line in f:
             try:
                 rec = json.loads(line)
             except json.JSONDecodeError:
                 continue
-            if rec.get("config") == config_name:
+            if isinstance(rec, dict) and rec.get("config") == config_name:
                 out.append(rec)
     return out
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from harness.model.completion import is_request_error
+from harness.model.completion import is_endpoint_failure, is_request_error
 from harness.tasks import Task
 
 
@@ -35,7 +35,14 @@ def percentile(values: Sequence[float | None], q: float) -> float:
 
 
 def arm_metrics(rows: Sequence[Mapping[str, Any]], task: Task) -> ArmMetrics:
-    """Metrics over result rows (dicts with expected, prediction, correct, schema_valid, ...)."""
+    """Metrics over result rows (dicts with expected, prediction, correct, schema_valid, ...).
+
+    Rows the endpoint failed (see `is_endpoint_failure`) are left out: they hold no answer of
+    the model, so they are coverage, not wrong answers. `n` counts the answers that remain;
+    `errors` counts the model-side request failures among them (refusals, filtered output, a
+    prompt beyond the context), which do count as wrong.
+    """
+    rows = [r for r in rows if not is_endpoint_failure(r.get("error_kind"))]
     n = len(rows)
     if n == 0:
         nan = float("nan")

@@ -13,16 +13,41 @@ from itertools import pairwise
 
 import numpy as np
 
-from harness.analysis.stats import Interval, _as_matrix, _check_confidence, paired_difference
+from harness.analysis.stats import Interval, _check_confidence, paired_difference
 
 
 @dataclass(frozen=True)
 class CurveStep:
-    """One step of a few-shot sweep: paired accuracy gain acc(k_to) - acc(k_from)."""
+    """One step of a few-shot sweep: paired accuracy gain acc(k_to) - acc(k_from) over the n
+    examples scored at both ks, and its kind (see step_kind)."""
 
     k_from: int
     k_to: int
     gain: Interval
+    kind: str = ""  # "real_gain" | "flat" | "practically_flat" | "unclear"
+    n: int = 0
+
+
+FLAT_KINDS = frozenset({"flat", "practically_flat"})
+
+
+def step_kind(gain: Interval, min_gain: float) -> str:
+    """What one step of the curve shows, from its paired gain and interval.
+
+    * ``real_gain``: gain.estimate >= min_gain and gain.low > 0;
+    * ``flat``: gain.estimate < min_gain and gain.low <= 0 (no evidence of any gain; a
+      significant drop counts as flat);
+    * ``practically_flat``: gain.high < min_gain (the whole interval lies below min_gain: even a
+      significant gain is too small to matter, as on a large eval set);
+    * ``unclear``: anything else (a gain whose interval straddles min_gain).
+    """
+    if gain.estimate >= min_gain and gain.low > 0:
+        return "real_gain"
+    if gain.estimate < min_gain and gain.low <= 0:
+        return "flat"
+    if gain.high < min_gain:
+        return "practically_flat"
+    return "unclear"
 
 
 @dataclass(frozen=True)
@@ -50,6 +75,17 @@ def _next_k(top: int | None, max_k: int | None) -> int | None:
     return proposal if max_k is None else min(proposal, max_k)
 
 
+def _with_gaps(scores: np.ndarray) -> np.ndarray:
+    """(n_examples, n_draws) float array where NaN marks a missing result; a 1-D array is one draw."""
+    y = np.asarray(scores, dtype=float)
+    y = y[:, None] if y.ndim == 1 else y
+    if y.ndim != 2:
+        raise ValueError(f"scores must be 1-D or 2-D, got shape {y.shape}")
+    if np.isinf(y).any():
+        raise ValueError("scores contain infinite values")
+    return y
+
+
 def detect_plateau(
     curve: Mapping[int, np.ndarray], *, min_gain: float = 0.02, n_boot: int = 2000,
     seed: int = 0, confidence: float = 0.95, max_k: int | None = None,
@@ -57,21 +93,27 @@ def detect_plateau(
     """Decide whether a few-shot accuracy curve has plateaued.
 
     ``curve`` maps k (number of shots, k=0 zero-shot) to per-example scores of shape
-    (n_examples, n_draws), the same examples in the same order for every k.
+    (n_examples, n_draws), the same examples in the same order for every k. NaN marks an
+    example without a result (yet) at that k: it is left out of the steps that involve that k.
 
     Rule. Sort the ks; for each consecutive pair (k, k') (normally k' = 2k, "doubling") the
-    gain is paired_difference(mean over draws at k', mean over draws at k) with a percentile
-    bootstrap interval at ``confidence``. A step is
+    gain is paired_difference(mean over draws at k', mean over draws at k) over the examples
+    with results at both ks, with a percentile bootstrap interval at ``confidence``: the same
+    difference, examples, interval and seed as the comparisons table's row for that pair. A
+    step is (step_kind)
 
     * *flat* when gain.estimate < min_gain and gain.low <= 0 (no evidence of any gain; a
-      significant drop counts as flat);
+      significant drop counts as flat), or when gain.high < min_gain (*practically flat*: the
+      whole interval lies below min_gain, so even a significant gain is too small to matter;
+      on a large eval set a tiny real drift is significant and would otherwise never settle);
     * a *real gain* when gain.estimate >= min_gain and gain.low > 0.
 
     The curve has plateaued at k* = k_from of the first flat step that comes after the last
     real gain (a noisy dip followed by a real rise therefore does not count). Otherwise it is
     still improving and next_k = 2 * max(k) (1 if max(k) == 0), capped at ``max_k``; next_k is
-    None when max(k) already reached max_k. Fewer than two ks gives "insufficient_data".
-    A small but significant gain (estimate < min_gain, low > 0) is neither flat nor real.
+    None when max(k) already reached max_k. Fewer than two ks, or a step with no example scored
+    at both its ks, gives "insufficient_data". A gain whose interval straddles min_gain
+    (neither flat nor real) is "unclear".
     """
     _check_confidence(confidence)
     ks = sorted(curve)
@@ -82,25 +124,28 @@ def detect_plateau(
         have = f"only k={ks[0]} was measured" if ks else "no k was measured"
         tail = f"; try k={nxt} next" if nxt is not None else ""
         return PlateauResult("insufficient_data", None, nxt, (), f"{have}{tail}")
-    mats = {k: _as_matrix(curve[k]) for k in ks}
+    mats = {k: _with_gaps(curve[k]) for k in ks}
     if len({y.shape[0] for y in mats.values()}) != 1 or min(y.size for y in mats.values()) == 0:
         raise ValueError("every k needs scores for the same, non-zero number of examples")
-    means = {k: y.mean(axis=1) for k, y in mats.items()}
-    steps = tuple(
-        CurveStep(k0, k1, paired_difference(
-            means[k1], means[k0], n_boot=n_boot, seed=seed, confidence=confidence))
-        for k0, k1 in pairwise(ks)
-    )
-    real = [s.gain.estimate >= min_gain and s.gain.low > 0 for s in steps]
-    last_real = max((i for i, r in enumerate(real) if r), default=-1)
-    star = next(
-        (i for i in range(last_real + 1, len(steps))
-         if steps[i].gain.estimate < min_gain and steps[i].gain.low <= 0),
-        None,
-    )
+    means = {k: y.mean(axis=1) for k, y in mats.items()}  # NaN where any draw is missing
+    built: list[CurveStep] = []
+    for k0, k1 in pairwise(ks):
+        both = ~np.isnan(means[k0]) & ~np.isnan(means[k1])
+        if not both.any():
+            return PlateauResult("insufficient_data", None, None, tuple(built),
+                                 f"no example has results at both k={k0} and k={k1} yet")
+        gain = paired_difference(means[k1][both], means[k0][both], n_boot=n_boot, seed=seed,
+                                 confidence=confidence)
+        built.append(CurveStep(k0, k1, gain, step_kind(gain, min_gain), int(both.sum())))
+    steps = tuple(built)
+    last_real = max((i for i, s in enumerate(steps) if s.kind == "real_gain"), default=-1)
+    star = next((i for i in range(last_real + 1, len(steps)) if steps[i].kind in FLAT_KINDS),
+                None)
     if star is not None:
-        reason = (f"{_step_text(steps[star], confidence)}, below min_gain {min_gain:g} and "
-                  "not significantly above 0")
+        why = ("practically flat: the whole interval lies below min_gain "
+               f"{min_gain:g}" if steps[star].kind == "practically_flat"
+               else f"below min_gain {min_gain:g} and not significantly above 0")
+        reason = f"{_step_text(steps[star], confidence)}, {why}"
         if star < len(steps) - 1:
             reason += f"; no later step gains significantly >= {min_gain:g}"
         return PlateauResult("plateaued", steps[star].k_from, None, steps, reason)
@@ -109,8 +154,8 @@ def detect_plateau(
         reason = f"{_step_text(last, confidence)}, significantly at least min_gain {min_gain:g}"
     else:
         reason = (f"no step after the last significant gain is flat; the last step, "
-                  f"{_step_text(last, confidence)}, is not both below min_gain {min_gain:g} "
-                  "and consistent with no gain")
+                  f"{_step_text(last, confidence)}, is neither consistent with no gain nor "
+                  f"entirely below min_gain {min_gain:g}")
     nxt = _next_k(ks[-1], max_k)
     reason += (f"; try k={nxt} next" if nxt is not None
                else f"; k={ks[-1]} already reaches max_k={max_k}, so no larger k is tried")
@@ -161,14 +206,23 @@ def break_even(
     return BreakEven(training_cost, saving, queries, queries / horizon_months, horizon_months)
 
 
+def max_training_cost(saving_per_query: float, monthly_volume: float,
+                      horizon_months: float) -> float:
+    """The most a fine-tune may cost and still pay back within the horizon (USD):
+    saving_per_query x monthly_volume x horizon_months, or 0 when it saves nothing."""
+    return max(0.0, saving_per_query) * monthly_volume * horizon_months
+
+
 @dataclass(frozen=True)
 class ArmEvidence:
     """What the verdict needs about the fine-tuned arm versus the best prompting arm."""
 
     ft_delta: Interval  # accuracy(ft) - accuracy(best prompting), paired
     ft_p_adjusted: float  # Holm-adjusted McNemar p-value for that comparison
-    break_even: BreakEven | None
+    break_even: BreakEven | None  # None when the training cost (or a per-query cost) is unknown
     monthly_volume: float | None  # expected queries per month, None if not given
+    saving_per_query: float | None = None  # USD, prompt minus fine-tuned; None if either is unknown
+    horizon_months: float = 3.0
 
 
 @dataclass(frozen=True)
@@ -184,17 +238,46 @@ def _points(x: Interval) -> str:
     return f"{100 * x.estimate:+.1f} points, CI {100 * x.low:+.1f}..{100 * x.high:+.1f}"
 
 
-def _pays_back(ft: ArmEvidence) -> tuple[bool, str]:
+def _usd(x: float) -> str:
+    return f"${x:,.2f}" if x >= 1 else f"${x:.3g}"
+
+
+def _pays_back_unknown_cost(ft: ArmEvidence) -> tuple[bool, str, str]:
+    """(pays back, phrase, condition) when the training cost is unknown; the condition
+    (" if training costs less than $X") is empty when it holds whatever the training cost."""
+    s = ft.saving_per_query
+    if s is None:
+        return False, "no cost comparison was available", ""
+    if s <= 0:
+        more = (f"costs {_usd(-s)} more per query" if s < 0 else "saves nothing per query")
+        return False, f"never pays back: the fine-tuned model {more}", ""
+    saves = f"saves {_usd(1000 * s)} per 1,000 queries"
+    if ft.monthly_volume is None:
+        return True, (f"{saves}, so it pays back eventually whatever the training costs, after "
+                      f"training cost / {_usd(s)} queries ({1 / s:,.0f} per $1 of training; "
+                      "training cost not known, no monthly volume given)"), ""
+    cap = max_training_cost(s, ft.monthly_volume, ft.horizon_months)
+    months = "month" if ft.horizon_months == 1 else "months"
+    at = f"{_usd(cap)} over {ft.horizon_months:g} {months} at the stated {ft.monthly_volume:,.0f}/month"
+    if cap <= 0:
+        return False, f"{saves}, but {at}", ""
+    return True, (f"{saves}: {at}, so it pays back if training costs less than {_usd(cap)} "
+                  "(training cost not known)"), f" if training costs less than {_usd(cap)}"
+
+
+def pays_back(ft: ArmEvidence) -> tuple[bool, str, str]:
+    """Whether the fine-tune pays back (the rule in decide), a phrase saying why, and the
+    condition on an unknown training cost (" if training costs less than $X", else "")."""
     be = ft.break_even
     if be is None:
-        return False, "no cost comparison was available"
+        return _pays_back_unknown_cost(ft)
     if be.queries is None or be.monthly_volume_to_pay_back is None:
-        return False, be.describe()
+        return False, be.describe(), ""
     if ft.monthly_volume is None:
-        return True, f"{be.describe()} (no monthly volume given)"
+        return True, f"{be.describe()} (no monthly volume given)", ""
     ok = ft.monthly_volume >= be.monthly_volume_to_pay_back
     verb = "covers" if ok else "falls short of"
-    return ok, f"{be.describe()}; the stated {ft.monthly_volume:,.0f}/month {verb} it"
+    return ok, f"{be.describe()}; the stated {ft.monthly_volume:,.0f}/month {verb} it", ""
 
 
 def _p_text(p: float) -> str:
@@ -213,6 +296,11 @@ def decide(
       (ft_delta.low > -equivalence_margin) and pays back: break_even.queries is not None and
       either monthly_volume >= break_even.monthly_volume_to_pay_back, or, with no monthly
       volume given, merely saves money per query (saving > 0, so it pays back eventually).
+      With the training cost unknown (break_even None) but both per-query costs known, the
+      cost is not dropped from the decision: with a monthly volume V over horizon H months it
+      pays back iff training costs less than max_training_cost = saving x V x H, and the
+      sentence says so ("Fine-tune if training costs less than $X: ..."); with no volume, a
+      saving > 0 pays back eventually at any training cost, after cost / saving queries.
     * keep_prompting, otherwise, when the curve is still improving (names the next k) or has
       too few ks to tell.
     * prompting_sufficient, otherwise (plateaued, and no winning fine-tuned arm or none at all).
@@ -225,7 +313,7 @@ def decide(
         d, p = ft.ft_delta, ft.ft_p_adjusted
         better = d.estimate > 0 and p < alpha
         as_good = d.low > -equivalence_margin
-        pays, pay_text = _pays_back(ft)
+        pays, pay_text, condition = pays_back(ft)
         reasons.append(f"fine-tuned minus best prompt: {_points(d)}, Holm-adjusted {_p_text(p)}")
         reasons.append(f"fine-tuning {pay_text}")
         if better:
@@ -233,7 +321,7 @@ def decide(
                            f"Holm-adjusted {_p_text(p)}.", tuple(reasons))
         margin = f"{100 * equivalence_margin:g}-point margin"
         if as_good and pays:
-            return Verdict("fine_tune", f"Fine-tune: it is as accurate as the best prompt "
+            return Verdict("fine_tune", f"Fine-tune{condition}: it is as accurate as the best prompt "
                            f"({_points(d)}, within the {margin}) and {pay_text}.",
                            tuple(reasons))
         why = (f"the fine-tuned model is no better ({_points(d)}) and {pay_text}" if as_good

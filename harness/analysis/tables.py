@@ -54,17 +54,19 @@ def results_frame(records: Sequence[Record], meta: RunMeta) -> pd.DataFrame:
         costs.append(pricing.query_cost(p, r.prompt_tokens or 0, r.completion_tokens or 0,
                                         r.cached_tokens or 0))
     df["cost_usd"] = costs
+    df["endpoint_failed"] = np.array([r.endpoint_failed for r in rows], dtype=bool)
     return df
 
 
 def score_matrix(df: pd.DataFrame, strategy: str, k: int, examples: Sequence[str]) -> np.ndarray:
-    """(n_examples, n_draws) of 0/1 correctness; NaN where an example has no record yet."""
+    """(n_examples, n_draws) of 0/1 correctness; NaN where an example has no record yet or the
+    endpoint failed on it (no answer of the model to judge)."""
     sub = df[(df["strategy"] == strategy) & (df["k"] == k)]
     draws = sorted(sub["draw"].unique()) or [0]
     pos = {e: i for i, e in enumerate(examples)}
     out = np.full((len(examples), len(draws)), np.nan)
     for d_i, d in enumerate(draws):
-        part = sub[sub["draw"] == d]
+        part = sub[(sub["draw"] == d) & ~sub["endpoint_failed"]]
         for ex, ok in zip(part["example_id"].astype(str), part["correct"], strict=True):
             if ex in pos:
                 out[pos[ex], d_i] = float(bool(ok))
@@ -97,14 +99,19 @@ def summary_frame(df: pd.DataFrame, meta: RunMeta, task: Task
     first: dict[ArmId, ArmMeta] = {}
     for arm in meta.arms:
         first.setdefault((arm.strategy, arm.k), arm)
+    draws_of: dict[ArmId, int] = {}
+    for arm in meta.arms:
+        draws_of[(arm.strategy, arm.k)] = draws_of.get((arm.strategy, arm.k), 0) + 1
     rows, mats = [], {}
     for (strategy, k), a in first.items():
         sub = df[(df["strategy"] == strategy) & (df["k"] == k)]
+        answered = sub[~sub["endpoint_failed"]]
         m = arm_metrics(sub.to_dict("records"), task)
         mat = score_matrix(df, strategy, k, examples)
         mats[(strategy, k)] = mat
         ci = interval(mat, n_boot, seed=0)
-        sv = sub["schema_valid"].astype(bool).to_numpy() if len(sub) else np.array([])
+        planned = len(examples) * draws_of[(strategy, k)]
+        sv = answered["schema_valid"].astype(bool).to_numpy() if len(answered) else np.array([])
         sci = stats.wilson_interval(int(sv.sum()), len(sv))
         cost = sub["cost_usd"].mean() if len(sub) else math.nan
         p = price(meta, a.model, a.model_id)
@@ -112,11 +119,14 @@ def summary_frame(df: pd.DataFrame, meta: RunMeta, task: Task
                if p is not None and not math.isnan(m.mean_prompt_tokens) else math.nan)
         rows.append({
             "strategy": strategy, "type": a.type, "model": a.model, "model_id": a.model_id,
-            "k": k, "draws": mat.shape[1], "n": m.n, "accuracy": m.accuracy,
+            "k": k, "n": int(answered["example_id"].nunique()),
+            "draws": draws_of[(strategy, k)], "answers": m.n, "accuracy": m.accuracy,
             "ci_low": ci.low, "ci_high": ci.high, "macro_f1": m.macro_f1,
             "schema_compliance": m.schema_compliance, "schema_ci_low": sci.low,
             "schema_ci_high": sci.high, "parse_failure_rate": m.parse_failure_rate,
             "errors": m.errors, "failures": int(sub["error_kind"].notna().sum()) if len(sub) else 0,
+            "endpoint_failures": int(sub["endpoint_failed"].sum()),
+            "coverage": m.n / planned if planned else math.nan,
             "cache_hits": int(sub["cached"].astype(bool).sum()) if len(sub) else 0,
             "mean_prompt_tokens": m.mean_prompt_tokens,
             "mean_completion_tokens": m.mean_completion_tokens,
@@ -131,7 +141,7 @@ def summary_frame(df: pd.DataFrame, meta: RunMeta, task: Task
 def per_class_frame(df: pd.DataFrame, task: Task) -> pd.DataFrame:
     """Per-class precision/recall/F1 for every (strategy, k)."""
     rows = []
-    for (strategy, k), sub in df.groupby(["strategy", "k"], sort=False):
+    for (strategy, k), sub in df[~df["endpoint_failed"]].groupby(["strategy", "k"], sort=False):
         table = task.breakdown(list(sub["expected"]), list(sub["prediction"]))
         for label, v in table.items():
             rows.append({"strategy": strategy, "k": k, "label": label, **v})

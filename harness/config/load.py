@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 import jsonschema
 import yaml
 
-from harness.config.schema import SCHEMA, describe, path_key
+from harness.config.schema import SCHEMA, boolean_problem, describe, path_key, yaml_source
 from harness.config.types import (
     LOCAL_MODEL_ALIAS,
     Config,
@@ -115,6 +115,13 @@ def _check_labels(labels: list[Any], where: str) -> tuple[str, ...]:
     return tuple(cleaned)
 
 
+def _yaml_boolean_labels(labels: list[Any], text: str, where: str) -> str:
+    """The problem with a YAML labels file whose list holds booleans (unquoted yes/no...)."""
+    source = yaml_source(text)
+    return f"{where}: " + boolean_problem([(f"item {i + 1}", x, source([i]))
+                                           for i, x in enumerate(labels) if isinstance(x, bool)])
+
+
 def _read_labels(path: Path, where: str) -> tuple[str, ...]:
     """Labels from a .json or .yaml list, or any other text file with one label a line."""
     text = read_text_checked(path, where, "labels file")
@@ -133,6 +140,8 @@ def _read_labels(path: Path, where: str) -> tuple[str, ...]:
             mark = getattr(exc, "problem_mark", None)
             at = f" at {_mark(mark)}" if mark is not None else ""
             raise InputError(f"{where}: {path} is not valid YAML{at}") from None
+        if isinstance(data, list) and any(isinstance(x, bool) for x in data):
+            raise InputError(_yaml_boolean_labels(data, text, f"{where}: {path}"))
     else:
         data = [line.strip() for line in text.splitlines() if line.strip()]
     if not isinstance(data, list):
@@ -213,14 +222,21 @@ def _model(name: str, d: Mapping[str, Any], run_timeout: float, problems: list[s
         ),
         timeout=float(d.get("timeout", run_timeout)),
         n_ctx=int(d.get("n_ctx", 4096)),
-        price=Price(
-            input_per_m=float(price.get("input", 0.0)),
-            cached_input_per_m=float(price.get("cached_input", price.get("input", 0.0))),
-            output_per_m=float(price.get("output", 0.0)),
-            training_per_m=None if price.get("training") is None else float(price["training"]),
-        )
-        if price
-        else None,
+        # a block with only `fine_tuned` rates leaves the base model to the built-in table
+        price=_price(price) if price and set(price) - {"fine_tuned"} else None,
+        # the fine-tuned ids' rates, trained at the block's `training` rate
+        fine_tuned_price=_price({**price["fine_tuned"], "training": price.get("training")})
+        if price and price.get("fine_tuned") else None,
+    )
+
+
+def _price(d: Mapping[str, Any]) -> Price:
+    """A `price:` block (or its `fine_tuned` rates)."""
+    return Price(
+        input_per_m=float(d.get("input", 0.0)),
+        cached_input_per_m=float(d.get("cached_input", d.get("input", 0.0))),
+        output_per_m=float(d.get("output", 0.0)),
+        training_per_m=None if d.get("training") is None else float(d["training"]),
     )
 
 
@@ -237,9 +253,10 @@ def _strategy(i: int, d: Mapping[str, Any], models: list[str], problems: list[st
     ft = d.get("fine_tuned_model")
     if d["type"] != "fine_tuned" and ft is not None:
         problems.append(f"{where}.fine_tuned_model: only for type fine_tuned")
-    ft_name, train = (ft.get("name"), bool(ft.get("train_if_missing"))) if isinstance(
-        ft, dict
-    ) else (ft, False)
+    ft_name, train, cost = (
+        (ft.get("name"), bool(ft.get("train_if_missing")), ft.get("training_cost_usd"))
+        if isinstance(ft, dict) else (ft, False, None)
+    )
     return StrategyConfig(
         name=d["name"],
         type=d["type"],
@@ -249,6 +266,7 @@ def _strategy(i: int, d: Mapping[str, Any], models: list[str], problems: list[st
         draws=d.get("draws", 1),
         fine_tuned_model=ft_name,
         train_if_missing=train,
+        training_cost_usd=None if cost is None else float(cost),
         prompts=_prompts(d.get("prompts")),
     )
 
@@ -274,7 +292,8 @@ def parse_config(data: Any, path: Path, text: str = "") -> Config:
     validator = jsonschema.Draft202012Validator(SCHEMA)
     errors = sorted(validator.iter_errors(data), key=lambda e: path_key(e.absolute_path))
     if errors:
-        msgs = [describe(e) for e in errors]
+        source = yaml_source(text) if text else None
+        msgs = [describe(e, source) for e in errors]
         raise InputError(f"{path}: " + "; ".join(dict.fromkeys(msgs)))
     base = path.parent
     problems: list[str] = []

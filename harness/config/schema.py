@@ -7,23 +7,31 @@ did-you-mean.
 from __future__ import annotations
 
 import difflib
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import jsonschema
+import yaml
 
 _NUM = {"type": "number"}
 _POS_INT = {"type": "integer", "minimum": 1}
 _STR = {"type": "string", "minLength": 1}
 _NULLABLE_STR = {"type": ["string", "null"]}
 
+_RATES = {
+    "input": {"type": "number", "minimum": 0},
+    "cached_input": {"type": "number", "minimum": 0},
+    "output": {"type": "number", "minimum": 0},
+}
+
 _PRICE = {
     "type": "object",
     "additionalProperties": False,
     "properties": {
-        "input": {"type": "number", "minimum": 0},
-        "cached_input": {"type": "number", "minimum": 0},
-        "output": {"type": "number", "minimum": 0},
+        **_RATES,
         "training": {"type": "number", "minimum": 0},
+        # inference on the model's fine-tuned ids (ft:..., local-ft:...)
+        "fine_tuned": {"type": "object", "additionalProperties": False, "properties": _RATES},
     },
 }
 
@@ -119,7 +127,11 @@ SCHEMA: dict[str, Any] = {
                                 "type": "object",
                                 "additionalProperties": False,
                                 "required": ["name"],
-                                "properties": {"name": _STR, "train_if_missing": {"type": "boolean"}},
+                                "properties": {
+                                    "name": _STR,
+                                    "train_if_missing": {"type": "boolean"},
+                                    "training_cost_usd": {"type": "number", "minimum": 0},
+                                },
                             },
                         ]
                     },
@@ -151,6 +163,8 @@ SCHEMA: dict[str, Any] = {
                 "max_retry_after": {"type": "number", "minimum": 0},
                 "requests_per_minute": {"type": "number", "exclusiveMinimum": 0},
                 "tokens_per_minute": {"type": "number", "exclusiveMinimum": 0},
+                "max_failure_rate": {"type": "number", "minimum": 0, "maximum": 1},
+                "cache_ttl": {"type": ["number", "null"], "exclusiveMinimum": 0},
             },
         },
         "decision": {
@@ -164,6 +178,7 @@ SCHEMA: dict[str, Any] = {
                 "horizon_months": {"type": "number", "exclusiveMinimum": 0},
                 "history_window": _POS_INT,
                 "bootstrap": {"type": "integer", "minimum": 100},
+                "min_compliance": {"type": "number", "minimum": 0, "maximum": 1},
             },
         },
         "finetune": {
@@ -224,8 +239,66 @@ def _expected_form(error: jsonschema.ValidationError) -> list[str]:
     return [repr(error.validator_value)]
 
 
-def describe(error: jsonschema.ValidationError) -> str:
+YAML_BOOLEANS = "yes/no/on/off/true/false"
+
+# The original text of the value at a location of the document, when it is known.
+Source = Callable[[Sequence[Any]], str | None]
+
+
+def boolean_problem(found: Sequence[tuple[str, bool, str | None]]) -> str:
+    """`where: got the boolean True - YAML reads unquoted yes/no/... as booleans; quote it ("yes")`
+    for each (where, value, word as written in the file or None) found, in one message."""
+    words = ", ".join(f'"{word or str(value).lower()}"' for _, value, word in found)
+    places = "; ".join(f"{where}: got the boolean {value}" for where, value, _ in found)
+    it = "it" if len(found) == 1 else "them"
+    return f"{places} - YAML reads unquoted {YAML_BOOLEANS} as booleans; quote {it} ({words})"
+
+
+def yaml_source(text: str) -> Source:
+    """Look up the original text of the scalar at a location of the YAML document `text`
+    (None when it is not a plain scalar there); the document is composed on first use."""
+    root: list[Any] = []
+
+    def lookup(path: Sequence[Any]) -> str | None:
+        if not root:
+            try:
+                root.append(yaml.compose(text, Loader=yaml.SafeLoader))
+            except yaml.YAMLError:
+                root.append(None)
+        node = root[0]
+        for part in path:
+            if isinstance(node, yaml.MappingNode):
+                node = next((v for k, v in node.value
+                             if isinstance(k, yaml.ScalarNode) and k.value == str(part)), None)
+            elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):
+                node = node.value[part]
+            else:
+                return None
+        return str(node.value) if isinstance(node, yaml.ScalarNode) else None
+
+    return lookup
+
+
+def _boolean_for_string(error: jsonschema.ValidationError) -> bool:
+    """A `type` check that asked for a string and got a boolean (an unquoted yes/no...)."""
+    if error.validator != "type" or not isinstance(error.instance, bool):
+        return False
+    types = error.validator_value if isinstance(error.validator_value, list) else [error.validator_value]
+    return "string" in types
+
+
+def _booleans(errors: Sequence[jsonschema.ValidationError], source: Source | None) -> str:
+    found = {location(e.absolute_path): (e.instance, source(e.absolute_path) if source else None)
+             for e in errors}
+    return boolean_problem([(where, value, word) for where, (value, word) in found.items()])
+
+
+def describe(error: jsonschema.ValidationError, source: Source | None = None) -> str:
+    """`location: problem` for one schema error; `source` gives the original text of a value
+    (to quote an unquoted yes/no back to the user)."""
     where = location(error.absolute_path)
+    if _boolean_for_string(error):
+        return _booleans([error], source)
     if error.validator == "additionalProperties" and isinstance(error.instance, dict):
         known = list(error.schema.get("properties", {}) if isinstance(error.schema, dict) else {})
         extra = [k for k in error.instance if k not in known]
@@ -236,11 +309,15 @@ def describe(error: jsonschema.ValidationError) -> str:
             parts.append(f"{where}: unknown key {key!r}{hint}")
         return "; ".join(parts)
     if error.validator == "oneOf" and error.context:
+        # A boolean where a branch wanted a string is an unquoted yes/no: say so first.
+        booleans = [e for e in error.context if _boolean_for_string(e)]
+        if booleans:
+            return _booleans(booleans, source)
         # A branch whose type fits the value explains the problem best ("0 is less than the
         # minimum of 1", not "0 is not of type 'array'"); if none fits, list what would.
         relevant = [e for e in error.context if e.validator not in ("type", "const")]
         if relevant:
-            return "; ".join(dict.fromkeys(describe(e) for e in relevant))
+            return "; ".join(dict.fromkeys(describe(e, source) for e in relevant))
         forms = list(dict.fromkeys(f for e in error.context for f in _expected_form(e)))
         expected = ", ".join(forms[:-1]) + f" or {forms[-1]}" if len(forms) > 1 else forms[0]
         return f"{where}: expected {expected}, got {error.instance!r}"

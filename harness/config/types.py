@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -73,6 +73,17 @@ class ModelConfig:
     timeout: float
     n_ctx: int
     price: Price | None
+    # config `price.fine_tuned`: inference on this model's fine-tuned ids (ft:..., local-ft:...).
+    # None: the built-in fine-tuned rate of the base, else unknown; never `price` (the base rate)
+    fine_tuned_price: Price | None = None
+
+    def __post_init__(self) -> None:
+        # run.json stores the price as a mapping: read it back as a Price
+        ft: Any = self.fine_tuned_price
+        if isinstance(ft, dict):
+            names = {f.name for f in fields(Price)}
+            object.__setattr__(self, "fine_tuned_price",
+                               Price(**{k: v for k, v in ft.items() if k in names}))
 
 
 @dataclass(frozen=True)
@@ -85,6 +96,7 @@ class StrategyConfig:
     draws: int = 1
     fine_tuned_model: str | None = None
     train_if_missing: bool = False
+    training_cost_usd: float | None = None  # what training cost (0: already paid); None: unknown
     prompts: Prompts = field(default_factory=Prompts)
 
 
@@ -93,13 +105,15 @@ class RunConfig:
     concurrency: int = 8
     temperature: float = 0.0
     max_tokens: int = 64
-    seed: int = 0
+    seed: int | None = None  # sent only when set
     timeout: float = 60.0
     max_attempts: int = 6
     max_wait: float = 300.0
     max_retry_after: float = 600.0
     requests_per_minute: float | None = None
     tokens_per_minute: float | None = None
+    max_failure_rate: float = 0.01  # endpoint failures above this share: the run is incomplete
+    cache_ttl: float | None = None  # seconds a cached answer is served; None: no expiry
 
 
 @dataclass(frozen=True)
@@ -111,6 +125,7 @@ class DecisionConfig:
     horizon_months: float = 3.0
     history_window: int = 3
     bootstrap: int = 2000
+    min_compliance: float = 0.5  # a decisive arm below this schema compliance: no verdict
 
 
 @dataclass(frozen=True)

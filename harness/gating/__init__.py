@@ -13,7 +13,12 @@ from harness.config import GateConfig
 from harness.errors import InputError
 from harness.files import write_text_atomic
 from harness.gating import junit
-from harness.gating.baseline import baseline_document, dump_baseline, load_baseline
+from harness.gating.baseline import (
+    baseline_document,
+    check_comparable,
+    dump_baseline,
+    load_baseline,
+)
 from harness.gating.compare import (
     DEFAULT_ALPHA,
     DEFAULT_MAX_DROP,
@@ -34,9 +39,15 @@ def _setting(value: float | None, cfg: GateConfig | None, key: str, default: flo
 
 
 def run_gate(run_dir: Path, baseline: Path, *, max_drop: float | None = None,
-             alpha: float | None = None, update: bool = False) -> GateResult:
+             alpha: float | None = None, update: bool = False,
+             allow_different: bool = False) -> GateResult:
     """Gate a run folder against a baseline; write gate.md and junit.xml (and the baseline when
-    `update`). max_drop / alpha default to the config's gate section, then 0.02 / 0.05."""
+    `update`). max_drop / alpha default to the config's gate section, then 0.02 / 0.05.
+
+    InputError (exit 2), before anything is written: a baseline of another config name, task
+    type or label set (unless `allow_different`), an incomplete baseline run, `update` from an
+    incomplete run or onto anything but a baseline file.
+    """
     current = snapshot_from_run(run_dir)
     cfg = current.meta.gate if current.meta is not None else None
     md = _setting(max_drop, cfg, "max_drop", DEFAULT_MAX_DROP)
@@ -51,8 +62,14 @@ def run_gate(run_dir: Path, baseline: Path, *, max_drop: float | None = None,
         raise InputError(f"--update-baseline: {run_dir} is incomplete (status {current.status}); "
                          "finish it first")
     base = load_baseline(baseline) if (baseline.exists() or not update) else None
+    if update and base is not None and base.kind != "baseline":
+        raise InputError(f"--update-baseline: {baseline} is a run's "
+                         f"{'summary.json' if base.kind == 'summary' else 'results'}, not a baseline "
+                         "file; give the path of the baseline file to write")
+    notes = check_comparable(base, current, allow_different=allow_different) if base else ()
     result = compare(base, current, max_drop=md, alpha=al, accept=update,
                      floors={k: getattr(cfg, k) if cfg else None for k in FLOORS.values()})
+    result = replace(result, notes=(*notes, *result.notes))
     if update:
         write_text_atomic(baseline, dump_baseline(baseline_document(current)))
         result = replace(result, baseline_written=baseline)
@@ -62,5 +79,5 @@ def run_gate(run_dir: Path, baseline: Path, *, max_drop: float | None = None,
     return result
 
 
-__all__ = ["ArmData", "GateResult", "GateRow", "Snapshot", "compare", "load_baseline", "markdown",
-           "run_gate", "snapshot_from_run"]
+__all__ = ["ArmData", "GateResult", "GateRow", "Snapshot", "check_comparable", "compare",
+           "load_baseline", "markdown", "run_gate", "snapshot_from_run"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +37,7 @@ def load_baseline(path: Path) -> Snapshot:
     if not path.exists():
         raise InputError(f"baseline {path} not found (create it with --update-baseline)")
     if path.name.endswith(".jsonl"):
-        return snapshot_from_run(path.parent)
+        return replace(snapshot_from_run(path.parent), source=str(path))
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
@@ -64,7 +65,10 @@ def _from_baseline_file(data: Mapping[str, Any], source: str) -> Snapshot:
         values = {m: float(a[m]) for m in METRICS}
         arms[a["name"]] = ArmData(a["name"], a["strategy"], a["type"], int(a["k"]), int(a["n"]),
                                   draws, values, per)
-    return Snapshot(source, data.get("name"), data.get("dataset_sha256"), arms)
+    labels = data.get("labels")
+    return Snapshot(source, data.get("name"), data.get("dataset_sha256"), arms,
+                    task_type=data.get("task_type"),
+                    labels=None if labels is None else tuple(str(x) for x in labels), kind="baseline")
 
 
 def _from_summary(data: Mapping[str, Any], source: str) -> Snapshot:
@@ -78,7 +82,61 @@ def _from_summary(data: Mapping[str, Any], source: str) -> Snapshot:
         arms[name] = ArmData(name, a["strategy"], a["type"], int(a["k"]), int(a["n"]) // draws,
                              draws, values)
     meta = data.get("meta") or {}
-    return Snapshot(source, meta.get("name"), (meta.get("dataset") or {}).get("sha256"), arms)
+    status = meta.get("status")
+    complete = meta["complete"] if isinstance(meta.get("complete"), bool) else status in (None, "complete")
+    labels = meta.get("labels")
+    return Snapshot(source, meta.get("name"), (meta.get("dataset") or {}).get("sha256"), arms,
+                    complete, status, task_type=meta.get("task_type"),
+                    labels=None if labels is None else tuple(str(x) for x in labels), kind="summary")
+
+
+def _labels_differ(base: Sequence[str], now: Sequence[str]) -> str:
+    """How two label sets differ, in a few words (at most 5 labels named each way)."""
+    def some(xs: set[str]) -> str:
+        names = ", ".join(repr(x) for x in sorted(xs)[:5])
+        return names + (f" and {len(xs) - 5} more" if len(xs) > 5 else "")
+
+    only_base, only_now = set(base) - set(now), set(now) - set(base)
+    parts = [f"only in the baseline: {some(only_base)}" if only_base else "",
+             f"only in this run: {some(only_now)}" if only_now else ""]
+    return "; ".join(p for p in parts if p)
+
+
+def check_comparable(base: Snapshot, current: Snapshot, *, allow_different: bool = False
+                     ) -> tuple[str, ...]:
+    """Refuse a baseline the run cannot be gated against; the notes worth showing otherwise.
+
+    An incomplete baseline run is always refused. A different config name, task type or label
+    set is refused unless `allow_different` (then it is a note). What the baseline does not
+    record (a baseline file of an older harness has no task type or label set; a summary.json
+    no task type) is not checked, and said in a note. Refusals are InputErrors (exit 2).
+    """
+    if not base.complete:
+        raise InputError(f"baseline {base.source} is an incomplete run (status {base.status}): it "
+                         "covers part of the examples; gate against a complete run or a baseline file")
+    differ, unknown = [], []
+    if base.name is None:
+        unknown.append("config name")
+    elif base.name != current.name:
+        differ.append(f"is config {base.name!r}, this run is {current.name!r}")
+    if base.task_type is None:
+        unknown.append("task type")
+    elif base.task_type != current.task_type:
+        differ.append(f"is task {base.task_type!r}, this run is {current.task_type!r}")
+    if base.labels is None:
+        unknown.append("label set")
+    elif current.labels is not None and set(base.labels) != set(current.labels):
+        differ.append(f"has another label set ({len(set(base.labels))} labels, this run "
+                      f"{len(set(current.labels))}; {_labels_differ(base.labels, current.labels)})")
+    if differ and not allow_different:
+        raise InputError(f"baseline {base.source} " + "; it ".join(differ)
+                         + "; pass --allow-different to compare anyway")
+    notes = [f"compared anyway (--allow-different): the baseline {d}" for d in differ]
+    if unknown:
+        notes.append(f"the baseline does not record its {' or '.join(unknown)} (an older baseline "
+                     "file or a summary.json): not checked against this run's; rewrite the "
+                     "baseline with --update-baseline to check it")
+    return tuple(notes)
 
 
 def baseline_document(s: Snapshot) -> dict[str, Any]:
@@ -96,6 +154,7 @@ def baseline_document(s: Snapshot) -> dict[str, Any]:
            "finished_at": m.finished_at if m else None,
            "harness_version": m.harness_version if m else None}
     return {"format": BASELINE_FORMAT, "version": BASELINE_VERSION, "name": s.name,
+            "task_type": s.task_type, "labels": None if s.labels is None else list(s.labels),
             "dataset_sha256": s.dataset_sha256, "examples": examples, "arms": arms, "source": src}
 
 

@@ -7,8 +7,17 @@ now, change with a 95% interval, status. Exit 1 when a metric fell by more than 
 (0.02 = 2 points) **and** significantly (Holm-adjusted over all the gate's tests, p < ``alpha``,
 so more arms do not mean more false alarms); when a metric is below a floor (``gate:
 {min_accuracy, min_schema_compliance}`` in the config, copied into run.json; point estimate,
-every arm); when a baseline arm is missing; or when the run is incomplete. ``max_drop`` and
-``alpha`` come from the command line, else the config's ``gate`` section, else 0.02 / 0.05.
+every arm); when a baseline arm vanished (left out of the run, or without a single answer
+because every request for it failed: a failed check per metric, whatever the numbers); or when
+the run is incomplete. ``max_drop`` and ``alpha`` come from the command line, else the
+config's ``gate`` section, else 0.02 / 0.05.
+
+Refused (InputError, exit 2, nothing written): a baseline of another config name, task type
+or label set (the label sets compared as sets), unless ``--allow-different`` (then a note in
+gate.md says what differs); an incomplete baseline run (a run folder, results.jsonl or
+summary.json whose run did not finish), always. What a baseline does not record is not checked
+and a note says so: baseline files written before they carried ``task_type`` and ``labels``
+(their config name is still checked), and summary.json files without a task type.
 
 Paired when possible: McNemar's exact test on per-example correctness (majority over few-shot
 draws) and a paired bootstrap interval, if the baseline has per-example results for the same
@@ -17,8 +26,8 @@ two-proportion z-test and a Newcombe interval on the arm's number of examples.
 
 What to commit: the file ``--update-baseline`` writes (say ``baselines/NAME.json``), a few kB::
 
-    {"format": "harness-gate-baseline", "version": 1, "name": ..., "dataset_sha256": ...,
-     "examples": ["id1", "id2", ...],
+    {"format": "harness-gate-baseline", "version": 1, "name": ..., "task_type": "classification",
+     "labels": ["billing", ...], "dataset_sha256": ..., "examples": ["id1", "id2", ...],
      "arms": [{"name": "few-shot@k=4", "strategy": ..., "type": ..., "k": 4, "n": 48, "draws": 2,
                "accuracy": 0.91, "schema_compliance": 1.0, "correct": "2120...", "schema_valid": "2222..."}],
      "source": {"run": ..., "config_sha256": ..., "finished_at": ..., "harness_version": ...}}
@@ -27,7 +36,10 @@ What to commit: the file ``--update-baseline`` writes (say ``baselines/NAME.json
 draws that were correct / schema-valid (``-``: no result); no inputs or outputs. ``--baseline``
 also takes a run's ``summary.json`` (unpaired), a run folder or its ``results.jsonl`` (paired).
 ``--update-baseline`` shows the table but accepts the changes (floors and completeness still
-count), creates the file if missing, and refuses an incomplete run.
+count; a vanished arm is dropped from the baseline, and the table says so), creates the file if
+missing, and refuses an incomplete run, a baseline of another config (without
+``--allow-different``) and any path but a baseline file (never a run's summary.json or results).
+``task_type`` and ``labels`` were added to version 1 files later; readers ignore unknown keys.
 
 ``run_gate`` writes ``RUN_DIR/gate.md`` (Markdown for a pull-request comment) and
 ``RUN_DIR/junit.xml`` (a test case per arm and metric). Bad input raises InputError (exit 2).
@@ -38,7 +50,7 @@ from __future__ import annotations
 import math
 from collections import Counter, defaultdict
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from statistics import NormalDist
 
@@ -71,7 +83,12 @@ class ArmData:
 
 @dataclass(frozen=True)
 class Snapshot:
-    """What the gate knows about one run (current) or baseline."""
+    """What the gate knows about one run (current) or baseline.
+
+    `name`, `task_type` and `labels` say what was measured (None: not recorded, e.g. a
+    baseline file of an older harness); `kind` is where it came from: "run" (a run folder or
+    its results.jsonl), "summary" (a summary.json) or "baseline" (a baseline file).
+    """
 
     source: str
     name: str | None
@@ -80,6 +97,10 @@ class Snapshot:
     complete: bool = True
     status: str | None = None
     meta: RunMeta | None = None
+    task_type: str | None = None
+    labels: tuple[str, ...] | None = None
+    kind: str = "run"
+    missing: Mapping[str, str] = field(default_factory=dict)  # arm -> why it has no answer
 
 
 @dataclass(frozen=True)
@@ -129,7 +150,11 @@ class GateResult:
 
 
 def snapshot_from_run(run_dir: Path) -> Snapshot:
-    """Per-arm figures of a run folder, with per-example values, from run.json + results.jsonl."""
+    """Per-arm figures of a run folder, with per-example values, from run.json + results.jsonl.
+
+    Examples the endpoint failed on (no answer of the model) are left out, as in the run's
+    summary; an arm with no answer at all is in `missing`, not in `arms`.
+    """
     meta = read_meta(run_dir)
     records = read_records(run_dir)
     if not records:
@@ -141,11 +166,19 @@ def snapshot_from_run(run_dir: Path) -> Snapshot:
             kinds[(a.strategy, a.k)] = a.type
             draws[(a.strategy, a.k)] += 1
         by_arm: dict[tuple[str, int], list[Record]] = defaultdict(list)
+        failed: dict[tuple[str, int], Record] = {}
         for r in records:
-            by_arm[(r.strategy, r.k)].append(r)
-        arms = {}
+            if r.endpoint_failed:
+                failed.setdefault((r.strategy, r.k), r)
+            else:
+                by_arm[(r.strategy, r.k)].append(r)
+        arms, missing = {}, {}
         for (strategy, k), kind in kinds.items():
             if not (recs := by_arm.get((strategy, k))):
+                why = failed.get((strategy, k))
+                missing[arm_name(strategy, k, kind)] = (
+                    f"no answers ({why.error_kind}: {why.error})" if why is not None
+                    else "no results")
                 continue
             per = {m: _per_example(recs, col) for m, col in METRICS.items()}
             values = {m: sum(bool(getattr(r, col)) for r in recs) / len(recs)
@@ -155,7 +188,7 @@ def snapshot_from_run(run_dir: Path) -> Snapshot:
                                  values, per)
         complete = meta.status == "complete" and len(records) >= meta.expected_records
         return Snapshot(str(run_dir), meta.name, meta.dataset.sha256, arms, complete, meta.status,
-                        meta)
+                        meta, meta.task_type, tuple(meta.labels), "run", missing)
     except (KeyError, TypeError, ValueError) as exc:
         raise InputError(f"{run_dir}: malformed run ({exc!r})") from None
 
@@ -214,7 +247,8 @@ def compare(baseline: Snapshot | None, current: Snapshot, *, max_drop: float = D
     notes = [] if same_data or not baseline else [
         "the eval set differs from the baseline's (dataset sha256): unpaired tests"]
     rows = []
-    for name in [*current.arms, *(n for n in base_arms if n not in current.arms)]:
+    vanished = [n for n in base_arms if n not in current.arms]
+    for name in [*current.arms, *vanished, *(n for n in current.missing if n not in base_arms)]:
         cur, base = current.arms.get(name), base_arms.get(name)
         for metric in METRICS:
             change, p, test = _test(cur, base, metric, same_data, n_boot)
@@ -226,19 +260,23 @@ def compare(baseline: Snapshot | None, current: Snapshot, *, max_drop: float = D
         rows[i] = replace(rows[i], p_adjusted=adj)
     problems = () if current.complete else (
         f"the run is incomplete (status {current.status}): figures cover part of the examples",)
-    return GateResult(tuple(_judge(r, max_drop, alpha, accept) for r in rows), problems,
+    judged = tuple(_judge(r, max_drop, alpha, accept, current.missing.get(r.arm)) for r in rows)
+    return GateResult(judged, problems,
                       tuple(notes), max_drop, alpha, current.name, baseline.source if baseline else None)
 
 
-def _judge(r: GateRow, max_drop: float, alpha: float, accept: bool) -> GateRow:
-    """Status and failures of a row."""
+def _judge(r: GateRow, max_drop: float, alpha: float, accept: bool, why_missing: str | None = None
+           ) -> GateRow:
+    """Status and failures of a row (`why_missing`: why the run has no answer for its arm)."""
     failures: list[str] = []
     status = "ok"
     if r.now is None and r.baseline is not None:
-        status = "missing from this run"
+        # a vanished arm: left out of the config, or its model gave no answer at all
+        status = "missing from this run" + (f" ({why_missing})" if why_missing else "")
         failures += [] if accept else [status]
+        status += " (accepted: dropped from the baseline)" if accept else ""
     elif r.baseline is None:
-        status = "new (no baseline)"
+        status = "new (no baseline)" + (f"; {why_missing}" if why_missing else "")
     elif r.change is not None and r.p_adjusted is not None:
         drop, significant = round(-r.change.estimate, 12), r.p_adjusted < alpha
         if drop > max_drop and significant:

@@ -8,6 +8,7 @@ import sqlite3
 import threading
 from pathlib import Path
 
+from harness.errors import InputError
 from harness.model.completion import ChatRequest, Completion
 
 
@@ -26,12 +27,27 @@ def cache_key(base_url: str, request: ChatRequest) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
-class ResponseCache:
-    """A small SQLite table of successful completions (WAL mode, safe across threads)."""
+def open_cache(path: Path, ttl: float | None = None) -> ResponseCache:
+    """The response cache at `path`, or an InputError saying why it cannot be used."""
+    try:
+        return ResponseCache(path, ttl=ttl)
+    except (OSError, sqlite3.Error) as exc:
+        why = getattr(exc, "strerror", None) or str(exc)
+        raise InputError(f"response cache: cannot open {path}: {why}; set HARNESS_CACHE_DIR to "
+                         "a writable folder or pass --no-cache") from None
 
-    def __init__(self, path: Path) -> None:
+
+class ResponseCache:
+    """A small SQLite table of successful completions (WAL mode, safe across threads).
+
+    With `ttl` (seconds), entries older than that are not served (they are replaced by the
+    fresh answer when it comes back).
+    """
+
+    def __init__(self, path: Path, ttl: float | None = None) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
+        self.ttl = ttl
         self._lock = threading.Lock()
         self._db = sqlite3.connect(str(path), check_same_thread=False, timeout=30)
         self._db.execute("PRAGMA journal_mode=WAL")
@@ -43,8 +59,12 @@ class ResponseCache:
 
     def get(self, key: str) -> Completion | None:
         """The cached completion for `key`, marked as a cache hit."""
+        query, args = "SELECT completion FROM responses WHERE key = ?", [key]
+        if self.ttl is not None:
+            query += " AND created >= julianday('now') - ?"
+            args.append(self.ttl / 86400.0)
         with self._lock:
-            row = self._db.execute("SELECT completion FROM responses WHERE key = ?", (key,)).fetchone()
+            row = self._db.execute(query, args).fetchone()
         if row is None:
             return None
         found = Completion.from_json(row[0])
@@ -60,6 +80,29 @@ class ResponseCache:
                 (key, model, completion.to_json()),
             )
             self._db.commit()
+
+    def clear(self, *, model: str | None = None, older_than: float | None = None) -> int:
+        """Delete entries (of one model id, older than `older_than` seconds); the number deleted."""
+        query, args = "DELETE FROM responses WHERE 1=1", []
+        if model is not None:
+            query += " AND model = ?"
+            args.append(model)
+        if older_than is not None:
+            query += " AND created < julianday('now') - ?"
+            args.append(older_than / 86400.0)
+        with self._lock:
+            n = self._db.execute(query, args).rowcount
+            self._db.commit()
+        return int(n)
+
+    def stats(self) -> list[tuple[str, int, float, float]]:
+        """(model id, entries, oldest, newest) with ages in seconds, per model id."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT model, COUNT(*), (julianday('now') - MIN(created)) * 86400, "
+                "(julianday('now') - MAX(created)) * 86400 FROM responses GROUP BY model "
+                "ORDER BY model").fetchall()
+        return [(str(m), int(n), float(old), float(new)) for m, n, old, new in rows]
 
     def close(self) -> None:
         """Close the database."""

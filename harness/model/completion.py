@@ -7,16 +7,29 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-# Failure kinds that belong to the request or the provider, not to the model's answer: such an
-# example is a recorded failure, never a wrong answer, and re-scoring leaves it as it is.
+# Failure kinds that belong to the request or the provider, not to the model's answer text: such
+# an example has no output to score, and re-scoring leaves it as it is.
 REQUEST_ERROR_KINDS = ("context_length", "bad_request", "not_found", "unprocessable", "timeout",
                        "connection", "rate_limited", "retries_exhausted", "model_unavailable",
-                       "http_", "refusal", "content_filter", "empty", "interrupted")
+                       "http_", "refusal", "content_filter", "no_choices", "interrupted",
+                       "invalid_response")
+
+# Of those, the ones the model itself is answerable for: it refused, its output was filtered, or
+# the prompt does not fit its context. They count against accuracy and compliance like a wrong or
+# unparseable answer. Every other request failure is the endpoint's (connection, timeout, 5xx,
+# 429 after retries, a model that does not exist, a malformed response): reported as coverage,
+# never as a wrong answer, and re-requested on resume.
+MODEL_FAILURE_KINDS = ("context_length", "refusal", "content_filter")
 
 
 def is_request_error(kind: str | None) -> bool:
     """True for a failure kind of the request or provider (see REQUEST_ERROR_KINDS)."""
     return bool(kind) and str(kind).startswith(REQUEST_ERROR_KINDS)
+
+
+def is_endpoint_failure(kind: str | None) -> bool:
+    """True when the endpoint, not the model, failed: the example was not answered at all."""
+    return is_request_error(kind) and not str(kind).startswith(MODEL_FAILURE_KINDS)
 
 
 @dataclass(frozen=True)

@@ -206,6 +206,12 @@ class RetryPolicy:
         return retry_after_seconds(exc) if exc is not None else None
 
 
+# Fields of a /models entry that describe the model itself; `created` and permission lists are
+# left out because some servers (vLLM) fill them in fresh on every call.
+_STABLE = ("id", "owned_by", "root", "parent", "max_model_len", "meta", "details", "size",
+           "digest", "path")
+
+
 class Endpoint:
     """An OpenAI-compatible endpoint for one configured model. No network in the constructor."""
 
@@ -221,22 +227,41 @@ class Endpoint:
         )
         self.policy = RetryPolicy(run.max_attempts, run.max_wait, run.max_retry_after)
         self.on_retry = on_retry  # callback(exc) on every retried attempt (rate limiting, counts)
+        self.listed: dict[str, dict[str, Any]] = {}  # model id -> stable /models fields
 
     async def probe(self) -> None:
-        """One request at start: is anything listening, and is the key accepted?"""
+        """One request at start: is anything listening, and is the key accepted? Also notes
+        what the endpoint says about its models (see `model_fingerprint`).
+
+        Both failures are bad input found before any answer was requested: InputError, so the
+        run leaves nothing behind, whether the endpoint is unreachable or rejects the key.
+        """
         try:
-            await self._client.with_options(timeout=10.0).models.list()
+            page = await self._client.with_options(timeout=10.0).models.list()
         except openai.APIConnectionError as exc:
             raise InputError(
                 f"models.{self.config.name}: cannot reach {self.base_url} ({short_message(exc)})"
             ) from None
         except (openai.AuthenticationError, openai.PermissionDeniedError) as exc:
-            raise FatalAPIError(
+            raise InputError(
                 f"models.{self.config.name}: {self.base_url} rejected the API key from "
-                f"${self.config.api_key_env} ({short_message(exc)}) — stopping the run"
+                f"${self.config.api_key_env} ({short_message(exc)})"
             ) from None
         except openai.APIStatusError:
-            pass  # reachable; some servers have no /models
+            return  # reachable; some servers have no /models
+        with contextlib.suppress(Exception):  # a listing is a bonus, never a reason to fail
+            for entry in getattr(page, "data", None) or []:
+                d = entry.model_dump() if hasattr(entry, "model_dump") else dict(entry)
+                self.listed[str(d.get("id"))] = {k: d[k] for k in sorted(d) if k in _STABLE}
+
+    def model_fingerprint(self, model_id: str) -> str:
+        """The stable part of the endpoint's /models entry for `model_id` ("" when unlisted).
+
+        It is part of the response-cache scope, so a server that reports a different model
+        under the same name (another owner, root, size or metadata) gets fresh answers.
+        """
+        entry = self.listed.get(model_id)
+        return json.dumps(entry, sort_keys=True, default=str) if entry else ""
 
     async def complete(self, request: ChatRequest) -> Completion:
         """Send one chat request with retries; a per-example failure comes back as data."""
@@ -298,7 +323,7 @@ class Endpoint:
 def _completion(response: Any, latency_ms: float, attempts: int) -> Completion:
     choices = getattr(response, "choices", None) or []
     if not choices:
-        return Completion(latency_ms=latency_ms, attempts=attempts, error_kind="empty",
+        return Completion(latency_ms=latency_ms, attempts=attempts, error_kind="no_choices",
                           error="the response had no choices")
     choice = choices[0]
     message = choice.message

@@ -2,14 +2,17 @@
 
 The defaults are OpenAI's standard-tier list prices as published on its pricing page around
 PRICES_AS_OF. They change; pass ``overrides`` to price_for for current or negotiated prices.
+A fine-tuned id is never priced at its base model's rate (fine-tuned inference costs more).
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from dataclasses import replace
 
 from harness.config import ModelConfig, Price
+from harness.model.registry import LOCAL_PREFIX
 
 PRICES_AS_OF = "2025-07-01"
 
@@ -63,8 +66,8 @@ def price_for(
     Resolution order: ``overrides[model]``; a local model (``local=True``) costs nothing;
     the exact or snapshot-stripped name in DEFAULT_PRICES; for a fine-tuned id
     ``ft:BASE:org:suffix:id`` the override ``overrides["ft:" + BASE]``, then
-    FINE_TUNED_INFERENCE[BASE], then BASE's own price (overrides, then defaults). BASE may carry
-    a snapshot date ("gpt-4o-mini-2024-07-18").
+    FINE_TUNED_INFERENCE[BASE], else unknown (never BASE's own price). BASE may carry a
+    snapshot date ("gpt-4o-mini-2024-07-18").
     """
     table: Mapping[str, Price] = overrides or {}
     if model in table:
@@ -76,13 +79,13 @@ def price_for(
         if len(parts) < 2 or not parts[1]:
             return None
         base = parts[1]
-        return (
-            _lookup("ft:" + base, table)
-            or _lookup(base, FINE_TUNED_INFERENCE)
-            or _lookup(base, table)
-            or _lookup(base, DEFAULT_PRICES)
-        )
+        return _lookup("ft:" + base, table) or _lookup(base, FINE_TUNED_INFERENCE)
     return _lookup(model, table) or _lookup(model, DEFAULT_PRICES)
+
+
+def is_fine_tuned_id(model_id: str) -> bool:
+    """A fine-tuned model's id: OpenAI's ``ft:BASE:...`` or a local adapter's ``local-ft:NAME``."""
+    return model_id.startswith(("ft:", LOCAL_PREFIX))
 
 
 def query_cost(
@@ -118,7 +121,21 @@ def training_cost(price: Price, trained_tokens: int) -> float | None:
 
 def price_of(model: ModelConfig, model_id: str) -> Price | None:
     """The price that applies to `model_id` on `model`: the configured `price:` block first,
-    then a local model's zero, then the built-in table. Every cost figure goes through here."""
-    if model.price is not None:
-        return model.price
-    return price_for(model_id, local=model.provider == "local")
+    then a local model's zero, then the built-in table. Every cost figure goes through here.
+
+    A fine-tuned id (is_fine_tuned_id) gets the configured `price.fine_tuned` rates
+    (model.fine_tuned_price); on a model with a `price:` block but no such rates, the built-in
+    fine-tuned rate of its base (FINE_TUNED_INFERENCE, trained at the block's `training` rate
+    when given), else None (unknown) -- never the block's base rates.
+    """
+    configured = model.price
+    if model.fine_tuned_price is not None and is_fine_tuned_id(model_id):
+        return model.fine_tuned_price
+    if configured is None:
+        return price_for(model_id, local=model.provider == "local")
+    if not is_fine_tuned_id(model_id):
+        return configured
+    table = price_for(model_id) if model_id.startswith("ft:") else None
+    if table is None or configured.training_per_m is None:
+        return table
+    return replace(table, training_per_m=configured.training_per_m)

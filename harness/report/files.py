@@ -24,10 +24,11 @@ from harness.running.records import Record, RunMeta
 from harness.running.store import RESULTS, read_meta, read_records
 
 SUMMARY_COLUMNS = [
-    "strategy", "type", "model", "k", "draws", "n", "accuracy", "ci_low", "ci_high", "macro_f1",
-    "schema_compliance", "schema_ci_low", "schema_ci_high", "parse_failure_rate", "errors",
-    "failures", "cache_hits", "mean_prompt_tokens", "mean_completion_tokens", "cost_per_1k",
-    "run_cost_usd", "latency_p50_ms", "latency_p95_ms", "model_id", "prompt_sha256", "unavailable",
+    "strategy", "type", "model", "k", "n", "draws", "answers", "coverage", "accuracy", "ci_low",
+    "ci_high", "macro_f1", "schema_compliance", "schema_ci_low", "schema_ci_high",
+    "parse_failure_rate", "errors", "failures", "endpoint_failures", "cache_hits",
+    "mean_prompt_tokens", "mean_completion_tokens", "cost_per_1k", "run_cost_usd",
+    "latency_p50_ms", "latency_p95_ms", "model_id", "prompt_sha256", "unavailable",
 ]
 
 
@@ -54,19 +55,25 @@ def summary_json(a: Analysis, meta: RunMeta) -> dict[str, Any]:
     run_meta = {k: d.get(k) for k in (
         "name", "harness_version", "started_at", "finished_at", "status", "message", "counts",
         "versions", "dataset", "labels", "run", "decision", "fine_tunes")}
+    run_meta["task_type"] = meta.task_type
     run_meta["config_path"] = meta.config_path
     run_meta["config_sha256"] = meta.config_sha256
     run_meta["complete"] = a.complete
     run_meta["prompts"] = {arm.key: arm.prompt_sha256 for arm in meta.arms}
     plateau = asdict(a.plateau) if a.plateau else None
+    recommendation = None if a.withheld else {
+        "verdict": a.verdict.recommendation,
+        "sentence": a.verdict.sentence,
+        "reasons": list(a.verdict.reasons),
+        "plateau": plateau,
+        "fine_tune": a.evidence,
+    }
     out: dict[str, Any] = _clean({
-        "recommendation": {
-            "verdict": a.verdict.recommendation,
-            "sentence": a.verdict.sentence,
-            "reasons": list(a.verdict.reasons),
-            "plateau": plateau,
-            "fine_tune": a.evidence,
-        },
+        # null when no verdict may be given (an incomplete run, too many endpoint failures, an
+        # unavailable arm, nothing above chance, collapsed compliance): the reasons say why
+        "recommendation": recommendation,
+        "recommendation_withheld": list(a.withheld) or None,
+        "evidence": {"plateau": plateau, "fine_tune": a.evidence, "sentence": a.verdict.sentence},
         "arms": a.summary[[c for c in SUMMARY_COLUMNS if c in a.summary]].to_dict("records"),
         "comparisons": a.comparisons.to_dict("records"),
         "learning_curve": a.curve.to_dict("records"),
@@ -123,10 +130,14 @@ def format_table(a: Analysis) -> str:
     rows = []
     for _, r in a.summary.iterrows():
         name = row_name(r)
-        acc = "   n/a" if r["n"] == 0 or r["errors"] == r["n"] else (
+        acc = "   n/a" if r["answers"] == 0 or r["errors"] == r["answers"] else (
             f"{r['accuracy']:.3f} [{r['ci_low']:.3f}, {r['ci_high']:.3f}]")
-        rows.append(f"  {name:<22} n={r['n']:<5} acc {acc:<22} schema {r['schema_compliance']:.2f}"
-                    f"  errors {r['errors']}")
+        draws = f" x{int(r['draws'])}" if int(r["draws"]) > 1 else ""
+        cover = (f"  coverage {100 * r['coverage']:.1f}% ({int(r['endpoint_failures'])} endpoint "
+                 "failures)" if r["endpoint_failures"] else "")
+        schema = "n/a " if r["answers"] == 0 else f"{r['schema_compliance']:.2f}"
+        rows.append(f"  {name:<22} n={r['n']:<5}{draws:<4} acc {acc:<22} schema {schema}"
+                    f"  errors {r['errors']}{cover}")
     return "\n".join(rows)
 
 

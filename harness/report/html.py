@@ -10,18 +10,21 @@ uuid, fixed matplotlib hash salt, no SVG metadata), so `harness report` reproduc
 from __future__ import annotations
 
 import html
-import io
 import math
+import re
 from collections.abc import Mapping
 from typing import Any
 
 import pandas as pd
 
 from harness.analysis import Analysis, best_prompting_arm
+from harness.model.pricing import is_fine_tuned_id
+from harness.report.chart import curve_svg
+from harness.report.failures import failure_sample
 from harness.running.records import RunMeta
 from harness.strategies import arm_name, is_fine_tuned
 
-DASH, TIMES, MINUS = "\u2013", "\u00d7", "\u2212"
+DASH, MINUS = "\u2013", "\u2212"
 CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:"
 
 CSS = """
@@ -44,10 +47,14 @@ th{background:#f4f5f7}td.text,th.text{text-align:left}
 pre,code.out{white-space:pre-wrap;overflow-wrap:anywhere;
 font:.78rem/1.35 ui-monospace,Menlo,Consolas,monospace}
 pre{background:#f7f7f9;padding:.6rem;border-radius:6px}
-td.text{overflow-wrap:break-word}#T_arms td{white-space:nowrap}
+td.text{overflow-wrap:break-word}#T_arms td{white-space:nowrap}#T_arms th,#T_arms td{padding:.3rem .35rem}
 table.fixed{table-layout:fixed}table.fixed td{overflow-wrap:anywhere}
 figure{margin:.5rem 0}svg{max-width:100%;height:auto}figcaption,.muted{color:#555;font-size:.85rem}
+svg#learning-curve{display:block;width:100%;height:auto}
 .grid{display:grid;grid-template-columns:repeat(auto-fill,minmax(min(100%,300px),1fr));gap:.2rem 1.2rem}
+.grid>div{min-width:0}
+td.label,table.labels td{word-break:normal;overflow-wrap:normal;hyphens:none}
+table.fixed td.label{overflow-wrap:break-word}#failures{min-width:50rem}
 .grid h3{font-size:.9rem;margin:.6rem 0 0}
 footer{margin-top:2.5rem;color:#777;font-size:.8rem}
 @media print{
@@ -63,7 +70,8 @@ h2{break-after:avoid}
 """
 
 ARM_COLUMNS = {
-    "arm": "arm", "n": "n", "accuracy": "accuracy", "ci": "95% CI", "macro_f1": "macro-F1",
+    "arm": "arm", "model_id": "model id", "n": "n", "draws": "draws", "answers": "answers",
+    "coverage": "coverage", "accuracy": "accuracy", "ci": "95% CI", "macro_f1": "macro-F1",
     "schema_compliance": "schema ok", "parse_failure_rate": "parse fail", "errors": "errors",
     "tokens": "tokens/query (in + out)", "cost_per_1k": "USD / 1k queries",
     "latency_p50_ms": "p50 ms", "latency_p95_ms": "p95 ms",
@@ -72,12 +80,17 @@ ARM_COLUMNS = {
 
 def esc(value: Any) -> str:
     """HTML-escape any value (None and NaN as empty)."""
-    return html.escape("" if _isnan(value) else str(value), quote=True)
+    return html.escape(_text(value), quote=True)
 
 
 def _isnan(x: Any) -> bool:
     """True for None, NaN and pandas' missing values."""
     return x is None or x is pd.NA or (isinstance(x, float) and math.isnan(x))
+
+
+def _text(value: Any) -> str:
+    """`value` as text, unescaped (None and NaN as empty): for cells the Styler escapes."""
+    return "" if _isnan(value) else str(value)
 
 
 def _fmt(x: Any, spec: str) -> str:
@@ -91,13 +104,66 @@ def _acc(row: Mapping[str, Any]) -> str:
     return f"{row['accuracy']:.3f} [{_fmt(row['ci_low'], '.3f')}, {_fmt(row['ci_high'], '.3f')}]"
 
 
+def arm_counts(row: Mapping[str, Any]) -> tuple[int, int, int]:
+    """(examples, draws, answers) of a summary row.
+
+    Read the same from summaries where `n` counts examples and `answers` the scored answers,
+    and from older ones where `n` counted answers (examples x draws) and there is no `answers`.
+    """
+    d = row.get("draws")
+    draws = 1 if d is None or _isnan(d) else max(int(d), 1)
+    answers = row.get("answers")
+    if answers is None or _isnan(answers):
+        total = int(row["n"])
+        return -(-total // draws), draws, total
+    return int(row["n"]), draws, int(answers)
+
+
+def _coverage(row: Mapping[str, Any]) -> float:
+    """Scored answers / planned answers (NaN where the summary does not say)."""
+    value = row.get("coverage")
+    return math.nan if value is None or _isnan(value) else float(value)
+
+
+def _no_price(row: Mapping[str, Any]) -> bool:
+    """Tokens were measured but no price is known: the cost cannot be given."""
+    return _isnan(row["cost_per_1k"]) and not _isnan(row["mean_prompt_tokens"])
+
+
+def _cost(row: Mapping[str, Any]) -> str:
+    return "unknown*" if _no_price(row) else _fmt(row["cost_per_1k"], ".4f")
+
+
+def price_notes(summary: pd.DataFrame) -> str:
+    """The footnote to 'unknown*' costs: which `price:` block to add, for each model id."""
+    notes: dict[tuple[str, str], str] = {}
+    for _, r in summary.iterrows():
+        if not _no_price(r):
+            continue
+        model, model_id = str(r["model"]), str(r["model_id"])
+        key = "price.fine_tuned" if is_fine_tuned_id(model_id) else "price"
+        notes.setdefault((model, model_id), f"no price is known for {esc(model_id)}: add "
+                         f"<code>{key}:</code> to <code>models.{esc(model)}</code> in the config")
+    if not notes:
+        return ""
+    return ('<p class="muted" id="price-notes">* Cost unknown: ' + "; ".join(notes.values())
+            + " (USD per 1M tokens: <code>input</code>, <code>cached_input</code>, "
+            "<code>output</code>).</p>")
+
+
 def arms_table(a: Analysis) -> str:
     """The arms table, built with pandas' Styler (cells escaped, best accuracy in bold)."""
     s = a.summary
-    names = [arm_name(r["strategy"], r["k"], r["type"]) for _, r in s.iterrows()]
+    rows = [r for _, r in s.iterrows()]
+    counts = [arm_counts(r) for r in rows]
+    coverage = [_coverage(r) for r in rows]
     df = pd.DataFrame({
-        "arm": names,
-        "n": [str(n) if d <= 1 else f"{n // d} {TIMES} {d}" for n, d in zip(s["n"], s["draws"], strict=True)],
+        "arm": [arm_name(r["strategy"], r["k"], r["type"]) for r in rows],
+        "model_id": [_text(r.get("model_id")) for r in rows],
+        "n": [str(c[0]) for c in counts],
+        "draws": [str(c[1]) for c in counts],
+        "answers": [str(c[2]) for c in counts],
+        "coverage": [_fmt(x, ".1%") for x in coverage],
         "accuracy": [_fmt(x, ".3f") for x in s["accuracy"]],
         "ci": [DASH if _isnan(lo) or _isnan(hi) else f"{lo:.3f}{DASH}{hi:.3f}"
                for lo, hi in zip(s["ci_low"], s["ci_high"], strict=True)],
@@ -107,10 +173,13 @@ def arms_table(a: Analysis) -> str:
         "errors": [str(int(x)) for x in s["errors"]],
         "tokens": [DASH if _isnan(p) and _isnan(c) else f"{_fmt(p, '.0f')} + {_fmt(c, '.0f')}"
                    for p, c in zip(s["mean_prompt_tokens"], s["mean_completion_tokens"], strict=True)],
-        "cost_per_1k": [_fmt(x, ".4f") for x in s["cost_per_1k"]],
+        "cost_per_1k": [_cost(r) for r in rows],
         "latency_p50_ms": [_fmt(x, ".0f") for x in s["latency_p50_ms"]],
         "latency_p95_ms": [_fmt(x, ".0f") for x in s["latency_p95_ms"]],
-    }).rename(columns=ARM_COLUMNS)
+    })
+    if not any(x < 1 for x in coverage if not math.isnan(x)):
+        df = df.drop(columns=["coverage"])  # shown only when some answers are missing
+    df = df.rename(columns=ARM_COLUMNS)
     acc = pd.to_numeric(s["accuracy"], errors="coerce").reset_index(drop=True)
     best = acc.max() if acc.notna().any() else None
 
@@ -120,61 +189,11 @@ def arms_table(a: Analysis) -> str:
 
     styler = (df.style.hide(axis="index").format(escape="html").apply(bold_best, axis=1)
               .set_uuid("arms").set_table_attributes('class="arms"')
-              .set_table_styles([{"selector": "th.col0, td.col0", "props": "text-align:left"}]))
+              .set_table_styles([{"selector": "th.col0, td.col0", "props": "text-align:left"},
+                                 # long ids wrap (after '-' first) so the table fits the page
+                                 {"selector": "th.col1, td.col1", "props": "text-align:left;"
+                                  "white-space:normal;overflow-wrap:anywhere;min-width:7em"}]))
     return str(styler.to_html(doctype_html=False))
-
-
-def curve_svg(a: Analysis) -> str:
-    """Accuracy vs k with its interval band, zero-shot / fine-tuned reference lines, plateau mark.
-
-    k is placed on evenly spaced categories (0, 1, 2, 4, ...), so doubling steps look alike and
-    zero-shot (k=0) sits on the curve. The SVG is deterministic (fixed hash salt, no date).
-    """
-    if a.curve.empty:
-        return '<p class="muted">No few-shot sweep in this run.</p>'
-    import matplotlib as mpl
-    from matplotlib.figure import Figure
-
-    c = a.curve.reset_index(drop=True)
-    ks = [int(k) for k in c["k"]]
-    xs = list(range(len(ks)))
-    fs = c[c["k"] > 0]
-    zs = a.summary[(a.summary["type"] == "zero_shot") & (a.summary["n"] > 0)]
-    ft = a.summary[a.summary["type"].map(is_fine_tuned).astype(bool) & (a.summary["errors"] < a.summary["n"])]
-    lows = [v for v in [*c["ci_low"], *zs["accuracy"], *ft["accuracy"]] if not _isnan(v)]
-    ymin = max(0.0, math.floor((min(lows, default=0.0) - 0.05) * 10) / 10)
-    with mpl.rc_context({"svg.fonttype": "none", "svg.hashsalt": "harness", "font.size": 10,
-                         "font.family": "DejaVu Sans"}):
-        fig = Figure(figsize=(7.5, 3.6))
-        ax = fig.subplots()
-        ax.fill_between(xs, c["ci_low"], c["ci_high"], alpha=0.18, color="#1f5fbf", lw=0,
-                        label="95% CI")
-        ax.plot(xs, c["accuracy"], "o-", color="#1f5fbf",
-                label=str(fs.iloc[0]["strategy"]) if len(fs) else "accuracy")
-        if len(zs):
-            ax.axhline(float(zs.iloc[0]["accuracy"]), color="#777", ls="--", lw=1, label="zero-shot")
-        if len(ft):
-            ax.axhline(float(ft.iloc[0]["accuracy"]), color="#2e7d32", ls="-.", lw=1.5,
-                       label=f"fine-tuned ({ft.iloc[0]['strategy']})")
-        if a.plateau is not None and a.plateau.k_star in ks:
-            i = ks.index(int(a.plateau.k_star))
-            ax.plot([i], [float(c.loc[i, "accuracy"])], marker="*", ms=16, color="#c77700",
-                    ls="none", label=f"plateau (k={a.plateau.k_star})")
-        ax.set_xticks(xs, [str(k) for k in ks])
-        ax.set_xlim(-0.3, len(xs) - 0.7)
-        ax.set_xlabel("examples in the prompt (k)")
-        ax.set_ylabel("accuracy")
-        ax.set_ylim(ymin, 1.0)
-        ax.grid(alpha=0.3)
-        ax.legend(loc="lower right", fontsize=8)
-        fig.tight_layout()
-        buf = io.StringIO()
-        fig.savefig(buf, format="svg",  # no date, no creator: identical bytes on every rebuild
-                    metadata={"Date": None, "Creator": None, "Format": None, "Type": None})
-    svg = buf.getvalue()
-    svg = svg[svg.index("<svg"):]
-    label = "Learning curve: accuracy against the number of examples in the prompt"
-    return svg.replace("<svg", f'<svg id="learning-curve" role="img" aria-label="{label}"', 1)
 
 
 def _numbers(a: Analysis, meta: RunMeta) -> str:
@@ -225,46 +244,51 @@ def _confusions(a: Analysis, top: int = 5) -> str:
     parts = []
     for (strategy, k, kind), sub in df.groupby(["strategy", "k", "type"], sort=False):
         counts = sub.groupby(["expected", "prediction"]).size().sort_values(ascending=False, kind="stable")
-        rows = "".join(f'<tr><td class="text">{esc(e)}</td><td class="text">{esc(p)}</td>'
+        rows = "".join(f'<tr><td class="text">{label_html(e)}</td><td class="text">{label_html(p)}</td>'
                        f"<td>{n}</td></tr>" for (e, p), n in counts.head(top).items())
-        parts.append(f'<div><h3>{esc(arm_name(strategy, k, kind))}</h3><table class="fixed">'
-                     '<colgroup><col style="width:40%"><col><col style="width:4.5em"></colgroup>'
-                     '<tr><th class="text">expected</th><th class="text">predicted</th>'
-                     f"<th>count</th></tr>{rows}</table></div>")
+        parts.append(f'<div><h3>{esc(arm_name(strategy, k, kind))}</h3><div class="scroll">'
+                     '<table class="labels"><tr><th class="text">expected</th>'
+                     f'<th class="text">predicted</th><th>count</th></tr>{rows}</table></div></div>')
     return f'<div class="grid" id="confusions">{"".join(parts)}</div>'
 
 
+def label_html(label: Any) -> str:
+    """An escaped label that may also wrap after `_`, `/` or `.` (a <wbr> there), so
+    `card_payment_wrong_exchange_rate` breaks between its words, never inside one."""
+    text = _text(label)
+    return "<wbr>".join(esc(part) for part in re.split(r"(?<=[_/.])(?=.)", text))
+
+
 def _clip(text: Any, limit: int = 400) -> str:
-    s = "" if _isnan(text) else str(text)
+    s = _text(text)
     return s if len(s) <= limit else s[:limit] + " …"
 
 
 def _failures(a: Analysis, limit: int = 20) -> str:
-    """Failures taken round-robin across arms, one per (arm, example), so one bad input does
-    not fill the whole sample."""
-    df = a.results[~a.results["correct"].astype(bool)].drop_duplicates(["strategy", "k", "example_id"])
-    if df.empty:
+    """The failure sample (see failure_sample) as a table."""
+    failed = a.results[~a.results["correct"].astype(bool)]
+    if failed.empty:
         return '<p class="muted">No failures.</p>'
-    groups = [g for _, g in df.groupby(["strategy", "k"], sort=False)]
-    picked: list[Any] = []
-    for i in range(max(len(g) for g in groups)):
-        picked += [g.iloc[i] for g in groups if i < len(g)]
-    total = len(df)
-    picked = picked[:limit]
+    picked = failure_sample(a.results, limit)
+    total = len(failed.drop_duplicates(["strategy", "k", "example_id"]))
+    n_examples = failed["example_id"].nunique()
     rows = "".join(
         f'<tr><td class="text">{esc(arm_name(r["strategy"], r["k"], r["type"]))}</td>'
         f'<td class="text">{esc(r["example_id"])}</td>'
         f'<td class="text"><code class="out">{esc(_clip(r["input"]))}</code></td>'
-        f'<td class="text">{esc(r["expected"])}</td>'
+        f'<td class="text label">{label_html(r["expected"])}</td>'
         f'<td class="text"><code class="out">{esc(_clip(r["output"]))}</code></td>'
         f'<td class="text">{esc(r["error_kind"])}{": " if not _isnan(r["error"]) else ""}'
-        f'{esc(_clip(r["error"], 160))}</td></tr>' for r in picked)
-    return (f'<p class="muted">{len(picked)} of {total} failed (arm, example) pairs.</p>'
-            '<table id="failures" class="fixed"><colgroup><col style="width:13%"><col style="width:6%">'
-            '<col style="width:28%"><col style="width:11%"><col style="width:24%"><col></colgroup>'
-            '<tr><th class="text">arm</th><th class="text">id</th><th class="text">input</th>'
-            '<th class="text">expected</th><th class="text">output</th><th class="text">error</th></tr>'
-            f"{rows}</table>")
+        f'{esc(_clip(r["error"], 160))}</td></tr>' for _, r in picked.iterrows())
+    shown = picked["example_id"].nunique()
+    return (f'<p class="muted">{len(picked)} of {total} failed (arm, example) pairs, showing '
+            f"{shown} of the {n_examples} failed examples; no example is repeated before every "
+            "failed example has a row.</p>"
+            '<div class="scroll"><table id="failures" class="fixed"><colgroup><col style="width:13%">'
+            '<col style="width:6%"><col style="width:27%"><col style="width:14%"><col style="width:22%">'
+            '<col></colgroup><tr><th class="text">arm</th><th class="text">id</th><th class="text">input'
+            '</th><th class="text">expected</th><th class="text">output</th><th class="text">error</th>'
+            f"</tr>{rows}</table></div>")
 
 
 def _comparisons(a: Analysis) -> str:
@@ -341,8 +365,10 @@ def render_html(a: Analysis, meta: RunMeta) -> str:
 {_numbers(a, meta)}
 <ul>{reasons}</ul></section>
 <h2>Arms</h2><div class="scroll" id="arms">{arms_table(a)}</div>{unavailable}
-<p class="muted">n = examples (&times; draws of the few-shot examples). Accuracy interval: Wilson for one
-draw, two-way bootstrap over examples and draws otherwise. Best accuracy in bold.</p>
+<p class="muted">n = examples; draws = independent draws of the few-shot examples, each used on
+every example; answers = scored answers over all draws (coverage, where shown: answers over the
+answers planned). Accuracy interval: Wilson for one draw, two-way bootstrap over examples and draws
+otherwise. Best accuracy in bold.</p>{price_notes(a.summary)}
 <h2>Learning curve</h2><figure>{curve_svg(a)}<figcaption>{plateau}</figcaption></figure>
 <h2>Paired comparisons</h2>{_comparisons(a)}
 <p class="muted">Δ = accuracy difference on the same examples (paired bootstrap interval);

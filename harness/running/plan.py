@@ -17,7 +17,6 @@ from harness.dataset import Data, load_data
 from harness.errors import InputError
 from harness.model.registry import LOCAL_PREFIX, Registry
 from harness.running.records import ArmMeta, DatasetMeta, RunMeta
-from harness.running.store import META, read_meta
 from harness.strategies import Strategy, expand, rendered_prompt
 from harness.tasks import Task, make_task, task_problems
 from harness.version import __version__
@@ -54,6 +53,13 @@ def plan(cfg: Config, registry: Registry | None = None) -> Plan:
     def resolve(s: StrategyConfig) -> tuple[str | None, str | None]:
         name = str(s.fine_tuned_model)
         model = cfg.models[s.model]
+        if name.startswith("ft:"):
+            # a raw provider id (ft:BASE:org:suffix:id) names an existing model: sent as it is,
+            # never looked up in the registry, so no registry entry can shadow it
+            if model.provider == "local":
+                return None, (f"fine-tuned model {name!r} is a provider model id; the local "
+                              "model serves only fine-tunes named in the registry (local-ft:NAME)")
+            return name, None
         entry = registry.get(name)
         hint = f"create it with: harness finetune {cfg.path} --strategy {s.name}"
         if model.provider == "local":
@@ -63,12 +69,11 @@ def plan(cfg: Config, registry: Registry | None = None) -> Plan:
             adapters[alias] = Path(entry.adapter_path)
             fine_tunes[s.name] = asdict(entry)
             return alias, None
-        if entry is not None:
-            fine_tunes[s.name] = asdict(entry)
-            return entry.model_id, None
-        if name.startswith(LOCAL_PREFIX):
+        if entry is None or entry.provider == "local":
+            # a registry name, never a model id: sending it would only fail on every example
             return None, f"fine-tuned model {name!r} is not available; {hint}"
-        return name, None  # a raw model id (e.g. ft:gpt-4o-mini:org:suffix:id)
+        fine_tunes[s.name] = asdict(entry)
+        return entry.model_id, None
 
     strategies = expand(cfg, data, task, resolve)
     return Plan(cfg, data, task, tuple(strategies), adapters, fine_tunes)
@@ -98,7 +103,7 @@ def build_meta(p: Plan) -> RunMeta:
     arms = tuple(
         ArmMeta(key=s.arm.key, strategy=s.arm.strategy, type=s.arm.type, model=s.arm.model,
                 model_id=s.arm.model_id, provider=cfg.models[s.arm.model].provider, k=s.arm.k,
-                draw=s.arm.draw, prompt_sha256=s.arm.template.sha256,
+                draw=s.arm.draw, prompt_sha256=s.arm.prompt_sha256,
                 shots=tuple(ex.id for ex in s.arm.shots),
                 prompt_example=rendered_prompt(s, example), unavailable=s.arm.unavailable)
         for s in p.strategies
@@ -127,21 +132,6 @@ def build_meta(p: Plan) -> RunMeta:
         versions=_versions(),
         started_at=datetime.now(UTC).isoformat(timespec="seconds"),
     )
-
-
-def check_resumable(run_dir: Path, meta: RunMeta) -> RunMeta | None:
-    """The run already in `run_dir` when it is this one (same config, data and arms), else
-    None for an empty folder; InputError for a folder holding another run."""
-    if not (run_dir / META).exists():
-        return None
-    old = read_meta(run_dir)
-    same = (old.config_sha256 == meta.config_sha256 and old.dataset.sha256 == meta.dataset.sha256
-            and [a.key for a in old.arms] == [a.key for a in meta.arms])
-    if not same:
-        raise InputError(
-            f"{run_dir} holds a run of a different config or data; choose another --out folder"
-        )
-    return old
 
 
 def default_out_dir(cfg: Config) -> Path:

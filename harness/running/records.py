@@ -14,7 +14,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any, TypeVar
 
 from harness.config import DecisionConfig, GateConfig, ModelConfig, Price, RunConfig
-from harness.model.completion import is_request_error
+from harness.model.completion import is_endpoint_failure, is_request_error
 from harness.tasks import Task
 
 FORMAT_VERSION = 2
@@ -69,6 +69,11 @@ class Record:
     def request_failed(self) -> bool:
         """The request or provider failed: no answer of the model to score."""
         return is_request_error(self.error_kind)
+
+    @property
+    def endpoint_failed(self) -> bool:
+        """The endpoint failed (not the model): the example is unanswered, not wrong."""
+        return is_endpoint_failure(self.error_kind)
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON form (one line of results.jsonl); `calls` only when there were several."""

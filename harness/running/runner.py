@@ -17,14 +17,15 @@ import openai
 
 from harness.dataset import Example
 from harness.errors import InputError, RunError
-from harness.model.cache import ResponseCache, cache_key
+from harness.model.cache import cache_key, open_cache
 from harness.model.completion import ChatRequest, Completion, request_failure
 from harness.model.endpoint import Endpoint, error_kind, response_format_for
 from harness.model.limits import AdaptiveLimiter
 from harness.model.local_server import LocalServer, base_model_path
 from harness.paths import cache_dir
-from harness.running.plan import Plan, build_meta, check_resumable, file_sha256
-from harness.running.records import Record
+from harness.running.plan import Plan, build_meta, file_sha256
+from harness.running.records import Record, RunMeta
+from harness.running.resume import check_resumable
 from harness.running.store import ResultStore, read_records, write_meta
 from harness.strategies import Attempt, Call, Generate, Strategy
 from harness.strategies.prompts import Message
@@ -34,9 +35,18 @@ Progress = Callable[[int, int, str], None]
 
 
 class RunInterrupted(RunError):
-    """Ctrl-C: the run stopped cleanly; what finished is on disk."""
+    """Ctrl-C or SIGTERM: the run stopped cleanly; what finished is on disk."""
 
     exit_code = 130
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (`timeout`, a CI cancel, `docker stop`), raised like Ctrl-C so a run stops the
+    same clean way: records kept, run.json marked interrupted, partial reports written."""
+
+
+class RunIncomplete(RunError):
+    """The run finished its requests but may not be trusted as complete (exit code 1)."""
 
 
 @dataclass
@@ -48,6 +58,7 @@ class Counts:
     retries: int = 0
     failures: int = 0
     skipped_done: int = 0
+    rerequested: int = 0  # endpoint failures of an earlier attempt, requested again
     by_error: dict[str, int] = field(default_factory=dict)
     retries_by_kind: dict[str, int] = field(default_factory=dict)
 
@@ -83,7 +94,7 @@ def make_record(strategy: Strategy, example: Example, attempt: Attempt, task: Ta
         latency_ms=round(sum(c.completion.latency_ms for c in attempt.calls), 2),
         attempts=sum(c.completion.attempts for c in attempt.calls),
         cached=all(c.completion.cached for c in attempt.calls),
-        prompt_sha256=arm.template.sha256, calls=calls,
+        prompt_sha256=arm.prompt_sha256, calls=calls,
     )
 
 
@@ -98,13 +109,20 @@ class Runner:
 
     def __init__(self, p: Plan, run_dir: Path, *, use_cache: bool = True,
                  cache_path: Path | None = None, progress: Progress | None = None,
-                 base_urls: dict[str, str] | None = None) -> None:
+                 base_urls: dict[str, str] | None = None, keep_failures: bool = False,
+                 allow_missing: bool = False, created: Path | None = None) -> None:
         self.p = p
         self.run_dir = run_dir
         self.progress = progress
         self.base_urls = dict(base_urls or {})  # model name -> base_url override (tests)
-        self.cache = ResponseCache(cache_path or cache_dir() / "responses.sqlite") if use_cache else None
+        self.keep_failures = keep_failures  # on resume, keep endpoint failures as they are
+        self.allow_missing = allow_missing  # an unavailable arm does not fail the run
+        # the outermost folder this run created: removed again if the input turns out bad
+        self.created = created
+        self.cache = open_cache(cache_path or cache_dir() / "responses.sqlite",
+                                p.cfg.run.cache_ttl) if use_cache else None
         self.counts = Counts()
+        self.missing: dict[str, str] = {}  # model id -> why it is unavailable (found at run time)
 
     def _todo(self, done: set[tuple[str, str]]) -> list[tuple[Strategy, Example]]:
         items = []
@@ -119,26 +137,30 @@ class Runner:
     def execute(self) -> Counts:
         """Run to completion (or until Ctrl-C / a fatal endpoint error); return what happened."""
         meta = build_meta(self.p)
-        # the outermost folder this run creates: removed again if the input turns out bad
-        created = next((d for d in reversed((self.run_dir, *self.run_dir.parents))
-                        if not d.exists()), None)
+        created = self.created
         old = check_resumable(self.run_dir, meta)
         if old is not None:
             meta = dataclasses.replace(meta, started_at=old.started_at or meta.started_at)
         write_meta(self.run_dir, meta)
-        done = {r.key for r in read_records(self.run_dir)}
+        records = read_records(self.run_dir)
+        redo = [] if self.keep_failures else [r for r in records if r.endpoint_failed]
+        self.counts.rerequested = len(redo)
+        done = {r.key for r in records} - {r.key for r in redo}
         todo = self._todo(done)
         store = ResultStore(self.run_dir)
         status, message = "failed", None
+        resume = f"harness run {self.p.cfg.path} --out {self.run_dir} --resume"
         try:
             asyncio.run(self._run_all(todo, store))
             status = "complete"
-        except KeyboardInterrupt:
-            status, message = "interrupted", "stopped by Ctrl-C"
-            raise RunInterrupted(
-                f"interrupted; finished examples are saved. Resume with: harness run "
-                f"{self.p.cfg.path} --out {self.run_dir} --resume"
-            ) from None
+        except KeyboardInterrupt as exc:
+            how = "SIGTERM" if isinstance(exc, Terminated) else "Ctrl-C"
+            status, message = "interrupted", f"stopped by {how}"
+            err = RunInterrupted(f"interrupted by {how}; finished examples are saved. "
+                                 f"Resume with: {resume}")
+            if isinstance(exc, Terminated):
+                err.exit_code = 143
+            raise err from None
         except InputError:
             status = "bad_input"
             raise
@@ -153,11 +175,42 @@ class Runner:
                 # bad input found at start (e.g. endpoint unreachable): leave nothing behind
                 shutil.rmtree(created, ignore_errors=True)
             else:
+                meta = self._mark_missing(meta)
+                problem = self._completeness(meta) if status == "complete" else None
+                if problem is not None:
+                    status, message = "incomplete", problem
                 write_meta(self.run_dir, dataclasses.replace(
                     meta, status=status, message=message,
                     finished_at=datetime.now(UTC).isoformat(timespec="seconds"),
                     counts=asdict(self.counts)))
+        if status == "incomplete":
+            raise RunIncomplete(f"{message}. The run is marked incomplete and has no verdict; "
+                                f"to request the failed examples again: {resume}")
         return self.counts
+
+    def _mark_missing(self, meta: RunMeta) -> RunMeta:
+        """Arms whose model turned out not to exist, marked unavailable in the metadata."""
+        if not self.missing:
+            return meta
+        arms = tuple(dataclasses.replace(a, unavailable=a.unavailable or self.missing[a.model_id])
+                     if a.model_id in self.missing else a for a in meta.arms)
+        return dataclasses.replace(meta, arms=arms)
+
+    def _completeness(self, meta: RunMeta) -> str | None:
+        """Why a run whose requests all finished is still incomplete, or None."""
+        unavailable = [a for a in meta.arms if a.unavailable]
+        if unavailable and not self.allow_missing:
+            names = ", ".join(f"{a.key} ({a.unavailable})" for a in unavailable)
+            return (f"{len(unavailable)} arm(s) could not be evaluated: {names}; pass "
+                    "--allow-missing to accept the run without them")
+        skip = {a.key for a in unavailable}
+        planned = (len(meta.arms) - len(skip)) * len(meta.examples)
+        failed = sum(r.endpoint_failed for r in read_records(self.run_dir) if r.arm not in skip)
+        limit = meta.run.max_failure_rate
+        if planned and failed / planned > limit:
+            return (f"the endpoint failed on {failed} of {planned} answers "
+                    f"({100 * failed / planned:.1f}%, above run.max_failure_rate {100 * limit:g}%)")
+        return None
 
     async def _run_all(self, todo: list[tuple[Strategy, Example]], store: ResultStore) -> None:
         total = len(todo) + self.counts.skipped_done
@@ -215,8 +268,17 @@ class Runner:
                         strategy, ex = queue.get_nowait()
                     except asyncio.QueueEmpty:
                         return
-                    attempt = await strategy.answer(ex, generators[strategy.arm.model])
+                    model_id = strategy.arm.model_id
+                    if model_id in self.missing:  # a 404 earlier: don't pay for the rest
+                        comp = Completion(attempts=0, error_kind="model_unavailable",
+                                          error=self.missing[model_id])
+                        attempt = Attempt((Call(model_id, comp),))
+                    else:
+                        attempt = await strategy.answer(ex, generators[strategy.arm.model])
                     rec = make_record(strategy, ex, attempt, self.p.task)
+                    if rec.error_kind and rec.error_kind.startswith("not_found"):
+                        self.missing.setdefault(model_id, f"the endpoint does not know model "
+                                                f"{model_id!r} ({rec.error})")
                     if rec.error_kind:
                         self.counts.failure(rec.error_kind)
                     store.append(rec)
@@ -260,7 +322,8 @@ class Runner:
                 max_tokens=cfg.run.max_tokens, token_param=model.token_param, seed=cfg.run.seed,
                 response_format=response_format, sample=sample,
             )
-            key = cache_key(scope + adapter_sha.get(model_id, ""), request)
+            key = cache_key(scope + adapter_sha.get(model_id, "")
+                            + endpoint.model_fingerprint(model_id), request)
             comp = self.cache.get(key) if self.cache else None
             if comp is not None:
                 self.counts.cache_hits += 1

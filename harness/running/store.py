@@ -19,19 +19,39 @@ META = "run.json"
 
 
 def read_records(run_dir: Path) -> list[Record]:
-    """All complete records of a run; a line cut off by a crash is ignored."""
+    """All records of a run; the last write of an (arm, example) wins.
+
+    Only a last line cut off by a crash (no newline at its end) is ignored: that example is
+    simply redone. Any other line that is not a record is an InputError naming the line, so
+    nothing recorded is silently dropped.
+    """
     path = run_dir / RESULTS
     if not path.exists():
         return []
     records: dict[tuple[str, str], Record] = {}
-    with open(path, encoding="utf-8") as f:
-        for line in f:
+    try:
+        f = open(path, encoding="utf-8")  # noqa: SIM115
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    with f:
+        for number, line in enumerate(f, start=1):
             if not line.endswith("\n"):
                 break  # partial last line from a kill: the example is simply redone
-            try:
-                rec = Record.from_dict(json.loads(line))
-            except (json.JSONDecodeError, KeyError, TypeError, ValueError):
+            if not line.strip():
                 continue
+            try:
+                data = json.loads(line)
+                if not isinstance(data, dict):
+                    raise TypeError(f"a JSON {type(data).__name__}, not an object")
+                rec = Record.from_dict(data)
+            except json.JSONDecodeError as exc:
+                raise InputError(f"{path} line {number}: not JSON ({exc.msg}); fix or delete "
+                                 "the line (a deleted record is requested again on resume)") from None
+            except (KeyError, TypeError, ValueError) as exc:
+                why = f"missing field {exc}" if isinstance(exc, KeyError) else str(exc)
+                raise InputError(f"{path} line {number}: not a result record ({why}); fix or "
+                                 "delete the line (a deleted record is requested again on "
+                                 "resume)") from None
             records[rec.key] = rec  # last write wins
     return list(records.values())
 

@@ -48,6 +48,10 @@ class Arm:
     draw: int
     shots: tuple[Example, ...]  # the shots when they are the same for every input, else ()
     template: PromptTemplate
+    # The prompt version: hash of the text sent apart from the example (rendered system prompt,
+    # shots, user template; see strategies.prompts.prompt_sha256). `template.sha256` is only
+    # the template's hash: it does not change with the instructions or labels filled in.
+    prompt_sha256: str
     unavailable: str | None = None  # why this arm cannot be run (e.g. fine-tune missing)
 
     @property

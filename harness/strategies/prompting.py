@@ -6,6 +6,8 @@ expands one strategy of the config into its arms.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -17,6 +19,7 @@ from harness.strategies.prompts import (
     Message,
     PromptTemplate,
     build_messages,
+    prompt_sha256,
     render,
     resolve_template,
 )
@@ -71,9 +74,24 @@ def _template(ctx: Context, i: int, s: StrategyConfig, *, fine_tuned: bool = Fal
                             task_fields=frozenset(ctx.task.prompt_fields()))
 
 
+def _version(ctx: Context, template: PromptTemplate, shots: tuple[Example, ...] = (),
+             per_example: str | None = None) -> str:
+    """The arm's prompt version (see prompts.prompt_sha256)."""
+    return prompt_sha256(template, ctx.cfg.task.instructions, ctx.task, shots,
+                         per_example=per_example)
+
+
+def _pool_key(selection: str, k: int, seed: int, pool: tuple[Example, ...]) -> str:
+    """What decides the shots of a per-example selector: its name, k, seed and the pool."""
+    blob = json.dumps([[ex.id, ex.input, ex.target] for ex in pool], ensure_ascii=False,
+                      default=str)
+    return f"{selection}|k={k}|seed={seed}|pool={hashlib.sha256(blob.encode()).hexdigest()}"
+
+
 def _zero_shot(ctx: Context, i: int, s: StrategyConfig) -> list[Strategy]:
     model_id = ctx.cfg.models[s.model].model
-    arm = Arm(s.name, s.type, s.model, model_id, 0, 0, (), _template(ctx, i, s))
+    template = _template(ctx, i, s)
+    arm = Arm(s.name, s.type, s.model, model_id, 0, 0, (), template, _version(ctx, template))
     return [SingleCall(arm, ctx.task, ctx.cfg.task.instructions)]
 
 
@@ -94,15 +112,18 @@ def _few_shot(ctx: Context, i: int, s: StrategyConfig) -> list[Strategy]:
         for draw in range(s.draws):
             seed = hash_seed(cfg.dataset.seed, k, draw)
             shots = () if selector.per_example else selector.pick(data.train, k, seed, None)
-            arm = Arm(s.name, s.type, s.model, cfg.models[s.model].model, k, draw, shots, template)
+            per = _pool_key(s.selection, k, seed, data.train) if selector.per_example else None
+            arm = Arm(s.name, s.type, s.model, cfg.models[s.model].model, k, draw, shots, template,
+                      _version(ctx, template, shots, per))
             out.append(SingleCall(arm, ctx.task, cfg.task.instructions, data.train, selector, seed))
     return out
 
 
 def _fine_tuned(ctx: Context, i: int, s: StrategyConfig) -> list[Strategy]:
     model_id, reason = ctx.resolve_ft(s)
-    arm = Arm(s.name, s.type, s.model, model_id or str(s.fine_tuned_model), 0, 0, (),
-              _template(ctx, i, s, fine_tuned=True), unavailable=reason)
+    template = _template(ctx, i, s, fine_tuned=True)
+    arm = Arm(s.name, s.type, s.model, model_id or str(s.fine_tuned_model), 0, 0, (), template,
+              _version(ctx, template), unavailable=reason)
     return [SingleCall(arm, ctx.task, ctx.cfg.task.instructions)]
 
 

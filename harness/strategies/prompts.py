@@ -43,7 +43,8 @@ class PromptTemplate:
 
     @property
     def sha256(self) -> str:
-        """Hash of the template text (not of the data filled in)."""
+        """Hash of the template text (not of the data filled in). The prompt version of an arm,
+        which covers what is filled in too, is `Arm.prompt_sha256` (see `prompt_sha256`)."""
         blob = json.dumps({"system": self.system, "user": self.user}, sort_keys=True)
         return hashlib.sha256(blob.encode("utf-8")).hexdigest()[:16]
 
@@ -118,3 +119,21 @@ def build_messages(
 def render(messages: Sequence[Message]) -> str:
     """A readable transcript of a prompt, for reports."""
     return "\n\n".join(f"[{m['role']}]\n{m['content']}" for m in messages)
+
+
+# Stands in for the example's input when hashing a prompt: the user message becomes its template.
+INPUT_MARK = "{input}"
+
+
+def prompt_sha256(template: PromptTemplate, instructions: str, task: Task,
+                  shots: Sequence[Example], *, per_example: str | None = None) -> str:
+    """The prompt version: 16 hex digits of SHA-256 over the text sent apart from the example.
+
+    That is the rendered system prompt (template, instructions, labels and any other task field
+    filled in), the shots' user and assistant turns, and the user template. `per_example`
+    identifies shots chosen per input (selector, k, seed, pool), used instead of `shots`.
+    """
+    messages = build_messages(template, instructions, task, shots, INPUT_MARK)
+    blob = json.dumps({"messages": messages, "per_example": per_example}, sort_keys=True,
+                      ensure_ascii=False)
+    return hashlib.sha256(blob.encode("utf-8")).hexdigest()[:16]

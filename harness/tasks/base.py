@@ -56,6 +56,10 @@ class Task(Protocol):
         """The task's headline quality figure besides accuracy (macro-F1 for classification)."""
         ...
 
+    def chance_accuracy(self, expected: Sequence[Any]) -> float:
+        """The accuracy of the best answer that ignores the input (a verdict needs better)."""
+        ...
+
     def breakdown(self, expected: Sequence[Any], predicted: Sequence[Any]) -> dict[str, dict[str, float]]:
         """Per-class (or per-field) precision, recall, F1 and support."""
         ...

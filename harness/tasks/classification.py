@@ -25,6 +25,23 @@ def default_schema(labels: Sequence[str]) -> dict[str, Any]:
     }
 
 
+def label_list(labels: Sequence[str]) -> str:
+    """The labels as the prompt shows them: `card_arrival, lost card, "a, b"`.
+
+    Comma-separated, each label as it is, except one that a reader could not split off
+    exactly: a label that holds a comma, a quote, a backslash or a character that does not print
+    (a newline, a tab), that starts or ends with a space, or is empty is written as a JSON string.
+    So the list reads back unambiguously, and ordinary labels cost no more tokens than before.
+    """
+    return ", ".join(json.dumps(lab, ensure_ascii=False) if _needs_quotes(lab) else lab
+                     for lab in labels)
+
+
+def _needs_quotes(label: str) -> bool:
+    return (not label or label != label.strip()
+            or any(c in ',"\\' or not c.isprintable() for c in label))
+
+
 def check_schema(schema: Mapping[str, Any]) -> str | None:
     """Why a configured output schema cannot serve classification, or None if it can."""
     props = schema.get("properties", {})
@@ -61,7 +78,7 @@ class ClassificationTask:
 
     def prompt_fields(self) -> Mapping[str, str]:
         """{labels} and {output_format} for the system prompt."""
-        return {"labels": ", ".join(self.labels), "output_format": OUTPUT_FORMAT}
+        return {"labels": label_list(self.labels), "output_format": OUTPUT_FORMAT}
 
     def render_target(self, target: Any) -> str:
         """`{"label": "..."}` exactly as few-shot turns and fine-tuning data show it."""
@@ -109,6 +126,14 @@ class ClassificationTask:
         import numpy as np  # numpy's mean, as the reports always used (pairwise summation)
 
         return float(np.mean([v["f1"] for v in table.values()])) if table else 0.0
+
+    def chance_accuracy(self, expected: Sequence[Any]) -> float:
+        """The better of guessing uniformly among the labels and always answering the most
+        frequent label of `expected` (0.0 for no examples)."""
+        if not expected:
+            return 0.0
+        most = Counter(expected).most_common(1)[0][1]
+        return max(1.0 / max(len(self.labels), 1), most / len(expected))
 
 
 def per_class(expected: Sequence[Any], predicted: Sequence[Any],

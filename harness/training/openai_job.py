@@ -81,6 +81,21 @@ def run_openai_job(model: ModelConfig, name: str, key: str, out: Path, hyper: di
     )
 
 
+def training_estimate(model: ModelConfig, hyper: dict[str, Any], td: TrainingData) -> str:
+    """One line: estimated billed tokens (training-file tokens x epochs) and, where a training
+    price is known (the configured `price:` first, then the built-in table), the cost."""
+    epochs = hyper.get("n_epochs", 1)
+    billed = round(td.total_tokens * float(epochs))
+    price = price_of(model, model.model)
+    cost = training_cost(price, billed) if price is not None else None
+    line = (f"estimate for a fine-tuning job on {model.model} ({model.provider}): ~{td.total_tokens} "
+            f"tokens x {epochs:g} epochs = ~{billed} trained tokens")
+    if cost is not None and price is not None:
+        return line + f", ~${cost:.2f} at ${price.training_per_m:g} per 1M training tokens"
+    return line + (f"; cost unknown: no training price for {model.model} "
+                   f"(set models.{model.name}.price.training)")
+
+
 def _upload(client: openai.OpenAI, path: Path) -> str:
     with open(path, "rb") as f:
         return client.files.create(file=f, purpose="fine-tune").id

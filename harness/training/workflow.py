@@ -3,6 +3,10 @@ local LoRA fine-tune of the embedded model, recorded in the registry.
 
 Idempotent: the key is a hash of the training data + base model + hyperparameters; a finished
 fine-tune with that key is reused and a pending OpenAI job with that key is attached to.
+
+A `fine_tuned_model` of the provider-id form (`ft:...`, OpenAI's) names an existing model: it is
+never trained, looked up in or registered into the registry. Before a paid job (any provider but
+local) starts, the training estimate is logged and `confirm` (when given) must agree.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ from typing import Any
 
 from harness.config import Config, StrategyConfig
 from harness.dataset import load_data, normalise
-from harness.errors import InputError
+from harness.errors import InputError, RunError
 from harness.files import write_text_atomic
 from harness.model.registry import LOCAL_PREFIX, FineTune, Registry
 from harness.paths import cache_dir
@@ -25,16 +29,31 @@ from harness.running.plan import Plan, plan
 from harness.strategies import is_fine_tuned
 from harness.tasks import make_task
 from harness.training.data import TrainingData, build_training_data, jsonl, validate_training_data
-from harness.training.openai_job import run_openai_job
-from harness.training.pending import Log
+from harness.training.openai_job import run_openai_job, training_estimate
+from harness.training.pending import Log, load_pending
 
 Progress = Callable[[int, int, float], None]
+Confirm = Callable[[str], bool]
+
+RAW_ID_PREFIX = "ft:"
+
+
+def is_raw_model_id(name: str | None) -> bool:
+    """Whether a `fine_tuned_model` is a provider model id (OpenAI's `ft:BASE:org:suffix:id`)
+    rather than a registry name: it names an existing model, used as it is, never trained."""
+    return name is not None and name.startswith(RAW_ID_PREFIX)
 
 
 def finetune(cfg: Config, strategy_name: str | None = None, *, out: Path | None = None,
              progress: Progress | None = None, log: Log = lambda _m: None, force: bool = False,
-             registry: Registry | None = None) -> FineTune:
-    """Build and validate training data, then train (or reuse) the fine-tuned model."""
+             registry: Registry | None = None, confirm: Confirm | None = None) -> FineTune:
+    """Build and validate training data, then train (or reuse) the fine-tuned model.
+
+    Before a new paid job (provider not local) the estimate is logged and passed to `confirm`;
+    a False answer raises RunError and starts nothing. Without `confirm` the job starts (the
+    caller's consent: e.g. `train_if_missing: true` in the config). Reusing a finished model or
+    attaching to a running job costs nothing new and asks nothing.
+    """
     strategy = _strategy(cfg, strategy_name)
     model = cfg.models[strategy.model]
     registry = registry or Registry()
@@ -66,6 +85,11 @@ def finetune(cfg: Config, strategy_name: str | None = None, *, out: Path | None 
     if model.provider == "local":
         entry = _train_local(name, key, td, hyper, cfg, progress, log)
     else:
+        if key not in load_pending():  # a job already running was confirmed when it started
+            estimate = training_estimate(model, hyper, td)
+            log(estimate)
+            if confirm is not None and not confirm(estimate):
+                raise RunError("fine-tuning not confirmed: no job started")
         entry = run_openai_job(model, name, key, out, hyper, cfg, td, log)
     registry.put(entry)
     return entry
@@ -84,15 +108,26 @@ def _hyper(cfg: Config, provider: str) -> dict[str, Any]:
 
 
 def _strategy(cfg: Config, name: str | None) -> StrategyConfig:
+    """The strategy to train: the named one, else the first fine_tuned one with a registry name."""
     fts = [s for s in cfg.strategies if is_fine_tuned(s.type)]
     if name is None:
         if not fts:
             raise InputError(f"{cfg.path}: no fine_tuned strategy to train")
-        return fts[0]
-    s = cfg.strategy(name)
-    if not is_fine_tuned(s.type):
-        raise InputError(f"--strategy: {name!r} is a {s.type} strategy, not fine_tuned")
+        s = next((x for x in fts if not is_raw_model_id(x.fine_tuned_model)), fts[0])
+    else:
+        s = cfg.strategy(name)
+        if not is_fine_tuned(s.type):
+            raise InputError(f"--strategy: {name!r} is a {s.type} strategy, not fine_tuned")
+    if is_raw_model_id(s.fine_tuned_model):
+        raise InputError(_raw_id_problem(cfg, s, "harness finetune does not train over it"))
     return s
+
+
+def _raw_id_problem(cfg: Config, s: StrategyConfig, what: str) -> str:
+    return (f"{cfg.path}: strategies[{cfg.strategies.index(s)}] ({s.name}): fine_tuned_model "
+            f"{s.fine_tuned_model!r} is a provider model id, which names an existing model; "
+            f"{what}. To train a new model, give it a name: "
+            "fine_tuned_model: {name: NAME, train_if_missing: true}")
 
 
 def _train_local(name: str, key: str, td: TrainingData, hyper: dict[str, Any], cfg: Config,
@@ -134,9 +169,14 @@ def _importable(module: str) -> bool:
 
 def ensure_fine_tunes(p: Plan, *, progress: Progress | None = None, log: Log = lambda _m: None,
                       registry: Registry | None = None) -> Plan:
-    """Train the fine-tunes a plan is missing whose strategy says `train_if_missing`; return the
-    plan again with them (the same plan when nothing was trained)."""
+    """Train the fine-tunes a plan is missing whose strategy says `train_if_missing` (locally or
+    through the provider's fine-tuning API, as `finetune` does); return the plan again with them
+    (the same plan when nothing was trained). The config's `train_if_missing: true` is the
+    consent to a paid job: the estimate is logged, nothing is asked."""
     cfg = p.cfg
+    for s in cfg.strategies:
+        if is_fine_tuned(s.type) and s.train_if_missing and is_raw_model_id(s.fine_tuned_model):
+            raise InputError(_raw_id_problem(cfg, s, "train_if_missing cannot train it"))
     trained = False
     for s in cfg.strategies:
         arm = next((x.arm for x in p.strategies if x.arm.strategy == s.name), None)

@@ -139,12 +139,15 @@ def test_strategy_forms(tmp_path: Path) -> None:
         {"name": "ft", "type": "fine_tuned", "model": "fake",
          "fine_tuned_model": {"name": "my-ft", "train_if_missing": True}},
         {"name": "ft2", "type": "fine_tuned", "model": "fake", "fine_tuned_model": "ft:gpt:x"},
+        {"name": "ft3", "type": "fine_tuned", "model": "fake",
+         "fine_tuned_model": {"name": "ft:gpt:y", "training_cost_usd": 12.5}},
     ])
     loaded = load_config(write(tmp_path, cfg))
-    fs, ft, ft2 = loaded.strategies
+    fs, ft, ft2, ft3 = loaded.strategies
     assert (fs.shots, fs.draws, fs.selection) == ((3,), 2, "random")
-    assert (ft.fine_tuned_model, ft.train_if_missing) == ("my-ft", True)
+    assert (ft.fine_tuned_model, ft.train_if_missing, ft.training_cost_usd) == ("my-ft", True, None)
     assert (ft2.fine_tuned_model, ft2.train_if_missing) == ("ft:gpt:x", False)
+    assert (ft3.fine_tuned_model, ft3.training_cost_usd) == ("ft:gpt:y", 12.5)
     unsorted = edited(**{"strategies.1.shots": [8, 2, 4]})
     assert load_config(write(tmp_path, unsorted)).strategies[1].shots == (2, 4, 8)
 
@@ -214,6 +217,14 @@ def test_unknown_strategy_name(tmp_path: Path) -> None:
     ({"task.labels": 5}, "task.labels: expected a list, a string or null, got 5"),
     ({"strategies.1.fine_tuned_model": {"nam": "x"}},
      "strategies[1].fine_tuned_model: unknown key 'nam' (did you mean 'name'?)"),
+    ({"strategies.1.type": "fine_tuned", "strategies.1.shots": None,
+      "strategies.1.fine_tuned_model": {"name": "x", "training_cost_usd": -1}},
+     "strategies[1].fine_tuned_model.training_cost_usd: -1 is less than the minimum of 0"),
+    ({"models.fake.price": {"input": 1, "fine_tuned": {"input": 2, "outptu": 3}}},
+     "models.fake.price.fine_tuned: unknown key 'outptu' (did you mean 'output'?)"),
+    ({"dataset.target": True},  # written to the file as `true`
+     'dataset.target: got the boolean True - YAML reads unquoted yes/no/on/off/true/false as '
+     'booleans; quote it ("true")'),
     ({"name": "has space"}, "name: 'has space' does not match"),
     ({"strategies.0.model": "fak"}, "strategies[0].model: unknown model 'fak' (did you mean 'fake'?)"),
     ({"strategies.0.model": "zzz"}, "strategies[0].model: unknown model 'zzz' (models: fake)"),
@@ -238,6 +249,23 @@ def test_each_problem_is_reported_with_its_location(
     assert message in msg
     assert msg.startswith(str(tmp_path / "config.yaml") + ": ")
     assert "\n" not in msg
+
+
+@pytest.mark.parametrize("labels, message", [
+    ("[yes, no]", 'task.labels[0]: got the boolean True; task.labels[1]: got the boolean False - '
+                  'YAML reads unquoted yes/no/on/off/true/false as booleans; quote them ("yes", "no")'),
+    ("[maybe, On]", 'task.labels[1]: got the boolean True - YAML reads unquoted '
+                    'yes/no/on/off/true/false as booleans; quote it ("On")'),
+    ("off", 'task.labels: got the boolean False - YAML reads unquoted yes/no/on/off/true/false as '
+            'booleans; quote it ("off")'),
+])
+def test_unquoted_yes_no_in_yaml_says_to_quote_them(tmp_path: Path, labels: str, message: str) -> None:
+    """(Regression: `labels: [yes, no]` said 'expected a string or null, got [True, False]'.)"""
+    text = yaml.safe_dump(base(), sort_keys=False).replace("labels: labels.json", f"labels: {labels}")
+    msg = error_of(tmp_path, text)
+    assert message in msg and "expected a string" not in msg
+    quoted = text.replace(f"labels: {labels}", 'labels: ["yes", "no"]')
+    assert load_config(write(tmp_path, quoted)).task.labels == ("yes", "no")
 
 
 def test_a_classification_schema_without_label_is_a_task_problem(tmp_path: Path) -> None:
@@ -362,6 +390,9 @@ def test_missing_folder_and_undecodable_config_files(tmp_path: Path) -> None:
     ("labels.json", '["a"]', "must list at least two labels"),
     ("labels.txt", "a\nb\na\n", "lists the label 'a' twice"),
     ("labels.yaml", "a: [\n", "is not valid YAML at line"),
+    ("labels.yaml", "- maybe\n- yes\n- Off\n",
+     'labels.yaml: item 2: got the boolean True; item 3: got the boolean False - YAML reads unquoted '
+     'yes/no/on/off/true/false as booleans; quote them ("yes", "Off")'),
 ])
 def test_bad_labels_files(tmp_path: Path, name: str, body: str, message: str) -> None:
     cfg = edited(**{"task.labels": name})

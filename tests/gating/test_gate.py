@@ -56,8 +56,10 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         "schema": responder(invalid={0}),  # zero-shot: 4 of 20 not JSON
     }
     extra = {"gate": {"min_schema_compliance": 0.9}}
-    return {name: make_run(root, responder=r, strategies=STRATEGIES, xss=False, out_name=name,
-                           extra=extra) for name, r in plans.items()}
+    with pytest.MonkeyPatch.context() as mp:  # module scope: before the autouse isolation
+        mp.setenv("HARNESS_HISTORY", str(root / "history.jsonl"))
+        return {name: make_run(root, responder=r, strategies=STRATEGIES, xss=False, out_name=name,
+                               extra=extra) for name, r in plans.items()}
 
 
 @pytest.fixture

@@ -36,8 +36,8 @@ def test_fine_tuned_ids_resolve_to_fine_tuned_inference_of_their_base() -> None:
     assert ft == FINE_TUNED_INFERENCE["gpt-4o-mini"]
     assert price_for("ft:gpt-4.1-nano:acme::x1") == FINE_TUNED_INFERENCE["gpt-4.1-nano"]
     assert ft is not None and ft.input_per_m > DEFAULT_PRICES["gpt-4o-mini"].input_per_m
-    # A base without a fine-tuned table entry falls back to the base price.
-    assert price_for("ft:my-base:org::id", {"my-base": CUSTOM}) == CUSTOM
+    # A base without a fine-tuned table entry is unknown: never the base's own price.
+    assert price_for("ft:my-base:org::id", {"my-base": CUSTOM}) is None
 
 
 def test_overrides_local_and_unknown() -> None:
@@ -88,17 +88,76 @@ def test_training_cost_by_hand() -> None:
         training_cost(CUSTOM, -5)
 
 
-def _model(provider: str, price: Price | None = None) -> ModelConfig:
+def _model(provider: str, price: Price | None = None, fine_tuned: Price | None = None) -> ModelConfig:
     return ModelConfig(name="m", provider=provider, model="gpt-4o-mini", base_url=None, api_key_env=None,
                        token_param="max_tokens", structured_output="json_schema", timeout=60.0,
-                       n_ctx=4096, price=price)
+                       n_ctx=4096, price=price, fine_tuned_price=fine_tuned)
 
 
 def test_price_of_prefers_the_config_block_then_local_then_the_table() -> None:
     assert price_of(_model("openai", CUSTOM), "gpt-4o-mini") is CUSTOM
-    assert price_of(_model("openai", CUSTOM), "ft:gpt-4o-mini:acme::x") is CUSTOM
     assert price_of(_model("local", CUSTOM), "smollm2") is CUSTOM
     assert price_of(_model("local"), "gpt-4o-mini") == Price(0.0, 0.0, 0.0, 0.0)
     assert price_of(_model("openai"), "gpt-4o-mini-2024-07-18") == DEFAULT_PRICES["gpt-4o-mini"]
     assert price_of(_model("openai"), "ft:gpt-4o-mini:acme::x") == FINE_TUNED_INFERENCE["gpt-4o-mini"]
     assert price_of(_model("openai"), "no-such-model") is None
+
+
+def test_a_configured_price_does_not_price_fine_tuned_ids_at_the_base_rate() -> None:
+    """(Regression: with `price:` given, ft: ids were billed at the base model's rate.)"""
+    ft_id = "ft:gpt-4o-mini:acme::x"
+    # price: without fine_tuned -> the table's fine-tuned rate of the base, at the block's
+    # training rate: 0.30 / 0.15 / 1.20 per 1M, training 4.0 (CUSTOM's), not 1.0 / 0.5 / 2.0.
+    got = price_of(_model("openai", CUSTOM), ft_id)
+    assert got == Price(0.30, 0.15, 1.20, 4.0)
+    assert got != CUSTOM
+    no_training = Price(1.0, 0.5, 2.0, None)
+    assert price_of(_model("openai", no_training), ft_id) == FINE_TUNED_INFERENCE["gpt-4o-mini"]
+    # price.fine_tuned given: it wins, for ft: and local-ft: ids alike.
+    tuned = Price(2.5, 1.0, 5.0, 4.0)
+    assert price_of(_model("openai", CUSTOM, tuned), ft_id) is tuned
+    assert price_of(_model("local", CUSTOM, tuned), "local-ft:quickstart") is tuned
+    assert price_of(_model("openai", CUSTOM, tuned), "gpt-4o-mini") is CUSTOM
+    assert price_of(_model("openai", None, tuned), ft_id) is tuned  # only `fine_tuned` given
+    assert price_of(_model("openai", None, tuned), "gpt-4o-mini") == DEFAULT_PRICES["gpt-4o-mini"]
+    # No fine-tuned rate anywhere: unknown, not the base rate.
+    assert price_of(_model("openai", CUSTOM), "ft:my-base:org::id") is None
+    assert price_of(_model("local", CUSTOM), "local-ft:quickstart") is None
+    assert price_of(_model("local"), "local-ft:quickstart") == Price(0.0, 0.0, 0.0, 0.0)
+
+
+def test_fine_tuned_price_from_config_reaches_the_cost_and_round_trips_run_json(tmp_path) -> None:
+    import dataclasses
+    import json
+
+    import yaml
+
+    from harness.config import load_config
+    from harness.running.records import _model_from
+
+    (tmp_path / "eval.csv").write_text("text,category\nhi,a\nbye,b\n")
+    cfg = {
+        "name": "p", "task": {"type": "classification", "instructions": "x", "labels": ["a", "b"]},
+        "dataset": {"eval": "eval.csv", "input": "text", "target": "category"},
+        "models": {"m": {"provider": "openai", "model": "gpt-4o-mini", "price": {
+            "input": 0.15, "output": 0.60, "training": 3.0,
+            "fine_tuned": {"input": 0.30, "cached_input": 0.15, "output": 1.20}}}},
+        "strategies": [{"name": "ft", "type": "fine_tuned", "model": "m",
+                        "fine_tuned_model": "ft:gpt-4o-mini:acme::x"}],
+    }
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
+    model = load_config(tmp_path / "c.yaml").models["m"]
+    assert model.price == Price(0.15, 0.15, 0.60, 3.0)
+    assert model.fine_tuned_price == Price(0.30, 0.15, 1.20, 3.0)  # trained at the block's rate
+    ft = price_of(model, "ft:gpt-4o-mini:acme::x")
+    assert ft is not None
+    # 2,000 prompt + 50 completion tokens: (2000 * 0.30 + 50 * 1.20) / 1e6, not the base 0.000330
+    assert query_cost(ft, 2000, 50) == pytest.approx(0.000660, rel=1e-12)
+    # run.json stores the model as nested mappings; reading it back gives the same prices,
+    # and a folder written before `fine_tuned_price` existed still reads (and stays unpriced).
+    stored = json.loads(json.dumps(dataclasses.asdict(model)))
+    assert _model_from(stored) == model
+    old = {k: v for k, v in stored.items() if k != "fine_tuned_price"}
+    assert _model_from(old).fine_tuned_price is None
+    assert _model_from(old).price == Price(0.15, 0.15, 0.60, 3.0)
+    assert price_of(_model_from(old), "ft:gpt-4o-mini:acme::x") == Price(0.30, 0.15, 1.20, 3.0)

@@ -41,7 +41,7 @@ def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_report_command_reproduces_every_file(run_dir: Path, tmp_path: Path) -> None:
     copy = tmp_path / "copy"
     shutil.copytree(run_dir, copy)
-    made = {p.name for p in run_dir.iterdir()}
+    made = {p.name for p in run_dir.iterdir()} - {".harness.lock"}  # the run's lock stays behind
     for name in made - {"results.jsonl", "run.json"}:
         (copy / name).unlink()
     # a separate process with another hash seed, as a user would run it
@@ -50,7 +50,7 @@ def test_report_command_reproduces_every_file(run_dir: Path, tmp_path: Path) -> 
                           cwd=Path(__file__).parents[2], capture_output=True, text=True,
                           timeout=120, check=False)
     assert proc.returncode == 0, proc.stderr
-    assert {p.name for p in copy.iterdir()} == made
+    assert {p.name for p in copy.iterdir()} - {".harness.lock"} == made
     for name in sorted(made):
         assert _normalised(copy / name) == _normalised(run_dir / name), f"{name} differs"
 
@@ -162,7 +162,7 @@ def test_version_1_fixture_loads_and_its_reports_build(tmp_path: Path) -> None:
     expected = {}
     for r in records:
         expected.setdefault((r.strategy, r.k), []).append(r.correct)
-    assert [((a["strategy"], a["k"]), a["n"], a["accuracy"]) for a in summary["arms"]] == [
+    assert [((a["strategy"], a["k"]), a["answers"], a["accuracy"]) for a in summary["arms"]] == [
         (arm, len(c), pytest.approx(sum(c) / len(c))) for arm, c in expected.items()]
     html = (run / "report.html").read_text(encoding="utf-8")
     assert 'id="incomplete"' not in html and 'id="learning-curve"' in html

@@ -258,6 +258,60 @@ def test_screenshot_is_not_blank(loaded: tuple[Browser, Path]) -> None:
     assert ink > 0.02, ink
 
 
+LONG_LABELS = {"billing": "card_payment_wrong_exchange_rate",
+               "shipping": "transfer_not_received_by_recipient",
+               "returns": "Refund_not_showing_up", "account": "verify_source_of_funds"}
+
+# Each line break inside a label cell: (text before, text after) wherever a character starts a
+# new line; an allowed break follows '_', '/', '.', or a space.
+LINE_BREAKS = """[...document.querySelectorAll(SEL)].flatMap(td => {
+  const text = td.firstChild ? td.textContent : ''; const out = []; let top = null;
+  const walker = document.createTreeWalker(td, NodeFilter.SHOW_TEXT); let node, seen = '';
+  while ((node = walker.nextNode())) {
+    for (let i = 0; i < node.length; i++) {
+      const r = document.createRange(); r.setStart(node, i); r.setEnd(node, i + 1);
+      const rect = r.getBoundingClientRect();
+      if (top !== null && rect.width > 0 && rect.top > top + 2) out.push([seen, text.slice(seen.length)]);
+      if (rect.width > 0) top = rect.top;
+      seen += node.data[i];
+    }
+  }
+  return out; })"""
+
+
+def test_long_labels_wrap_between_words_in_the_confusion_tables(browser: Browser, run_dir: Path,
+                                                                tmp_path: Path) -> None:
+    """Banking77-like labels in a narrow window: they wrap after '_' and nowhere inside a word."""
+    import dataclasses
+
+    from harness.analysis import analyse
+    from harness.report.html import render_html
+    from harness.running.store import read_meta, read_records
+
+    meta = read_meta(run_dir)
+    a = analyse(read_records(run_dir), meta)
+    r = a.results.copy()
+    r["expected"] = r["expected"].map(lambda x: LONG_LABELS.get(x, x))
+    r["prediction"] = r["prediction"].map(lambda x: LONG_LABELS.get(x, x))
+    page = tmp_path / "report.html"
+    page.write_text(render_html(dataclasses.replace(a, results=r), meta), encoding="utf-8")
+    b = browser
+    b.call("Emulation.setDeviceMetricsOverride", width=700, height=900, deviceScaleFactor=1, mobile=False)
+    try:
+        b.open(page.as_uri())
+        cells = b.js("[...document.querySelectorAll('#confusions td.text')].map(td => td.textContent)")
+        assert set(LONG_LABELS.values()) & set(cells)
+        breaks = b.js(LINE_BREAKS.replace("SEL", "'#confusions td.text, #failures td.label'"))
+        labels = set(LONG_LABELS.values())
+        label_breaks = [(x, y) for x, y in breaks if x + y in labels]
+        assert label_breaks, "the window is narrow enough that some label wraps"
+        inside_a_word = [(x, y) for x, y in label_breaks if x[-1] not in "_/. "]
+        assert not inside_a_word
+    finally:
+        b.call("Emulation.clearDeviceMetricsOverride")
+        b.url = "about:blank"  # the next test opens its page again
+
+
 def test_console_error_detection_works(browser: Browser, tmp_path: Path) -> None:
     """Control: the same checks do see an error, so 'no console errors' above means something."""
     bad = tmp_path / "bad.html"

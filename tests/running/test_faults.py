@@ -88,7 +88,8 @@ def test_thousand_requests_through_seeded_faults(make_config, tmp_path, monkeypa
                   {"name": "few-shot", "type": "few_shot", "model": "fake", "shots": [1, 2, 4]}]
     with FakeOpenAI(faults=faults, seed=7, api_key="sk-fault") as server:
         cfg = make_config(server.base_url, n_eval=63, strategies=strategies,
-                          run={"concurrency": 16, "timeout": 0.5, "max_attempts": 3})
+                          run={"concurrency": 16, "timeout": 0.5, "max_attempts": 3,
+                               "max_failure_rate": 0.05})
         out = tmp_path / "run"
         start = time.monotonic()
         rc = _run(cfg, out)
@@ -123,7 +124,9 @@ def test_thousand_requests_through_seeded_faults(make_config, tmp_path, monkeypa
     assert counts["failures"] == len(failed)
     assert f"retries {counts['retries']}" in captured.out
     summary = pd.read_csv(out / "summary.csv")
-    assert summary["errors"].sum() == len(failed)
+    # endpoint failures are coverage, not wrong answers of the model
+    assert summary["endpoint_failures"].sum() == len(failed) and summary["errors"].sum() == 0
+    assert (summary["answers"] == 252 * summary["draws"] - summary["endpoint_failures"]).all()
     assert set(fault_counts) == {"rate_limit", "server_error", "unavailable", "slow", "malformed",
                                  "drop"}
     print(f"\n[faults] {len(df)} examples, {counts['requests']} requests ({attempts} at the server), "
@@ -156,8 +159,10 @@ def test_fatal_answer_stops_the_run_at_once(make_config, tmp_path, monkeypatch, 
     assert json.loads((out / "run.json").read_text())["status"] == "failed"
 
 
-def test_rejected_key_at_start_stops_with_exit_1(make_config, tmp_path, monkeypatch, capsys):
-    """A key the endpoint rejects from the first call: no chat request at all, exit 1."""
+def test_rejected_key_at_start_is_bad_input_like_an_unreachable_endpoint(
+        make_config, tmp_path, monkeypatch, capsys):
+    """A key the endpoint rejects at the first probe: no chat request at all, and, like an
+    unreachable endpoint, exit 2 with one line and nothing left behind (no empty reports)."""
     monkeypatch.setenv("TEST_API_KEY", "sk-wrong-key-123456")
     with FakeOpenAI(api_key="sk-right") as server:
         cfg = make_config(server.base_url, n_eval=5, strategies=ZERO_SHOT)
@@ -165,8 +170,10 @@ def test_rejected_key_at_start_stops_with_exit_1(make_config, tmp_path, monkeypa
         rc = _run(cfg, out)
         assert server.attempts == 0
     err = capsys.readouterr().err
-    _assert_stopped(rc, out, err, "rejected the API key", "TEST_API_KEY")
-    assert "sk-wrong-key-123456" not in err
+    assert rc == 2 and not out.exists()
+    lines = [line for line in err.splitlines() if line.startswith("error:")]
+    assert len(lines) == 1 and "rejected the API key" in lines[0] and "TEST_API_KEY" in lines[0]
+    assert "sk-wrong-key-123456" not in err and "Traceback" not in err
 
 
 def test_retry_after_beyond_max_retry_after_stops(make_config, tmp_path, monkeypatch, capsys):
@@ -188,12 +195,14 @@ def test_retry_after_beyond_max_retry_after_stops(make_config, tmp_path, monkeyp
 
 
 def test_client_errors_are_not_retried(make_config, tmp_path, monkeypatch):
-    """400 / 404 / 422 are answers about the request: one attempt, recorded as data."""
+    """400 / 422 are answers about the request: one attempt, recorded as data. A prompt beyond
+    the context counts against the model; the others are endpoint failures, which leave the
+    run incomplete (exit 1) when they exceed run.max_failure_rate. (A 404 for the model stops
+    the arm: tests/running/test_trust.py.)"""
     monkeypatch.setenv("TEST_API_KEY", "x")
     replies = {
         "message 0 ": ChatReply.context_length_exceeded(),
         "message 1 ": ChatReply.error(400, "Invalid value for 'temperature'."),
-        "message 2 ": ChatReply.model_not_found(),
         "message 3 ": ChatReply.error(422, "Unprocessable entity"),
     }
 
@@ -205,16 +214,18 @@ def test_client_errors_are_not_retried(make_config, tmp_path, monkeypatch):
         cfg = make_config(server.base_url, n_eval=5,
                           strategies=[{"name": "zs", "type": "zero_shot", "model": "fake"}])
         out = tmp_path / "run"
-        assert _run(cfg, out) == 0
+        assert _run(cfg, out) == 1
         per_input = server.count_by_user_content()
     assert set(per_input.values()) == {1}
     df = pd.read_csv(out / "results.csv")
     assert (df["attempts"] == 1).all()
     kinds = df["error_kind"].fillna("ok").value_counts().to_dict()
-    assert kinds == {"context_length": 4, "bad_request": 4, "not_found": 4, "unprocessable": 4,
-                     "ok": 4}
+    assert kinds == {"context_length": 4, "bad_request": 4, "unprocessable": 4, "ok": 8}
     assert not df[df["error_kind"].notna()]["correct"].any()
-    assert pd.read_csv(out / "summary.csv").iloc[0]["errors"] == 16
+    row = pd.read_csv(out / "summary.csv").iloc[0]
+    assert row["errors"] == 4 and row["endpoint_failures"] == 8 and row["answers"] == 12
+    assert row["accuracy"] == pytest.approx(8 / 12)  # the context-length failures count as wrong
+    assert _summary(out)["recommendation"] is None
 
 
 def test_attempts_are_capped_per_example(make_config, tmp_path, monkeypatch):
@@ -224,7 +235,7 @@ def test_attempts_are_capped_per_example(make_config, tmp_path, monkeypatch):
         cfg = make_config(server.base_url, n_eval=1, run={"max_attempts": 2},
                           strategies=[{"name": "zs", "type": "zero_shot", "model": "fake"}])
         out = tmp_path / "run"
-        assert _run(cfg, out) == 0
+        assert _run(cfg, out) == 1  # every answer failed at the endpoint: incomplete
         assert set(server.count_by_user_content().values()) == {2}
     df = pd.read_csv(out / "results.csv")
     assert (df["attempts"] == 2).all()

@@ -12,6 +12,7 @@ from fake_openai import ChatReply, FakeOpenAI
 from harness.cli import main
 from harness.config import load_config
 from harness.running import Runner, plan
+from harness.running.runner import RunIncomplete
 
 
 def _run(config: Path, out: Path, *extra: str) -> int:
@@ -32,7 +33,9 @@ def test_run_writes_reports_with_a_row_per_example_and_arm(make_config, tmp_path
     summary = pd.read_csv(out / "summary.csv")
     assert list(summary["strategy"]) == ["zero-shot", "few-shot", "few-shot"]
     assert list(summary["k"]) == [0, 1, 2]
-    assert (summary["n"] == [20, 40, 40]).all()
+    # n is examples everywhere; answers counts examples x draws
+    assert (summary["n"] == 20).all() and (summary["draws"] == [1, 2, 2]).all()
+    assert (summary["answers"] == [20, 40, 40]).all() and (summary["coverage"] == 1.0).all()
     # the fake server echoes every label: all right, no errors
     assert (summary["accuracy"] == 1.0).all() and (summary["macro_f1"] == 1.0).all()
     assert (summary["schema_compliance"] == 1.0).all() and (summary["errors"] == 0).all()
@@ -65,7 +68,8 @@ def test_few_shot_prompts_carry_examples_as_turns(make_config, tmp_path, monkeyp
     roles = [m["role"] for m in bodies[0]["messages"]]
     assert roles == ["system", "user", "assistant", "user", "assistant", "user", "assistant", "user"]
     assert bodies[0]["response_format"]["type"] == "json_schema"
-    assert "seed" in bodies[0] and None not in bodies[0].values()
+    # run.seed is unset, so no seed is sent (unset parameters are never sent)
+    assert "seed" not in bodies[0] and None not in bodies[0].values()
     # the same draw uses the same examples for every input (a shared prefix)
     assert all(b["messages"][:-1] == bodies[0]["messages"][:-1] for b in bodies)
 
@@ -131,5 +135,8 @@ def test_unavailable_arm_gives_error_rows_not_a_crash(make_config, tmp_path, mon
                 {"name": "ft", "type": "fine_tuned", "model": "fake", "fine_tuned_model": "local-ft:x"},
             ],
         )
-        counts = Runner(plan(load_config(cfg_path)), tmp_path / "run", use_cache=False).execute()
+        runner = Runner(plan(load_config(cfg_path)), tmp_path / "run", use_cache=False)
+        with pytest.raises(RunIncomplete, match="--allow-missing"):
+            runner.execute()
+        counts = runner.counts
     assert counts.by_error == {"model_unavailable": 8}

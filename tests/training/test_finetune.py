@@ -25,6 +25,12 @@ FT = [
 SETTINGS = {"finetune": {"epochs": 2, "suffix": "support", "seed": 3, "poll_interval": 0.01}}
 
 
+@pytest.fixture(autouse=True)
+def _in_tmp(tmp_path, monkeypatch):
+    """Default folders (reports/NAME-finetune, reports/history.jsonl) go under tmp_path."""
+    monkeypatch.chdir(tmp_path)
+
+
 def _td(make_config, **kw):
     cfg = load_config(make_config(strategies=FT, extra=SETTINGS, **kw))
     data = load_data(cfg)
@@ -89,7 +95,7 @@ def test_overlap_with_eval_set_is_rejected(make_config):
 
 
 def _finetune(cfg_path, tmp_path):
-    return main(["finetune", str(cfg_path), "--out", str(tmp_path / "ft")])
+    return main(["finetune", str(cfg_path), "--out", str(tmp_path / "ft"), "--yes"])
 
 
 def test_openai_job_success_registers_model_and_uploads_exact_jsonl(

@@ -1,0 +1,81 @@
+"""When no verdict may be given: the checks that stand between the statistics and a decision.
+
+A verdict is advice on sound evidence only. It is withheld, with the reasons, when the run is
+incomplete, when the endpoint failed on more answers than `run.max_failure_rate` allows, when an
+arm could not be evaluated at all, when the arms the decision rests on score at or below chance,
+or when their schema compliance has collapsed below `decision.min_compliance`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import pandas as pd
+
+from harness.analysis import rules
+from harness.analysis.tables import best_prompting_arm, row_name
+from harness.running.records import RunMeta
+from harness.strategies import is_fine_tuned
+from harness.tasks import Task
+
+WITHHELD = "withheld"
+
+
+def endpoint_failure_rate(results: pd.DataFrame, meta: RunMeta) -> tuple[int, int]:
+    """(endpoint failures, answers planned) over the arms that were available."""
+    unavailable = {a.key for a in meta.arms if a.unavailable}
+    available = results[~results["arm"].isin(unavailable)] if len(results) else results
+    planned = (len(meta.arms) - len(unavailable)) * len(meta.examples)
+    failed = int(available["endpoint_failed"].sum()) if len(available) else 0
+    failed = failed if planned else 0
+    return failed, planned
+
+
+def withhold_reasons(results: pd.DataFrame, summary: pd.DataFrame, meta: RunMeta, task: Task,
+                     complete: bool, expected: Sequence[object]) -> list[str]:
+    """Why no verdict may be given for this run ([] when one may)."""
+    reasons: list[str] = []
+    if not complete:
+        got = len(results)
+        reasons.append(f"the run is incomplete (status {meta.status}: {got} of "
+                       f"{meta.expected_records} answers recorded)")
+    failed, planned = endpoint_failure_rate(results, meta)
+    limit = meta.run.max_failure_rate
+    if planned and failed / planned > limit:
+        reasons.append(f"the endpoint failed on {failed} of {planned} answers "
+                       f"({100 * failed / planned:.1f}%, above run.max_failure_rate "
+                       f"{100 * limit:g}%); resume the run to request them again")
+    for a in meta.arms:
+        if a.unavailable:
+            reasons.append(f"arm {a.key} is unavailable: {a.unavailable}")
+    if len(summary) == 0:
+        return reasons
+    chance = task.chance_accuracy(list(expected))
+    best = best_prompting_arm(summary)
+    answered = summary[(summary["answers"] > 0) & summary["accuracy"].notna()]
+    fine_tuned = answered[answered["type"].map(is_fine_tuned).astype(bool)] if len(answered) \
+        else answered
+    decisive = ([best] if best is not None else []) + [r for _, r in fine_tuned.iterrows()]
+    if decisive and all(float(r["accuracy"]) <= chance for r in decisive):
+        reasons.append(f"no arm the decision rests on scores above chance ({chance:.3f}: the "
+                       "best answer that ignores the input); check the task, the output schema "
+                       "and the prompts")
+    else:
+        for _, r in fine_tuned.iterrows():
+            if float(r["accuracy"]) <= chance:
+                reasons.append(f"{row_name(r)} scores at or below chance "
+                               f"({float(r['accuracy']):.3f} <= {chance:.3f}); check that model")
+    floor = meta.decision.min_compliance
+    for r in decisive:
+        sc = float(r["schema_compliance"])
+        if not math.isnan(sc) and sc < floor:
+            reasons.append(f"{row_name(r)} has schema compliance {100 * sc:.0f}%, below "
+                           f"decision.min_compliance {100 * floor:g}%: most answers are unusable")
+    return reasons
+
+
+def withheld(reasons: Sequence[str], verdict: rules.Verdict) -> rules.Verdict:
+    """The verdict replaced by 'withheld' and the reasons (the statistics stay in the report)."""
+    return rules.Verdict(WITHHELD, "No verdict: " + "; ".join(reasons) + ".",
+                         (*reasons, *verdict.reasons))

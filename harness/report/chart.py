@@ -1,0 +1,81 @@
+"""The learning curve of report.html: an inline SVG, as wide as the page, its legend below
+the plot so that it never covers a point."""
+
+from __future__ import annotations
+
+import io
+import math
+import re
+from typing import Any
+
+import pandas as pd
+
+from harness.analysis import Analysis
+from harness.strategies import is_fine_tuned
+
+
+def _missing(x: Any) -> bool:
+    """True for None, NaN and pandas' missing values."""
+    return x is None or x is pd.NA or (isinstance(x, float) and math.isnan(x))
+
+
+def curve_svg(a: Analysis) -> str:
+    """Accuracy vs k with its interval band, zero-shot / fine-tuned reference lines, plateau mark.
+
+    k is placed on evenly spaced categories (0, 1, 2, 4, ...), so doubling steps look alike and
+    zero-shot (k=0) sits on the curve. The SVG is deterministic (fixed hash salt, no date).
+    """
+    if a.curve.empty:
+        return '<p class="muted">No few-shot sweep in this run.</p>'
+    import matplotlib as mpl
+    from matplotlib.figure import Figure
+
+    c = a.curve.reset_index(drop=True)
+    ks = [int(k) for k in c["k"]]
+    xs = list(range(len(ks)))
+    fs = c[c["k"] > 0]
+    zs = a.summary[(a.summary["type"] == "zero_shot") & (a.summary["n"] > 0)]
+    ft = a.summary[a.summary["type"].map(is_fine_tuned).astype(bool) & (a.summary["errors"] < a.summary["n"])]
+    lows = [v for v in [*c["ci_low"], *zs["accuracy"], *ft["accuracy"]] if not _missing(v)]
+    ymin = max(0.0, math.floor((min(lows, default=0.0) - 0.05) * 10) / 10)
+    with mpl.rc_context({"svg.fonttype": "none", "svg.hashsalt": "harness", "font.size": 10,
+                         "font.family": "DejaVu Sans"}):
+        fig = Figure(figsize=(10, 4.4), layout="constrained")
+        ax = fig.subplots()
+        ax.patch.set_gid("plot-area")
+        ax.fill_between(xs, c["ci_low"], c["ci_high"], alpha=0.18, color="#1f5fbf", lw=0,
+                        label="95% CI")
+        ax.plot(xs, c["accuracy"], "o-", color="#1f5fbf",
+                label=str(fs.iloc[0]["strategy"]) if len(fs) else "accuracy")
+        if len(zs):
+            ax.axhline(float(zs.iloc[0]["accuracy"]), color="#777", ls="--", lw=1, label="zero-shot")
+        if len(ft):
+            ax.axhline(float(ft.iloc[0]["accuracy"]), color="#2e7d32", ls="-.", lw=1.5,
+                       label=f"fine-tuned ({ft.iloc[0]['strategy']})")
+        if a.plateau is not None and a.plateau.k_star in ks:
+            i = ks.index(int(a.plateau.k_star))
+            ax.plot([i], [float(c.loc[i, "accuracy"])], marker="*", ms=16, color="#c77700",
+                    ls="none", label=f"plateau (k={a.plateau.k_star})")
+        ax.set_xticks(xs, [str(k) for k in ks])
+        ax.set_xlim(-0.3, len(xs) - 0.7)
+        ax.set_xlabel("examples in the prompt (k)")
+        ax.set_ylabel("accuracy")
+        ax.set_ylim(ymin, 1.0)
+        ax.grid(alpha=0.3)
+        handles, labels = ax.get_legend_handles_labels()
+        one_row = sum(len(t) for t in labels) <= 100
+        # outside the axes, below them: it never covers a point, whatever the accuracy
+        legend = fig.legend(handles, labels, loc="outside lower center", fontsize=9, frameon=False,
+                            ncols=len(labels) if one_row else 3)
+        legend.set_gid("legend")
+        buf = io.StringIO()
+        fig.savefig(buf, format="svg",  # no date, no creator: identical bytes on every rebuild
+                    metadata={"Date": None, "Creator": None, "Format": None, "Type": None})
+    svg = buf.getvalue()
+    svg = svg[svg.index("<svg"):]
+    head, rest = svg.split(">", 1)
+    # as wide as the page, its height from the viewBox: drop matplotlib's fixed size in pt
+    head = re.sub(r'\s(?:width|height)="[^"]*"', "", head)
+    label = "Learning curve: accuracy against the number of examples in the prompt"
+    head = head.replace("<svg", f'<svg id="learning-curve" role="img" aria-label="{label}" width="100%"', 1)
+    return f"{head}>{rest}"

@@ -1,0 +1,75 @@
+"""Resuming: may the run in a folder be continued with this config, and if not, what differs.
+
+Only what determines the answers must match: the task (labels, output schema, instructions),
+the data (file contents, fields, limit and seed), the models (provider, model id, endpoint,
+structured-output mode, context size), the strategies and their prompt texts, and the sampling
+parameters (temperature, max_tokens, seed). Everything else may change between attempts: a
+comment, `run.concurrency` lowered after 429s, rate limits, timeouts, retry settings, prices,
+`decision`, `gate` and `finetune` settings. The new values of those are used from then on.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from harness.errors import InputError
+from harness.running.records import RunMeta
+from harness.running.store import META, read_meta
+
+# Model settings that do not change an answer.
+_MODEL_FREE = ("timeout", "price", "api_key_env")
+_RUN_ANSWER_KEYS = ("temperature", "max_tokens", "seed")
+
+
+def _models(raw: Any) -> Any:
+    if isinstance(raw, dict):
+        return {name: ({k: v for k, v in m.items() if k not in _MODEL_FREE}
+                       if isinstance(m, dict) else m) for name, m in raw.items()}
+    if isinstance(raw, list):
+        return [{k: v for k, v in m.items() if k not in _MODEL_FREE} if isinstance(m, dict) else m
+                for m in raw]
+    return raw
+
+
+def answer_keys(meta: RunMeta) -> dict[str, Any]:
+    """Everything about a run that determines its answers, by a dotted name for messages."""
+    raw = meta.config_raw
+    run = raw.get("run") or {}
+    out: dict[str, Any] = {
+        "task": raw.get("task"),
+        "task.labels (contents)": list(meta.labels),
+        "task.output_schema (contents)": meta.output_schema,
+        "dataset": raw.get("dataset"),
+        "dataset (file contents)": meta.dataset.sha256,
+        "models": _models(raw.get("models")),
+        "strategies": raw.get("strategies"),
+    }
+    for key in _RUN_ANSWER_KEYS:
+        out[f"run.{key}"] = run.get(key) if isinstance(run, dict) else None
+    for arm in meta.arms:
+        out[f"arm {arm.key}"] = {"model_id": arm.model_id, "prompt_sha256": arm.prompt_sha256,
+                                 "shots": list(arm.shots)}
+    return out
+
+
+def differences(old: RunMeta, new: RunMeta) -> list[str]:
+    """The answer-determining keys whose values differ between two runs' metadata."""
+    a, b = answer_keys(old), answer_keys(new)
+    return [k for k in {**a, **b} if a.get(k) != b.get(k)]
+
+
+def check_resumable(run_dir: Path, meta: RunMeta) -> RunMeta | None:
+    """The run already in `run_dir` when `meta` may continue it, else None for a folder with no
+    run; an InputError naming the differing keys for a folder holding a different run."""
+    if not (run_dir / META).exists():
+        return None
+    old = read_meta(run_dir)
+    diff = differences(old, meta)
+    if diff:
+        shown = ", ".join(diff[:8]) + (f" and {len(diff) - 8} more" if len(diff) > 8 else "")
+        raise InputError(
+            f"{run_dir} holds a run whose answers this config would not reproduce (differs in: "
+            f"{shown}); choose another --out folder, or undo those changes to resume"
+        )
+    return old
