@@ -18,6 +18,7 @@ from harness.config import load_config as _load_config
 from harness.errors import HarnessError, InputError
 from harness.running.lock import LOCK, RunLock
 from harness.running.plan import check_task, default_out_dir, plan
+from harness.running.preflight import preflight
 from harness.running.runner import Counts, Progress, Runner
 from harness.running.store import META, read_meta, read_records
 
@@ -87,6 +88,8 @@ def run(cfg: Config | str | Path, out: str | Path | None = None, *, use_cache: b
     for s in p.strategies:
         if s.arm.unavailable:
             log(f"warning: {s.arm.strategy}: {s.arm.unavailable}")
+    for warning in preflight(p).warnings:
+        log(f"warning: {warning}")
     with RunLock(out_dir):
         runner = Runner(p, out_dir, use_cache=use_cache, progress=progress, base_urls=base_urls,
                         keep_failures=keep_failures, allow_missing=allow_missing, created=created)

@@ -66,10 +66,15 @@ def _loss_progress(step: int, total: int, loss: float) -> None:
 
 def cmd_validate(args: argparse.Namespace) -> int:
     from harness.api import load_config
+    from harness.config import with_overrides
     from harness.running import plan
+    from harness.running.preflight import check_keys, preflight
 
     cfg = load_config(args.config)
+    if getattr(args, "dry_run", False):
+        cfg = with_overrides(cfg, limit=args.limit, concurrency=args.concurrency)
     p = plan(cfg)
+    check_keys(p)
     d = p.data
     print(f"ok: {cfg.path}")
     print(f"  eval: {len(d.eval)} examples (of {d.eval_total}), {len(d.labels)} labels")
@@ -78,6 +83,9 @@ def cmd_validate(args: argparse.Namespace) -> int:
         arm = s.arm
         note = f"  [unavailable: {arm.unavailable}]" if arm.unavailable else ""
         print(f"  arm {arm.key:<28} model {arm.model_id}  prompt {arm.prompt_sha256}{note}")
+    print("requests (no model is called to validate):")
+    for line in preflight(p).describe():
+        print(line)
     return 0
 
 
@@ -91,6 +99,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     from harness.report import format_table
 
     cfg = with_overrides(load_config(args.config), limit=args.limit, concurrency=args.concurrency)
+    if args.dry_run:
+        return cmd_validate(args)
     result = run(cfg, args.out, use_cache=not args.no_cache, progress=ProgressBar(cfg.name),
                  train_progress=_loss_progress, log=_log, resume=args.resume,
                  keep_failures=args.keep_failures, allow_missing=args.allow_missing,
@@ -169,6 +179,29 @@ def cmd_gate(args: argparse.Namespace) -> int:
     return result.exit_code
 
 
+def cmd_cache(args: argparse.Namespace) -> int:
+    from harness.model.cache import open_cache
+    from harness.paths import cache_dir
+
+    path = cache_dir() / "responses.sqlite"
+    if not path.exists():
+        print(f"no response cache at {path}")
+        return 0
+    cache = open_cache(path)
+    try:
+        if args.action == "clear":
+            n = cache.clear(model=args.model, older_than=args.older_than)
+            print(f"removed {n} cached answer(s) from {path}")
+        else:
+            print(f"response cache: {path} ({path.stat().st_size / 1e6:.1f} MB)")
+            for model, n, oldest, newest in cache.stats():
+                print(f"  {model:<40} {n:>8} answers, newest {newest / 3600:.1f} h old, "
+                      f"oldest {oldest / 3600:.1f} h old")
+    finally:
+        cache.close()
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with every subcommand."""
     parser = _Parser(prog="harness", description="Prompt or fine-tune? Measure it.")
@@ -188,6 +221,8 @@ def build_parser() -> argparse.ArgumentParser:
                      "the endpoint failed on as failed instead of requesting them again")
     run.add_argument("--allow-missing", action="store_true", help="accept a run in which an "
                      "arm's model does not exist (it is reported unavailable; no verdict)")
+    run.add_argument("--dry-run", action="store_true", help="check everything and print the "
+                     "requests and estimated cost; send nothing, write nothing")
     run.add_argument("--history", help="history file to append to (default: $HARNESS_HISTORY, "
                      "else reports/history.jsonl)")
     run.set_defaults(func=cmd_run)
@@ -228,6 +263,13 @@ def build_parser() -> argparse.ArgumentParser:
     ft.add_argument("--yes", action="store_true", help="start a paid fine-tuning job without "
                     "asking (for CI; without it the estimate is shown and a terminal is asked)")
     ft.set_defaults(func=cmd_finetune)
+    cache = sub.add_parser("cache", help="show or clear the response cache (e.g. after the model "
+                           "behind an endpoint changed without its name changing)")
+    cache.add_argument("action", choices=["info", "clear"])
+    cache.add_argument("--model", help="clear: only the answers of this model id")
+    cache.add_argument("--older-than", type=float, metavar="SECONDS",
+                       help="clear: only answers older than this")
+    cache.set_defaults(func=cmd_cache)
     hist = sub.add_parser("history", help="accuracy over prompt versions, with a plateau flag")
     hist.add_argument("config")
     hist.add_argument("--history", metavar="FILE", help="history file (default: $HARNESS_HISTORY, "

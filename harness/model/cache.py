@@ -59,7 +59,8 @@ class ResponseCache:
 
     def get(self, key: str) -> Completion | None:
         """The cached completion for `key`, marked as a cache hit."""
-        query, args = "SELECT completion FROM responses WHERE key = ?", [key]
+        query = "SELECT completion FROM responses WHERE key = ?"
+        args: list[object] = [key]
         if self.ttl is not None:
             query += " AND created >= julianday('now') - ?"
             args.append(self.ttl / 86400.0)
@@ -83,7 +84,8 @@ class ResponseCache:
 
     def clear(self, *, model: str | None = None, older_than: float | None = None) -> int:
         """Delete entries (of one model id, older than `older_than` seconds); the number deleted."""
-        query, args = "DELETE FROM responses WHERE 1=1", []
+        query = "DELETE FROM responses WHERE 1=1"
+        args: list[object] = []
         if model is not None:
             query += " AND model = ?"
             args.append(model)
