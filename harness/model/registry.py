@@ -12,6 +12,12 @@ from harness.files import write_json_atomic
 from harness.paths import registry_path
 
 LOCAL_PREFIX = "local-ft:"
+RAW_ID_PREFIX = "ft:"  # OpenAI's fine-tuned ids (ft:BASE:org:suffix:id): they name an existing model
+
+
+def is_raw_model_id(name: str | None) -> bool:
+    """Whether a `fine_tuned_model` is a provider model id rather than a registry name."""
+    return name is not None and name.startswith(RAW_ID_PREFIX)
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ from typing import Any
 from harness.config import Config, StrategyConfig
 from harness.dataset import Data, load_data
 from harness.errors import InputError
-from harness.model.registry import LOCAL_PREFIX, Registry
+from harness.model.registry import LOCAL_PREFIX, Registry, is_raw_model_id
 from harness.running.records import ArmMeta, DatasetMeta, RunMeta
 from harness.strategies import Strategy, expand, rendered_prompt
 from harness.tasks import Task, make_task, task_problems
@@ -53,7 +53,7 @@ def plan(cfg: Config, registry: Registry | None = None) -> Plan:
     def resolve(s: StrategyConfig) -> tuple[str | None, str | None]:
         name = str(s.fine_tuned_model)
         model = cfg.models[s.model]
-        if name.startswith("ft:"):
+        if is_raw_model_id(name):
             # a raw provider id (ft:BASE:org:suffix:id) names an existing model: sent as it is,
             # never looked up in the registry, so no registry entry can shadow it
             if model.provider == "local":

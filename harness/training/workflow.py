@@ -23,7 +23,7 @@ from harness.config import Config, StrategyConfig
 from harness.dataset import load_data, normalise
 from harness.errors import InputError, RunError
 from harness.files import write_text_atomic
-from harness.model.registry import LOCAL_PREFIX, FineTune, Registry
+from harness.model.registry import LOCAL_PREFIX, FineTune, Registry, is_raw_model_id
 from harness.paths import cache_dir
 from harness.running.plan import Plan, plan
 from harness.strategies import is_fine_tuned
@@ -34,14 +34,6 @@ from harness.training.pending import Log, load_pending
 
 Progress = Callable[[int, int, float], None]
 Confirm = Callable[[str], bool]
-
-RAW_ID_PREFIX = "ft:"
-
-
-def is_raw_model_id(name: str | None) -> bool:
-    """Whether a `fine_tuned_model` is a provider model id (OpenAI's `ft:BASE:org:suffix:id`)
-    rather than a registry name: it names an existing model, used as it is, never trained."""
-    return name is not None and name.startswith(RAW_ID_PREFIX)
 
 
 def finetune(cfg: Config, strategy_name: str | None = None, *, out: Path | None = None,
