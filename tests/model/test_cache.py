@@ -166,7 +166,7 @@ def test_second_identical_run_is_served_from_cache_at_no_cost(make_config, tmp_p
     assert (second["attempts"] == 0).all()
     assert second["prediction"].tolist() == first["prediction"].tolist()
     summary = pd.read_csv(tmp_path / "second" / "summary.csv")
-    assert (summary["cache_hits"] == summary["n"]).all() and (summary["run_cost_usd"] == 0).all()
+    assert (summary["cache_hits"] == summary["answers"]).all() and (summary["run_cost_usd"] == 0).all()
 
 
 def test_two_models_never_share_an_entry(make_config, tmp_path, monkeypatch):
@@ -212,7 +212,7 @@ def test_failed_requests_are_asked_again(make_config, tmp_path, monkeypatch):
     with FakeOpenAI(faults=FaultPlan(fail_first_n=2)) as server:
         cfg = make_config(server.base_url, n_eval=1, run={"max_attempts": 2},
                           strategies=[{"name": "zs", "type": "zero_shot", "model": "fake"}])
-        assert _run(cfg, tmp_path / "first") == 0
+        assert _run(cfg, tmp_path / "first") == 1  # every answer failed: incomplete
         assert _run(cfg, tmp_path / "second") == 0
         assert server.attempts == 4 * 2 + 4
     first = pd.read_csv(tmp_path / "first" / "results.csv")

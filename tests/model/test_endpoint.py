@@ -21,7 +21,7 @@ from fake_openai import ChatReply, FakeOpenAI, FaultPlan, default_responder
 from tenacity import Future, RetryCallState
 
 from harness.config import ModelConfig, RunConfig
-from harness.errors import FatalAPIError
+from harness.errors import FatalAPIError, InputError
 from harness.model.endpoint import (
     ChatRequest,
     Endpoint,
@@ -307,7 +307,7 @@ def test_retry_waits_for_retry_after_ms():
     assert 0.8 <= elapsed < 2.5
 
 
-def test_probe_rejects_a_bad_key_as_fatal(monkeypatch):
+def test_probe_rejects_a_bad_key_as_bad_input(monkeypatch):
     monkeypatch.setenv("FAKE_KEY", "sk-not-this-one-1234")
     with FakeOpenAI(api_key="sk-right") as server:
         model = ModelConfig(name="fake", provider="openai", model="fake-model",
@@ -322,7 +322,8 @@ def test_probe_rejects_a_bad_key_as_fatal(monkeypatch):
             finally:
                 await ep.aclose()
 
-        with pytest.raises(FatalAPIError, match=r"rejected the API key from \$FAKE_KEY") as info:
+        # found before any answer was requested: bad input, like an unreachable endpoint
+        with pytest.raises(InputError, match=r"rejected the API key from \$FAKE_KEY") as info:
             asyncio.run(go())
     assert "sk-not-this-one-1234" not in str(info.value)
 
