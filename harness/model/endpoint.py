@@ -228,6 +228,7 @@ class Endpoint:
         self.policy = RetryPolicy(run.max_attempts, run.max_wait, run.max_retry_after)
         self.on_retry = on_retry  # callback(exc) on every retried attempt (rate limiting, counts)
         self.listed: dict[str, dict[str, Any]] = {}  # model id -> stable /models fields
+        self._fingerprints: dict[str, str] = {}
 
     async def probe(self) -> None:
         """One request at start: is anything listening, and is the key accepted? Also notes
@@ -260,8 +261,11 @@ class Endpoint:
         It is part of the response-cache scope, so a server that reports a different model
         under the same name (another owner, root, size or metadata) gets fresh answers.
         """
-        entry = self.listed.get(model_id)
-        return json.dumps(entry, sort_keys=True, default=str) if entry else ""
+        if model_id not in self._fingerprints:
+            entry = self.listed.get(model_id)
+            self._fingerprints[model_id] = json.dumps(entry, sort_keys=True, default=str) \
+                if entry else ""
+        return self._fingerprints[model_id]
 
     async def complete(self, request: ChatRequest) -> Completion:
         """Send one chat request with retries; a per-example failure comes back as data."""

@@ -143,7 +143,9 @@ class Runner:
             meta = dataclasses.replace(meta, started_at=old.started_at or meta.started_at)
         write_meta(self.run_dir, meta)
         records = read_records(self.run_dir)
-        redo = [] if self.keep_failures else [r for r in records if r.endpoint_failed]
+        missing = {s.arm.key for s in self.p.strategies if s.arm.unavailable}  # nothing to ask
+        redo = [] if self.keep_failures else [r for r in records
+                                              if r.endpoint_failed and r.arm not in missing]
         self.counts.rerequested = len(redo)
         done = {r.key for r in records} - {r.key for r in redo}
         todo = self._todo(done)
