@@ -9,10 +9,12 @@ import io
 import json
 import random
 import re
+import string
 from collections import defaultdict
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from harness.config import Config, DatasetConfig
 from harness.errors import InputError
@@ -20,11 +22,26 @@ from harness.errors import InputError
 
 @dataclass(frozen=True)
 class Example:
-    """One labeled example."""
+    """One labeled example: a label (classification) or a JSON object (extraction) as target."""
 
     id: str
     input: str
-    target: str
+    target: Any
+    stratum: str = field(default="", compare=False)  # the group stratified sampling keeps in
+    # proportion: the label, or for extraction which fields are non-null
+
+    def __post_init__(self) -> None:
+        if not self.stratum and isinstance(self.target, str):
+            object.__setattr__(self, "stratum", self.target)
+
+
+@dataclass(frozen=True)
+class Targets:
+    """How a task reads gold answers: parse a raw field, check it, name its stratum."""
+
+    parse: Callable[[Any], Any]  # raises ValueError with a message
+    check: Callable[[Any], str | None]
+    stratum: Callable[[Any], str]
 
 
 @dataclass(frozen=True)
@@ -116,27 +133,78 @@ def _scalar(value: object) -> bool:
     return isinstance(value, str | int | float | bool)
 
 
-def _read(path: Path, ds: DatasetConfig, where: str) -> list[tuple[int, Example]]:
+def input_fields(template: str) -> list[str]:
+    """The fields `dataset.input` reads: itself, or a template's {placeholders}."""
+    if "{" not in template:
+        return [template]
+    try:
+        names = [f for _, f, _, _ in string.Formatter().parse(template) if f is not None]
+    except ValueError as exc:
+        raise InputError(f"dataset.input: bad template ({exc}); write {{{{ and }}}} for literal "
+                         "braces") from None
+    bad = [n for n in names if not n or not n.isidentifier()]
+    if bad or not names:
+        raise InputError(f"dataset.input: template placeholders must be field names, like "
+                         f"{{text}} (got {template!r})")
+    return list(dict.fromkeys(names))
+
+
+def _input_text(template: str, row: dict[str, object]) -> str:
+    if "{" not in template:
+        return str(row[template])
+    return template.format(**{k: "" if v is None else str(v) for k, v in row.items()
+                              if isinstance(k, str)})
+
+
+def _target_fields(ds: DatasetConfig) -> list[str]:
+    return list(ds.target_fields.values()) if ds.target_fields else [ds.target]
+
+
+def _raw_target(ds: DatasetConfig, row: dict[str, object]) -> Any:
+    if ds.target_fields:
+        return {name: (None if row.get(col) in (None, "") else row[col])
+                for name, col in ds.target_fields.items()}
+    return row[ds.target]
+
+
+def _read(path: Path, ds: DatasetConfig, where: str,
+          targets: Targets | None = None) -> list[tuple[int, Example]]:
     """(line number, example) for every row of a data file, checked."""
-    fields = [ds.input, ds.target] + ([ds.id] if ds.id else [])
-    rows = _read_rows(path, where, fields)
+    needed = input_fields(ds.input) + _target_fields(ds) + ([ds.id] if ds.id else [])
+    rows = _read_rows(path, where, needed)
     if not rows:
         raise InputError(f"{where}: {path} holds no examples")
     out: list[tuple[int, Example]] = []
     seen: dict[str, int] = {}
+    optional = set(ds.target_fields.values()) if ds.target_fields else set()
     for i, (line, row) in enumerate(rows):
         loc = f"{where}: {path}: line {line}"
-        for f in fields:
+        for f in needed:
+            if f in optional and f in row:
+                continue  # an empty cell of a mapped field is a null value
             if row.get(f) is None:
                 have = [str(k) for k in row if k is not None]
                 raise InputError(f"{loc}: missing field {f!r}{_hint(f, have)}")
+            if targets is not None and f in _target_fields(ds):
+                continue  # an object or a JSON string: the task reads it
             if not _scalar(row[f]):
                 raise InputError(f"{loc}: field {f!r} must be a string, not {type(row[f]).__name__}")
-        text = str(row[ds.input])
+        text = _input_text(ds.input, row)
         if not text.strip():
             raise InputError(f"{loc}: empty input in field {ds.input!r}")
-        target = str(row[ds.target]).strip()
-        if not target:
+        if targets is not None:
+            try:
+                target = targets.parse(_raw_target(ds, row))
+            except ValueError as exc:
+                raise InputError(f"{loc}: field {ds.target!r}: {exc}") from None
+            problem = targets.check(target)
+            if problem:
+                raise InputError(f"{loc}: {problem}")
+            stratum = targets.stratum(target)
+        else:
+            target = str(row[ds.target]).strip()
+            stratum = target
+        if target is None or target == "":
             raise InputError(f"{loc}: empty target in field {ds.target!r}")
         ex_id = str(row[ds.id]).strip() if ds.id else str(i)
         if not ex_id:
@@ -144,13 +212,14 @@ def _read(path: Path, ds: DatasetConfig, where: str) -> list[tuple[int, Example]
         if ex_id in seen:
             raise InputError(f"{loc}: duplicate id {ex_id!r} (first on line {seen[ex_id]})")
         seen[ex_id] = line
-        out.append((line, Example(ex_id, text, target)))
+        out.append((line, Example(ex_id, text, target, stratum)))
     return out
 
 
-def read_examples(path: Path, ds: DatasetConfig, where: str) -> list[Example]:
+def read_examples(path: Path, ds: DatasetConfig, where: str,
+                  targets: Targets | None = None) -> list[Example]:
     """Read and check one data file: fields present, non-empty inputs, unique ids."""
-    return [ex for _, ex in _read(path, ds, where)]
+    return [ex for _, ex in _read(path, ds, where, targets)]
 
 
 def _check_labels(rows: Sequence[tuple[int, Example]], labels: Sequence[str], path: Path, where: str) -> None:
@@ -170,7 +239,7 @@ def stratified_sample(examples: Sequence[Example], n: int, seed: int) -> list[Ex
         return list(examples)
     by_label: dict[str, list[Example]] = defaultdict(list)
     for ex in examples:
-        by_label[ex.target].append(ex)
+        by_label[ex.stratum].append(ex)
     total = len(examples)
     quotas = {lab: n * len(group) / total for lab, group in by_label.items()}
     counts = {lab: int(q) for lab, q in quotas.items()}
@@ -191,18 +260,24 @@ def examples_sha256(examples: Sequence[Example]) -> str:
     """A stable hash of the examples' ids, inputs and targets."""
     h = hashlib.sha256()
     for ex in examples:
-        h.update(json.dumps([ex.id, ex.input, ex.target]).encode("utf-8"))
+        h.update(json.dumps([ex.id, ex.input, ex.target], sort_keys=True).encode("utf-8"))
     return h.hexdigest()
 
 
-def load_data(cfg: Config) -> Data:
-    """Load eval and train files as the config says, check them, apply `limit`, remove leakage."""
+def load_data(cfg: Config, targets: Targets | None = None) -> Data:
+    """Load eval and train files as the config says, check them, apply `limit`, remove leakage.
+
+    `targets` says how the task reads gold answers (extraction: JSON objects, checked against
+    the output schema); without it targets are labels, checked against `task.labels`.
+    """
     ds = cfg.dataset
-    eval_rows = _read(ds.eval, ds, "dataset.eval")
-    train_rows = _read(ds.train, ds, "dataset.train") if ds.train else []
+    eval_rows = _read(ds.eval, ds, "dataset.eval", targets)
+    train_rows = _read(ds.train, ds, "dataset.train", targets) if ds.train else []
     eval_all = [ex for _, ex in eval_rows]
     train_all = [ex for _, ex in train_rows]
-    if cfg.task.labels:
+    if targets is not None:
+        labels: tuple[str, ...] = ()
+    elif cfg.task.labels:
         labels = cfg.task.labels
         _check_labels(eval_rows, labels, ds.eval, "dataset.eval")
         if ds.train:

@@ -165,7 +165,10 @@ def verdict(summary: pd.DataFrame, comparisons: pd.DataFrame, plateau: rules.Pla
 
 def meta_task(meta: RunMeta) -> Task:
     """The task of a recorded run."""
-    return task_from_meta(meta.task_type, meta.labels, meta.output_schema or None)
+    raw_task = meta.config_raw.get("task") if isinstance(meta.config_raw, dict) else None
+    match = raw_task.get("match") if isinstance(raw_task, dict) else None
+    return task_from_meta(meta.task_type, meta.labels, meta.output_schema or None,
+                          match if isinstance(match, dict) else None)
 
 
 def analyse(records: Sequence[Record], meta: RunMeta) -> Analysis:

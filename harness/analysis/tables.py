@@ -23,7 +23,7 @@ RESULT_COLUMNS = [
     "strategy", "type", "model", "model_id", "k", "draw", "example_id", "input", "expected",
     "prediction", "correct", "parse_ok", "schema_valid", "error_kind", "error", "output",
     "finish_reason", "prompt_tokens", "completion_tokens", "cached_tokens", "latency_ms",
-    "attempts", "cached", "cost_usd", "prompt_sha256",
+    "attempts", "cached", "cost_usd", "prompt_sha256", "lenient",
 ]
 
 ArmId = tuple[str, int]  # (strategy, k): one row of the summary, pooled over draws
@@ -54,6 +54,7 @@ def results_frame(records: Sequence[Record], meta: RunMeta) -> pd.DataFrame:
         costs.append(pricing.query_cost(p, r.prompt_tokens or 0, r.completion_tokens or 0,
                                         r.cached_tokens or 0))
     df["cost_usd"] = costs
+    df["lenient"] = np.array([r.lenient for r in rows], dtype=bool)
     df["endpoint_failed"] = np.array([r.endpoint_failed for r in rows], dtype=bool)
     return df
 
@@ -134,18 +135,26 @@ def summary_frame(df: pd.DataFrame, meta: RunMeta, task: Task
             "run_cost_usd": float(sub["cost_usd"].sum()) if len(sub) and not math.isnan(cost) else math.nan,
             "latency_p50_ms": m.latency_p50_ms, "latency_p95_ms": m.latency_p95_ms,
             "prompt_sha256": a.prompt_sha256, "unavailable": a.unavailable,
+            "structured_output": a.structured_output,
+            "lenient_parses": int(answered["lenient"].astype(bool).sum()) if len(answered) else 0,
+            **(task.extra_metrics(list(answered["expected"]), list(answered["prediction"]))
+               if len(answered) else {}),
         })
     return pd.DataFrame(rows), mats
 
 
 def per_class_frame(df: pd.DataFrame, task: Task) -> pd.DataFrame:
-    """Per-class precision/recall/F1 for every (strategy, k)."""
+    """Per-class (classification: `label`) or per-field (extraction: `field`, with accuracy too)
+    precision/recall/F1 for every (strategy, k), over the answered examples."""
+    key = "field" if task.name == "extraction" else "label"
+    figures = ["accuracy"] if task.name == "extraction" else []
     rows = []
     for (strategy, k), sub in df[~df["endpoint_failed"]].groupby(["strategy", "k"], sort=False):
         table = task.breakdown(list(sub["expected"]), list(sub["prediction"]))
         for label, v in table.items():
-            rows.append({"strategy": strategy, "k": k, "label": label, **v})
-    return pd.DataFrame(rows, columns=["strategy", "k", "label", "precision", "recall", "f1", "support"])
+            rows.append({"strategy": strategy, "k": k, key: label, **v})
+    return pd.DataFrame(rows, columns=["strategy", "k", key, *figures, "precision", "recall", "f1",
+                                       "support"])
 
 
 def best_prompting_arm(summary: pd.DataFrame) -> pd.Series | None:

@@ -268,6 +268,7 @@ def _strategy(i: int, d: Mapping[str, Any], models: list[str], problems: list[st
         train_if_missing=train,
         training_cost_usd=None if cost is None else float(cost),
         prompts=_prompts(d.get("prompts")),
+        structured_output=d.get("structured_output"),
     )
 
 
@@ -313,6 +314,19 @@ def parse_config(data: Any, path: Path, text: str = "") -> Config:
         labels = _collect(problems, _check_labels, labels, "task.labels")
     schema = _collect(problems, _output_schema, t.get("output_schema"), base)
     ds = data["dataset"]
+    extraction = t["type"] == "extraction"
+    if extraction and t.get("labels") is not None:
+        problems.append("task.labels: labels do not apply to extraction (the answer's fields "
+                        "are the properties of task.output_schema)")
+    if not extraction and t.get("match") is not None:
+        problems.append("task.match: applies only to task.type extraction")
+    if not extraction and ds.get("target_fields") is not None:
+        problems.append("dataset.target_fields: applies only to task.type extraction")
+    if ds.get("target") is None and ds.get("target_fields") is None:
+        problems.append("dataset: give target (the field holding the expected answer)"
+                        + (" or target_fields (answer field -> column)" if extraction else ""))
+    if ds.get("target") is not None and ds.get("target_fields") is not None:
+        problems.append("dataset: give either target or target_fields, not both")
     eval_path = _resolve(base, ds["eval"])
     train_path = _resolve(base, ds.get("train"))
     assert eval_path is not None
@@ -335,15 +349,17 @@ def parse_config(data: Any, path: Path, text: str = "") -> Config:
             labels=tuple(labels) if labels else None,
             output_schema=schema,
             prompts=_prompts(t.get("prompts")),
+            match=dict(t.get("match") or {}),
         ),
         dataset=DatasetConfig(
             eval=eval_path,
             train=train_path,
             input=ds["input"],
-            target=ds["target"],
+            target=ds.get("target") or "",
             id=ds.get("id"),
             limit=ds.get("limit"),
             seed=ds.get("seed", 0),
+            target_fields=dict(ds["target_fields"]) if ds.get("target_fields") else None,
         ),
         models=models,
         strategies=strategies,

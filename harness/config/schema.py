@@ -53,7 +53,7 @@ SCHEMA: dict[str, Any] = {
             "additionalProperties": False,
             "required": ["type", "instructions"],
             "properties": {
-                "type": {"enum": ["classification"]},
+                "type": {"enum": ["classification", "extraction"]},
                 "instructions": _STR,
                 "labels": {
                     "oneOf": [
@@ -64,12 +64,16 @@ SCHEMA: dict[str, Any] = {
                 },
                 "output_schema": {"type": ["object", "string"]},
                 "prompts": _PROMPTS,
+                "match": {
+                    "type": "object",
+                    "additionalProperties": {"enum": ["exact", "normalized", "number", "set"]},
+                },
             },
         },
         "dataset": {
             "type": "object",
             "additionalProperties": False,
-            "required": ["eval", "input", "target"],
+            "required": ["eval", "input"],
             "properties": {
                 "eval": _STR,
                 "train": _NULLABLE_STR,
@@ -78,6 +82,8 @@ SCHEMA: dict[str, Any] = {
                 "id": _NULLABLE_STR,
                 "limit": {"type": ["integer", "null"], "minimum": 1},
                 "seed": {"type": "integer"},
+                "target_fields": {"type": "object", "minProperties": 1,
+                                  "additionalProperties": _STR},
             },
         },
         "models": {
@@ -120,6 +126,7 @@ SCHEMA: dict[str, Any] = {
                     },
                     "selection": {"enum": ["random", "stratified"]},
                     "draws": _POS_INT,
+                    "structured_output": {"enum": ["json_schema", "json_object", "none"]},
                     "fine_tuned_model": {
                         "oneOf": [
                             _STR,
@@ -179,6 +186,8 @@ SCHEMA: dict[str, Any] = {
                 "history_window": _POS_INT,
                 "bootstrap": {"type": "integer", "minimum": 100},
                 "min_compliance": {"type": "number", "minimum": 0, "maximum": 1},
+                "metric": {"enum": ["accuracy", "field_f1"]},
+                "min_schema_compliance": {"type": ["number", "null"], "minimum": 0, "maximum": 1},
             },
         },
         "finetune": {

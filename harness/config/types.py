@@ -48,6 +48,7 @@ class TaskConfig:
     labels: tuple[str, ...] | None
     output_schema: dict[str, Any] | None
     prompts: Prompts
+    match: dict[str, str] = field(default_factory=dict)  # extraction: field -> comparison rule
 
 
 @dataclass(frozen=True)
@@ -59,6 +60,7 @@ class DatasetConfig:
     id: str | None
     limit: int | None
     seed: int
+    target_fields: dict[str, str] | None = None  # extraction: answer field -> CSV column
 
 
 @dataclass(frozen=True)
@@ -98,6 +100,7 @@ class StrategyConfig:
     train_if_missing: bool = False
     training_cost_usd: float | None = None  # what training cost (0: already paid); None: unknown
     prompts: Prompts = field(default_factory=Prompts)
+    structured_output: str | None = None  # overrides the model's: json_schema | json_object | none
 
 
 @dataclass(frozen=True)
@@ -126,6 +129,8 @@ class DecisionConfig:
     history_window: int = 3
     bootstrap: int = 2000
     min_compliance: float = 0.5  # a decisive arm below this schema compliance: no verdict
+    metric: str = "accuracy"  # what the plateau, comparisons and verdict use: accuracy | field_f1
+    min_schema_compliance: float | None = None  # an arm below this cannot be recommended
 
 
 @dataclass(frozen=True)

@@ -46,14 +46,17 @@ def check_completion(response: Any) -> Any:
     raise InvalidResponse(f"the endpoint answered 200 with {shape}, not a chat completion")
 
 
-def response_format_for(model: ModelConfig, schema: Mapping[str, Any]) -> dict[str, Any] | None:
-    """Structured output in the backend's own dialect."""
-    if model.structured_output == "json_schema":
+def response_format_for(model: ModelConfig, schema: Mapping[str, Any],
+                        mode: str | None = None) -> dict[str, Any] | None:
+    """Structured output in the backend's own dialect (`mode` overrides the model's; "none"
+    sends no response_format, so the answer is whatever text the model writes)."""
+    mode = mode or model.structured_output
+    if mode == "json_schema":
         return {
             "type": "json_schema",
             "json_schema": {"name": "answer", "schema": dict(schema), "strict": True},
         }
-    if model.structured_output == "json_object":
+    if mode == "json_object":
         return {"type": "json_object", "schema": dict(schema)}
     return None
 

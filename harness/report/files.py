@@ -29,6 +29,7 @@ SUMMARY_COLUMNS = [
     "parse_failure_rate", "errors", "failures", "endpoint_failures", "cache_hits",
     "mean_prompt_tokens", "mean_completion_tokens", "cost_per_1k", "run_cost_usd",
     "latency_p50_ms", "latency_p95_ms", "model_id", "prompt_sha256", "unavailable",
+    "structured_output", "lenient_parses", "field_precision", "field_recall", "field_f1",
 ]
 
 
@@ -119,7 +120,8 @@ def write_reports(run_dir: Path, *, rescore: bool = False) -> Analysis:
     write_text_atomic(run_dir / "summary.csv",
                       _csv(a.summary[[c for c in SUMMARY_COLUMNS if c in a.summary]]))
     write_text_atomic(run_dir / "comparisons.csv", _csv(a.comparisons))
-    write_text_atomic(run_dir / "per_class.csv", _csv(a.per_class))
+    per = "per_field.csv" if "field" in a.per_class.columns else "per_class.csv"
+    write_text_atomic(run_dir / per, _csv(a.per_class))
     write_json_atomic(run_dir / "summary.json", summary_json(a, meta))
     write_text_atomic(run_dir / "report.html", render_html(a, meta))
     return a

@@ -18,7 +18,7 @@ from harness.errors import InputError
 from harness.model.registry import LOCAL_PREFIX, Registry, is_raw_model_id
 from harness.running.records import ArmMeta, DatasetMeta, RunMeta
 from harness.strategies import Strategy, expand, rendered_prompt
-from harness.tasks import Task, make_task, task_problems
+from harness.tasks import Task, gold_reader, make_task, task_problems
 from harness.version import __version__
 
 
@@ -44,7 +44,7 @@ def check_task(cfg: Config) -> None:
 def plan(cfg: Config, registry: Registry | None = None) -> Plan:
     """Load and check data, resolve fine-tuned models, expand strategies into arms."""
     check_task(cfg)
-    data = load_data(cfg)
+    data = load_data(cfg, gold_reader(cfg.task))
     task = make_task(cfg.task, data.labels)
     registry = registry or Registry()
     adapters: dict[str, Path] = {}
@@ -105,7 +105,8 @@ def build_meta(p: Plan) -> RunMeta:
                 model_id=s.arm.model_id, provider=cfg.models[s.arm.model].provider, k=s.arm.k,
                 draw=s.arm.draw, prompt_sha256=s.arm.prompt_sha256,
                 shots=tuple(ex.id for ex in s.arm.shots),
-                prompt_example=rendered_prompt(s, example), unavailable=s.arm.unavailable)
+                prompt_example=rendered_prompt(s, example), unavailable=s.arm.unavailable,
+                structured_output=s.arm.structured_output)
         for s in p.strategies
     )
     return RunMeta(

@@ -58,6 +58,7 @@ class Record:
     cached: bool
     prompt_sha256: str
     calls: tuple[dict[str, Any], ...] = ()  # every call of a multi-call strategy, in order
+    lenient: bool = False  # parsed only after a documented leniency (one Markdown code fence)
     format_version: int = FORMAT_VERSION
 
     @property
@@ -76,12 +77,15 @@ class Record:
         return is_endpoint_failure(self.error_kind)
 
     def to_dict(self) -> dict[str, Any]:
-        """The JSON form (one line of results.jsonl); `calls` only when there were several."""
+        """The JSON form (one line of results.jsonl); `calls` only when there were several,
+        `lenient` only when true."""
         out = {f.name: getattr(self, f.name) for f in fields(self)}
         if self.calls:
             out["calls"] = list(self.calls)
         else:
             del out["calls"]
+        if not self.lenient:
+            del out["lenient"]
         return out
 
     @classmethod
@@ -105,7 +109,7 @@ class Record:
         s = task.score(self.output, self.finish_reason, self.expected)
         return dataclasses.replace(self, prediction=s.prediction, correct=s.correct,
                                    parse_ok=s.parse_ok, schema_valid=s.schema_valid,
-                                   error_kind=s.error_kind, error=s.error)
+                                   error_kind=s.error_kind, error=s.error, lenient=s.lenient)
 
 
 @dataclass(frozen=True)
@@ -124,6 +128,7 @@ class ArmMeta:
     shots: tuple[str, ...]
     prompt_example: str
     unavailable: str | None = None
+    structured_output: str = "json_schema"  # how its answers were constrained (none: not at all)
 
 
 @dataclass(frozen=True)

@@ -74,12 +74,13 @@ def make_record(strategy: Strategy, example: Example, attempt: Attempt, task: Ta
     comp = final.completion
     failed = request_failure(comp)
     kind: str | None
+    lenient = False
     if failed is not None:
         prediction, correct, parse_ok, valid, (kind, detail) = None, False, False, False, failed
     else:
         s = task.score(comp.content, comp.finish_reason, example.target)
         prediction, correct, parse_ok, valid = s.prediction, s.correct, s.parse_ok, s.schema_valid
-        kind, detail = s.error_kind, s.error
+        kind, detail, lenient = s.error_kind, s.error, s.lenient
     calls = tuple({"model_id": c.model_id, **asdict(c.completion)} for c in attempt.calls) \
         if len(attempt.calls) > 1 else ()
     return Record(
@@ -94,7 +95,7 @@ def make_record(strategy: Strategy, example: Example, attempt: Attempt, task: Ta
         latency_ms=round(sum(c.completion.latency_ms for c in attempt.calls), 2),
         attempts=sum(c.completion.attempts for c in attempt.calls),
         cached=all(c.completion.cached for c in attempt.calls),
-        prompt_sha256=arm.prompt_sha256, calls=calls,
+        prompt_sha256=arm.prompt_sha256, calls=calls, lenient=lenient,
     )
 
 
@@ -232,7 +233,7 @@ class Runner:
         models = {s.arm.model for s, _ in needs_request}
         server: LocalServer | None = None
         endpoints: dict[str, Endpoint] = {}
-        generators: dict[str, Generate] = {}
+        generators: dict[tuple[str, str], Generate] = {}  # (model, structured_output) ->
         limiter = AdaptiveLimiter(cfg.run.concurrency, requests_per_minute=cfg.run.requests_per_minute,
                                   tokens_per_minute=cfg.run.tokens_per_minute)
 
@@ -257,7 +258,10 @@ class Runner:
                 scope = (f"llama.cpp:{file_sha256(base_model_path())}"
                          if mc.provider == "local" and m not in self.base_urls
                          else endpoints[m].base_url)
-                generators[m] = self._generator(endpoints[m], scope, adapter_sha, limiter)
+                for mode in sorted({s.arm.structured_output for s, _ in needs_request
+                                    if s.arm.model == m}):
+                    generators[(m, mode)] = self._generator(endpoints[m], scope, adapter_sha,
+                                                            limiter, mode)
             await asyncio.gather(*(endpoints[m].probe() for m in models))
             if self.progress:
                 self.progress(done, total, "")
@@ -276,7 +280,9 @@ class Runner:
                                           error=self.missing[model_id])
                         attempt = Attempt((Call(model_id, comp),))
                     else:
-                        attempt = await strategy.answer(ex, generators[strategy.arm.model])
+                        arm = strategy.arm
+                        attempt = await strategy.answer(
+                            ex, generators[(arm.model, arm.structured_output)])
                     rec = make_record(strategy, ex, attempt, self.p.task)
                     if rec.error_kind and rec.error_kind.startswith("not_found"):
                         self.missing.setdefault(model_id, f"the endpoint does not know model "
@@ -311,11 +317,12 @@ class Runner:
                 server.stop()
 
     def _generator(self, endpoint: Endpoint, scope: str, adapter_sha: dict[str, str],
-                   limiter: AdaptiveLimiter) -> Generate:
-        """The `generate` a strategy calls for one model: cache, limiter, endpoint."""
+                   limiter: AdaptiveLimiter, mode: str) -> Generate:
+        """The `generate` a strategy calls for one model and structured-output mode: cache,
+        limiter, endpoint."""
         cfg = self.p.cfg
         model = endpoint.config
-        response_format = response_format_for(model, self.p.task.output_schema())
+        response_format = response_format_for(model, self.p.task.output_schema(), mode)
 
         async def generate(messages: Sequence[Message], *, model_id: str,
                            sample: int = 0) -> Completion:

@@ -53,6 +53,8 @@ class Arm:
     # the template's hash: it does not change with the instructions or labels filled in.
     prompt_sha256: str
     unavailable: str | None = None  # why this arm cannot be run (e.g. fine-tune missing)
+    # how answers are constrained: json_schema | json_object (grammar) | none (the raw text)
+    structured_output: str = "json_schema"
 
     @property
     def key(self) -> str:

@@ -88,10 +88,16 @@ def _pool_key(selection: str, k: int, seed: int, pool: tuple[Example, ...]) -> s
     return f"{selection}|k={k}|seed={seed}|pool={hashlib.sha256(blob.encode()).hexdigest()}"
 
 
+def _mode(ctx: Context, s: StrategyConfig) -> str:
+    """The arm's structured-output mode: the strategy's, else its model's."""
+    return s.structured_output or ctx.cfg.models[s.model].structured_output
+
+
 def _zero_shot(ctx: Context, i: int, s: StrategyConfig) -> list[Strategy]:
     model_id = ctx.cfg.models[s.model].model
     template = _template(ctx, i, s)
-    arm = Arm(s.name, s.type, s.model, model_id, 0, 0, (), template, _version(ctx, template))
+    arm = Arm(s.name, s.type, s.model, model_id, 0, 0, (), template, _version(ctx, template),
+              structured_output=_mode(ctx, s))
     return [SingleCall(arm, ctx.task, ctx.cfg.task.instructions)]
 
 
@@ -114,7 +120,7 @@ def _few_shot(ctx: Context, i: int, s: StrategyConfig) -> list[Strategy]:
             shots = () if selector.per_example else selector.pick(data.train, k, seed, None)
             per = _pool_key(s.selection, k, seed, data.train) if selector.per_example else None
             arm = Arm(s.name, s.type, s.model, cfg.models[s.model].model, k, draw, shots, template,
-                      _version(ctx, template, shots, per))
+                      _version(ctx, template, shots, per), structured_output=_mode(ctx, s))
             out.append(SingleCall(arm, ctx.task, cfg.task.instructions, data.train, selector, seed))
     return out
 
@@ -123,7 +129,7 @@ def _fine_tuned(ctx: Context, i: int, s: StrategyConfig) -> list[Strategy]:
     model_id, reason = ctx.resolve_ft(s)
     template = _template(ctx, i, s, fine_tuned=True)
     arm = Arm(s.name, s.type, s.model, model_id or str(s.fine_tuned_model), 0, 0, (), template,
-              _version(ctx, template), unavailable=reason)
+              _version(ctx, template), unavailable=reason, structured_output=_mode(ctx, s))
     return [SingleCall(arm, ctx.task, ctx.cfg.task.instructions)]
 
 

@@ -23,6 +23,14 @@ DEFAULT_SYSTEM = (
 )
 DEFAULT_FINE_TUNED_SYSTEM = "{instructions}\nAnswer with JSON only: {output_format}"
 DEFAULT_USER = "{input}"
+# the default system prompt per task type (classification: DEFAULT_SYSTEM)
+DEFAULT_SYSTEMS = {
+    "extraction": (
+        "{instructions}\n\n"
+        "Answer with one JSON object only, with exactly these keys: {output_format}. "
+        "Use null for anything the message does not say."
+    ),
+}
 
 
 def _fields(name: str, task_fields: frozenset[str]) -> set[str]:
@@ -77,7 +85,8 @@ def resolve_template(task: TaskConfig, overrides: Prompts, *, fine_tuned: bool, 
     `task` for a template of the task.
     """
     key = "fine_tuned_system" if fine_tuned else "system"
-    default = DEFAULT_FINE_TUNED_SYSTEM if fine_tuned else DEFAULT_SYSTEM
+    default = DEFAULT_FINE_TUNED_SYSTEM if fine_tuned else DEFAULT_SYSTEMS.get(task.type,
+                                                                             DEFAULT_SYSTEM)
     system, system_at = _pick(key, overrides, task.prompts, where, default)
     user, user_at = _pick("user", overrides, task.prompts, where, DEFAULT_USER)
     _check_template(key, system, system_at, task_fields)

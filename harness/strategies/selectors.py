@@ -39,7 +39,7 @@ def stratified_shots(pool: Sequence[Example], k: int, seed: int,
     rng = random.Random(seed)
     by_label: dict[str, list[Example]] = defaultdict(list)
     for ex in pool:
-        by_label[ex.target].append(ex)
+        by_label[ex.stratum].append(ex)
     labels = sorted(by_label)
     rng.shuffle(labels)
     queues = {lab: rng.sample(by_label[lab], len(by_label[lab])) for lab in labels}

@@ -6,17 +6,25 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from harness.config import Prompts, TaskConfig
+from harness.dataset import Targets
 from harness.tasks.base import Score, Task
 from harness.tasks.classification import ClassificationTask, check_schema
+from harness.tasks.extraction import MATCHES, ExtractionTask
+from harness.tasks.extraction import check_schema as check_extraction_schema
 
 
 def _classification(task: TaskConfig, labels: Sequence[str]) -> Task:
     return ClassificationTask(tuple(labels), task.output_schema)
 
 
+def _extraction(task: TaskConfig, labels: Sequence[str]) -> Task:
+    return ExtractionTask(dict(task.output_schema or {}), dict(task.match))
+
+
 # task.type -> a builder from the task config and the label set; a plain dict, no plugins
 TASKS: dict[str, Callable[[TaskConfig, Sequence[str]], Task]] = {
     "classification": _classification,
+    "extraction": _extraction,
 }
 
 def _classification_problems(task: TaskConfig) -> list[str]:
@@ -24,10 +32,33 @@ def _classification_problems(task: TaskConfig) -> list[str]:
     return [problem] if problem else []
 
 
+def _extraction_problems(task: TaskConfig) -> list[str]:
+    problem = check_extraction_schema(task.output_schema)
+    if problem:
+        return [problem]
+    fields = list((task.output_schema or {}).get("properties", {}))
+    out = []
+    for name, rule in task.match.items():
+        if name != "default" and name not in fields:
+            out.append(f"task.match.{name}: not a field of task.output_schema "
+                       f"(fields: {', '.join(fields)})")
+        if rule not in MATCHES:
+            out.append(f"task.match.{name}: unknown rule {rule!r} (one of {', '.join(MATCHES)})")
+    return out
+
+
 # task.type -> checks of the config that only the task can make (problem strings)
 CONFIG_CHECKS: dict[str, Callable[[TaskConfig], list[str]]] = {
     "classification": _classification_problems,
+    "extraction": _extraction_problems,
 }
+
+
+def gold_reader(task: TaskConfig) -> Targets | None:
+    """How the data's gold answers are read for this task type (None: labels, as strings)."""
+    if task.type == "extraction":
+        return ExtractionTask(dict(task.output_schema or {}), dict(task.match)).targets()
+    return None
 
 
 def make_task(task: TaskConfig, labels: Sequence[str]) -> Task:
@@ -41,10 +72,12 @@ def task_problems(task: TaskConfig) -> list[str]:
     return check(task) if check else []
 
 
-def task_from_meta(task_type: str, labels: Sequence[str], schema: dict[str, Any] | None) -> Task:
+def task_from_meta(task_type: str, labels: Sequence[str], schema: dict[str, Any] | None,
+                   match: dict[str, str] | None = None) -> Task:
     """The Task of a recorded run (for re-scoring and analysis)."""
-    return TASKS[task_type](TaskConfig(task_type, "", tuple(labels), schema, Prompts()), labels)
+    cfg = TaskConfig(task_type, "", tuple(labels), schema, Prompts(), dict(match or {}))
+    return TASKS[task_type](cfg, labels)
 
 
-__all__ = ["TASKS", "ClassificationTask", "Score", "Task", "make_task", "task_from_meta",
-           "task_problems"]
+__all__ = ["TASKS", "ClassificationTask", "ExtractionTask", "Score", "Task", "gold_reader", "make_task",
+           "task_from_meta", "task_problems"]

@@ -17,6 +17,7 @@ class Score:
     schema_valid: bool
     error_kind: str | None
     error: str | None
+    lenient: bool = False  # parsed only after a documented leniency (one Markdown code fence)
 
 
 class Task(Protocol):
@@ -54,6 +55,10 @@ class Task(Protocol):
 
     def quality(self, expected: Sequence[Any], predicted: Sequence[Any]) -> float:
         """The task's headline quality figure besides accuracy (macro-F1 for classification)."""
+        ...
+
+    def extra_metrics(self, expected: Sequence[Any], predicted: Sequence[Any]) -> dict[str, float]:
+        """Per-arm figures only this task type has (extraction: field precision, recall, F1)."""
         ...
 
     def chance_accuracy(self, expected: Sequence[Any]) -> float:

@@ -90,12 +90,15 @@ class ClassificationTask:
         if not content:
             return Score(None, False, False, False, "empty", "the answer was empty")
         truncated = finish_reason == "length"
+        unfenced = strip_fence(content)
+        fenced = unfenced != content
         try:
-            obj: Any = json.loads(strip_fence(content))
+            obj: Any = json.loads(unfenced)
         except json.JSONDecodeError as exc:
             if truncated:
-                return Score(None, False, False, False, "truncated", "output cut at max_tokens")
-            return Score(None, False, False, False, "invalid_json", f"not JSON ({exc.msg})")
+                return Score(None, False, False, False, "truncated", "output cut at max_tokens",
+                             fenced)
+            return Score(None, False, False, False, "invalid_json", f"not JSON ({exc.msg})", fenced)
         label = obj.get("label") if isinstance(obj, dict) else None
         prediction = label if isinstance(label, str) else None
         errors = sorted(self._validator.iter_errors(obj), key=lambda e: e.path)
@@ -106,7 +109,8 @@ class ClassificationTask:
             kind, detail = "truncated", "output cut at max_tokens"
         elif errors:
             kind, detail = "schema", errors[0].message[:300]
-        return Score(prediction, prediction == expected and valid, True, valid, kind, detail)
+        return Score(prediction, prediction == expected and valid, True, valid, kind, detail,
+                     fenced)
 
     def vote(self, predictions: Sequence[Any]) -> Any:
         """The most frequent label; a tie goes to the label listed first; None if no label."""
@@ -126,6 +130,10 @@ class ClassificationTask:
         import numpy as np  # numpy's mean, as the reports always used (pairwise summation)
 
         return float(np.mean([v["f1"] for v in table.values()])) if table else 0.0
+
+    def extra_metrics(self, expected: Sequence[Any], predicted: Sequence[Any]) -> dict[str, float]:
+        """None beyond accuracy and macro-F1."""
+        return {}
 
     def chance_accuracy(self, expected: Sequence[Any]) -> float:
         """The better of guessing uniformly among the labels and always answering the most

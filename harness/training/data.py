@@ -74,8 +74,8 @@ def build_training_data(cfg: Config, strategy: StrategyConfig, data: Data, task:
 def _per_label(pool: Sequence[Example], n: int, seed: int) -> list[Example]:
     rng = random.Random(seed)
     out: list[Example] = []
-    for label in sorted({ex.target for ex in pool}):
-        group = [ex for ex in pool if ex.target == label]
+    for label in sorted({ex.stratum for ex in pool}):
+        group = [ex for ex in pool if ex.stratum == label]
         out += rng.sample(group, min(n, len(group)))
     return out
 

@@ -27,7 +27,7 @@ from harness.model.registry import LOCAL_PREFIX, FineTune, Registry, is_raw_mode
 from harness.paths import cache_dir
 from harness.running.plan import Plan, plan
 from harness.strategies import is_fine_tuned
-from harness.tasks import make_task
+from harness.tasks import gold_reader, make_task
 from harness.training.data import TrainingData, build_training_data, jsonl, validate_training_data
 from harness.training.openai_job import run_openai_job, training_estimate
 from harness.training.pending import Log, load_pending
@@ -49,7 +49,7 @@ def finetune(cfg: Config, strategy_name: str | None = None, *, out: Path | None 
     strategy = _strategy(cfg, strategy_name)
     model = cfg.models[strategy.model]
     registry = registry or Registry()
-    data = load_data(cfg)
+    data = load_data(cfg, gold_reader(cfg.task))
     task = make_task(cfg.task, data.labels)
     td = build_training_data(cfg, strategy, data, task)
     validate_training_data(td, data.labels, {normalise(ex.input) for ex in data.eval}, task)

@@ -207,7 +207,7 @@ def test_unknown_strategy_name(tmp_path: Path) -> None:
      "(did you mean 'zero_shot'?)"),
     ({"models.fake.provider": "anthropic"},
      "models.fake.provider: 'anthropic' is not one of ['local', 'openai']"),
-    ({"dataset.target": None}, "dataset: 'target' is a required property"),
+    ({"dataset.target": None}, "dataset: give target (the field holding the expected answer)"),
     ({"dataset.limit": 0}, "dataset.limit: 0 is less than the minimum of 1"),
     ({"task": None}, "(top level): 'task' is a required property"),
     ({"tasks": {}}, "(top level): unknown key 'tasks' (did you mean 'task'?)"),

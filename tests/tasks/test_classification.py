@@ -28,8 +28,11 @@ def ok(prediction: str, correct: bool) -> Score:
     ('  {"label": "billing"}\n', "stop", ok("billing", True)),
     ('{"label": "shipping"}', "stop", ok("shipping", False)),
     # fenced JSON is parsed (with or without a language tag)
-    ('```json\n{"label": "billing"}\n```', "stop", ok("billing", True)),
-    ('```\n{"label": "returns"}\n```', "stop", ok("returns", False)),
+    # one surrounding fence is tolerated, and counted as a lenient parse
+    ('```json\n{"label": "billing"}\n```', "stop",
+     Score("billing", True, True, True, None, None, lenient=True)),
+    ('```\n{"label": "returns"}\n```', "stop",
+     Score("returns", False, True, True, None, None, lenient=True)),
     # not JSON
     ("billing", "stop", Score(None, False, False, False, "invalid_json", "not JSON (Expecting value)")),
     ('```json\n{"label": "billing"}', "stop",
