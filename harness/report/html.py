@@ -21,6 +21,7 @@ from harness.analysis import Analysis, best_prompting_arm
 from harness.model.pricing import is_fine_tuned_id
 from harness.report.chart import curve_svg
 from harness.report.failures import failure_sample
+from harness.report.fields import extraction_sections
 from harness.running.records import RunMeta
 from harness.strategies import arm_name, is_fine_tuned
 
@@ -340,6 +341,12 @@ def _metadata(meta: RunMeta) -> str:
     return f'<table id="metadata">{rows}</table>'
 
 
+def _task_sections(a: Analysis) -> str:
+    if "field" in a.per_class.columns:
+        return extraction_sections(a)
+    return f"<h2>Most frequent confusions</h2>{_confusions(a)}"
+
+
 def render_html(a: Analysis, meta: RunMeta) -> str:
     """The whole report as one HTML string."""
     v = a.verdict
@@ -374,7 +381,7 @@ otherwise. Best accuracy in bold.</p>{price_notes(a.summary)}
 <p class="muted">Δ = accuracy difference on the same examples (paired bootstrap interval);
 p from McNemar's exact test, Holm-adjusted across this run's comparisons.</p>
 <h2>Cost</h2><p>{be}</p>
-<h2>Most frequent confusions</h2>{_confusions(a)}
+{_task_sections(a)}
 <h2>Sample of failures</h2>{_failures(a)}
 <h2>Prompts</h2>{_prompts(meta)}
 <h2>Run</h2>{_metadata(meta)}
