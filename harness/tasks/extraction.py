@@ -223,14 +223,20 @@ class ExtractionTask:
 
     def field_counts(self, expected: Sequence[Any], predicted: Sequence[Any]
                      ) -> dict[str, tuple[int, int, int, int, int]]:
-        """Per field: (true positives, false positives, misses, right, total)."""
+        """Per field: (true positives, false positives, misses, right, total). An example with
+        no usable answer (not JSON, or against the schema) has every field wrong."""
         table = {k: [0, 0, 0, 0, 0] for k in self.fields}
         for gold_obj, pred_obj in zip(expected, predicted, strict=True):
             gold = gold_obj if isinstance(gold_obj, dict) else {}
-            pred = pred_obj if isinstance(pred_obj, dict) else {}
+            answered = isinstance(pred_obj, dict)
+            pred = pred_obj if answered else {}
             for k in self.fields:
                 g, p = gold.get(k), pred.get(k)
                 row = table[k]
+                if not answered:  # no usable answer: every field wrong, every gold value missed
+                    row[4] += 1
+                    row[2] += g is not None
+                    continue
                 same = values_equal(g, p, self.rule(k))
                 row[3] += same
                 row[4] += 1
