@@ -8,7 +8,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+import shutil
+import signal
+import threading
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -91,14 +95,21 @@ def run(cfg: Config | str | Path, out: str | Path | None = None, *, use_cache: b
     for warning in preflight(p).warnings:
         log(f"warning: {warning}")
     with RunLock(out_dir):
-        runner = Runner(p, out_dir, use_cache=use_cache, progress=progress, base_urls=base_urls,
-                        keep_failures=keep_failures, allow_missing=allow_missing, created=created)
+        try:
+            runner = Runner(p, out_dir, use_cache=use_cache, progress=progress,
+                            base_urls=base_urls, keep_failures=keep_failures,
+                            allow_missing=allow_missing, created=created)
+        except InputError:
+            if created is not None:  # e.g. an unusable cache folder: leave nothing behind
+                shutil.rmtree(created, ignore_errors=True)
+            raise
         try:
             counts = runner.execute()
         except HarnessError as exc:
             if not isinstance(exc, InputError) and (out_dir / META).exists():
-                _warn_missing(out_dir, log)
-                write_reports(out_dir)
+                with signals_held():  # a second Ctrl-C / SIGTERM must not leave half the files
+                    _warn_missing(out_dir, log)
+                    write_reports(out_dir)
                 log(f"partial reports (marked incomplete) written to {out_dir}")
             raise
         _warn_missing(out_dir, log)
@@ -106,6 +117,24 @@ def run(cfg: Config | str | Path, out: str | Path | None = None, *, use_cache: b
         if a.complete:
             append_history(history_path(history), out_dir, a.summary, read_meta(out_dir))
     return RunResult(out_dir, counts, a)
+
+
+@contextlib.contextmanager
+def signals_held() -> Iterator[None]:
+    """Ctrl-C and SIGTERM wait until the block is done (main thread only; elsewhere a no-op)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught: list[int] = []
+    previous = {s: signal.signal(s, lambda n, _f: caught.append(n))
+                for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+    if caught:
+        signal.raise_signal(caught[0])
 
 
 def _warn_missing(out_dir: Path, log: Log) -> None:

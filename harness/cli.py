@@ -33,6 +33,12 @@ class ProgressBar:
         self._last_t = 0.0
 
     def __call__(self, done: int, total: int, info: str) -> None:
+        try:
+            self._draw(done, total, info)
+        except (BrokenPipeError, ValueError):
+            self.stream = open(os.devnull, "w")  # noqa: SIM115 - the reader went away: the run goes on
+
+    def _draw(self, done: int, total: int, info: str) -> None:
         pct = int(100 * done / total) if total else 100
         now = time.monotonic()
         if self.tty:
@@ -109,10 +115,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     print(format_table(a))
     print(f"\nverdict: {a.verdict.recommendation}: {a.verdict.sentence}")
     kinds = ", ".join(f"{k} {v}" for k, v in sorted(counts.retries_by_kind.items()))
-    again = f" (of which {counts.rerequested} failed before)" if counts.rerequested else ""
+    again = (f", re-requested {counts.rerequested} that the endpoint failed on before"
+             if counts.rerequested else "")
     print(f"requests {counts.requests}, cache hits {counts.cache_hits}, retries {counts.retries}"
-          f"{f' ({kinds})' if kinds else ''}, "
-          f"failed examples {counts.failures}, already done {counts.skipped_done}{again}")
+          f"{f' ({kinds})' if kinds else ''}, endpoint failures {counts.endpoint_failures}, "
+          f"model failures {counts.failures - counts.endpoint_failures}, "
+          f"already done {counts.skipped_done}{again}")
     print(f"reports: {out}/ (report.html, summary.csv, summary.json, results.csv, comparisons.csv)")
     return 0
 
@@ -183,6 +191,8 @@ def cmd_cache(args: argparse.Namespace) -> int:
     from harness.model.cache import open_cache
     from harness.paths import cache_dir
 
+    if args.older_than is not None and args.older_than < 0:
+        raise InputError("--older-than: must be 0 or more seconds")
     path = cache_dir() / "responses.sqlite"
     if not path.exists():
         print(f"no response cache at {path}")

@@ -24,6 +24,7 @@ from harness.analysis.tables import (
     sweep_rows,
 )
 from harness.config import DecisionConfig
+from harness.errors import InputError
 from harness.model import pricing
 from harness.running.records import Record, RunMeta
 from harness.strategies import is_fine_tuned
@@ -174,6 +175,12 @@ def meta_task(meta: RunMeta) -> Task:
 def analyse(records: Sequence[Record], meta: RunMeta) -> Analysis:
     """Build every table and the verdict from a run's records and metadata."""
     task = meta_task(meta)
+    known = {a.key for a in meta.arms}
+    stray = sorted({r.arm for r in records} - known)
+    if stray:
+        raise InputError(f"results.jsonl: records of arm {stray[0]!r}, which run.json does not "
+                         f"list (arms: {', '.join(sorted(known))}); the files do not belong "
+                         "together")
     df = results_frame(records, meta)
     summary, mats = summary_frame(df, meta, task)
     decision = meta.decision

@@ -355,7 +355,7 @@ def api_key(model: ModelConfig) -> str | None:
     value = os.environ.get(name)
     if not value:
         raise InputError(
-            f"models.{model.name}.api_key_env: environment variable {name} is not set "
+            f"models.{model.name}.api_key_env: environment variable {name} is not set or empty "
             f"(it must hold the API key for {model.base_url or 'OpenAI'})"
         )
     return value

@@ -10,6 +10,7 @@ from typing import Any
 from harness.analysis import Analysis
 from harness.strategies import arm_name
 
+DASH = "\u2013"  # shown where a figure is unknown
 CONSTRAINT = {"json_schema": "schema (constrained)", "json_object": "JSON grammar (constrained)",
               "none": "none (the raw text)"}
 
@@ -22,16 +23,16 @@ def _pct(x: Any) -> str:
     try:
         v = float(x)
     except (TypeError, ValueError):
-        return "–"
-    return "–" if math.isnan(v) else f"{100 * v:.1f}%"
+        return DASH
+    return DASH if math.isnan(v) else f"{100 * v:.1f}%"
 
 
 def _num(x: Any) -> str:
     try:
         v = float(x)
     except (TypeError, ValueError):
-        return "–"
-    return "–" if math.isnan(v) else f"{v:.3f}"
+        return DASH
+    return DASH if math.isnan(v) else f"{v:.3f}"
 
 
 def per_field_table(a: Analysis) -> str:

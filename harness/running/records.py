@@ -28,6 +28,22 @@ def _known(cls: type[_T], data: Mapping[str, Any]) -> _T:
     return cls(**{k: v for k, v in data.items() if k in names})
 
 
+def _is(value: Any, kinds: tuple[type, ...]) -> bool:
+    if isinstance(value, bool) and bool not in kinds:
+        return False  # True is an int in Python, never a count here
+    return isinstance(value, kinds)
+
+
+# the types a stored record's fields must have (None is allowed where the field may be null)
+_RECORD_TYPES: dict[str, tuple[type, ...]] = {
+    "arm": (str,), "strategy": (str,), "type": (str,), "model": (str,), "model_id": (str,),
+    "k": (int,), "draw": (int,), "correct": (bool,), "parse_ok": (bool,), "schema_valid": (bool,),
+    "cached": (bool,), "lenient": (bool,), "attempts": (int,), "latency_ms": (int, float),
+    "prompt_tokens": (int,), "completion_tokens": (int,), "cached_tokens": (int,),
+    "error_kind": (str,), "error": (str,), "output": (str,), "format_version": (int,),
+}
+
+
 @dataclass(frozen=True)
 class Record:
     """One answered (or failed) example of one arm."""
@@ -97,6 +113,13 @@ class Record:
         d["calls"] = tuple(d.get("calls") or ())
         d.setdefault("output", "")
         d["output"] = d["output"] or ""
+        for name, kinds in _RECORD_TYPES.items():
+            if name in d and d[name] is not None and not _is(d[name], kinds):
+                wanted = " or ".join(k.__name__ for k in kinds)
+                raise ValueError(f"field {name!r} is {d[name]!r}, not {wanted}")
+        if not 1 <= d["format_version"] <= FORMAT_VERSION:
+            raise ValueError(f"format_version {d['format_version']} is newer than this harness "
+                             f"reads ({FORMAT_VERSION}); upgrade harness")
         return _known(cls, d)
 
     def rescored(self, task: Task) -> Record:

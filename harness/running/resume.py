@@ -32,19 +32,36 @@ def _models(raw: Any) -> Any:
     return raw
 
 
+def _flat(prefix: str, value: Any, out: dict[str, Any]) -> None:
+    """`value` spread over dotted keys (`models.gpt.model`, `strategies[1].shots`)."""
+    if isinstance(value, dict) and value:
+        for k, v in value.items():
+            _flat(f"{prefix}.{k}", v, out)
+    elif isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
+        for i, v in enumerate(value):
+            _flat(f"{prefix}[{i}]", v, out)
+    else:
+        out[prefix] = value
+
+
+# Where the data files are does not change an answer; what they hold does (compared by hash).
+_PATHS = ("dataset.eval", "dataset.train")
+
+
 def answer_keys(meta: RunMeta) -> dict[str, Any]:
     """Everything about a run that determines its answers, by a dotted name for messages."""
     raw = meta.config_raw
     run = raw.get("run") or {}
-    out: dict[str, Any] = {
-        "task": raw.get("task"),
-        "task.labels (contents)": list(meta.labels),
-        "task.output_schema (contents)": meta.output_schema,
-        "dataset": raw.get("dataset"),
-        "dataset (file contents)": meta.dataset.sha256,
-        "models": _models(raw.get("models")),
-        "strategies": raw.get("strategies"),
-    }
+    out: dict[str, Any] = {}
+    _flat("task", raw.get("task"), out)
+    _flat("dataset", raw.get("dataset"), out)
+    _flat("models", _models(raw.get("models")), out)
+    _flat("strategies", raw.get("strategies"), out)
+    for key in _PATHS:
+        out.pop(key, None)
+    out["task.labels (contents)"] = list(meta.labels)
+    out["task.output_schema (contents)"] = meta.output_schema
+    out["dataset.eval (contents)"] = meta.dataset.sha256
     for key in _RUN_ANSWER_KEYS:
         out[f"run.{key}"] = run.get(key) if isinstance(run, dict) else None
     for arm in meta.arms:

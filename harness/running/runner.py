@@ -18,7 +18,7 @@ import openai
 from harness.dataset import Example
 from harness.errors import InputError, RunError
 from harness.model.cache import cache_key, open_cache
-from harness.model.completion import ChatRequest, Completion, request_failure
+from harness.model.completion import ChatRequest, Completion, is_endpoint_failure, request_failure
 from harness.model.endpoint import Endpoint, error_kind, response_format_for
 from harness.model.limits import AdaptiveLimiter
 from harness.model.local_server import LocalServer, base_model_path
@@ -62,9 +62,12 @@ class Counts:
     by_error: dict[str, int] = field(default_factory=dict)
     retries_by_kind: dict[str, int] = field(default_factory=dict)
 
+    endpoint_failures: int = 0  # of `failures`: the endpoint's, not the model's
+
     def failure(self, kind: str) -> None:
         """Count one failed example."""
         self.failures += 1
+        self.endpoint_failures += is_endpoint_failure(kind)
         self.by_error[kind] = self.by_error.get(kind, 0) + 1
 
 
@@ -187,8 +190,10 @@ class Runner:
                     finished_at=datetime.now(UTC).isoformat(timespec="seconds"),
                     counts=asdict(self.counts)))
         if status == "incomplete":
-            raise RunIncomplete(f"{message}. The run is marked incomplete and has no verdict; "
-                                f"to request the failed examples again: {resume}")
+            again = ("" if any(a.unavailable for a in meta.arms) and not self.allow_missing
+                     else f"; to request the failed examples again: {resume}")
+            raise RunIncomplete(f"{message}. The run is marked incomplete and has no verdict"
+                                f"{again}")
         return self.counts
 
     def _mark_missing(self, meta: RunMeta) -> RunMeta:

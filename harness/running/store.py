@@ -98,8 +98,11 @@ def read_meta(run_dir: Path) -> RunMeta:
     if not path.exists():
         raise InputError(f"{run_dir}: not a run folder (no {META})")
     try:
-        return RunMeta.from_dict(json.loads(path.read_text(encoding="utf-8")))
-    except (OSError, json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        if not isinstance(data, dict):
+            raise TypeError(f"a JSON {type(data).__name__}, not an object")
+        return RunMeta.from_dict(data)
+    except (OSError, json.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError) as exc:
         raise InputError(f"{path}: unreadable run metadata ({exc})") from None
 
 

@@ -153,7 +153,7 @@ def test_resume_requests_endpoint_failures_again_unless_kept(make_config, tmp_pa
         assert server.attempts == sent + 4  # only the four that failed
     arm = _summary(out)["arms"][0]
     assert arm["endpoint_failures"] == 0 and arm["answers"] == 12 and arm["accuracy"] == 1.0
-    assert "of which 4 failed before" in capsys.readouterr().out
+    assert "re-requested 4 that the endpoint failed on before" in capsys.readouterr().out
 
 
 # --------------------------------------------------------------------------- A7: SIGTERM
@@ -362,3 +362,51 @@ def test_report_files_honour_the_umask(make_config, tmp_path):
     for name in ("run.json", "results.jsonl", "summary.json", "summary.csv", "results.csv",
                  "report.html", "comparisons.csv"):
         assert (tmp_path / "run" / name).stat().st_mode & 0o777 == 0o644, name
+
+
+# --------------------------------------------------------------------------- found in the trial
+
+
+def test_corrupt_run_files_are_named_not_trusted(make_config, tmp_path, capsys):
+    out = tmp_path / "run"
+    with FakeOpenAI() as server:
+        cfg = make_config(server.base_url, n_eval=1, strategies=ZERO_SHOT)
+        assert _run(cfg, out) == 0
+    meta_text = (out / "run.json").read_text()
+    lines = (out / "results.jsonl").read_text().splitlines(keepends=True)
+    first = json.loads(lines[0])
+    cases = [
+        ({**first, "k": "two"}, "field 'k'"),
+        ({**first, "correct": "yes"}, "field 'correct'"),
+        ({**first, "latency_ms": "fast"}, "field 'latency_ms'"),
+        ({**first, "format_version": 99}, "format_version 99"),
+        ({**first, "arm": "ghost|k=0|draw=0"}, "ghost"),
+    ]
+    for record, words in cases:
+        (out / "results.jsonl").write_text(json.dumps(record) + "\n" + "".join(lines[1:]))
+        capsys.readouterr()
+        assert main(["report", str(out)]) == 2, words
+        (line,) = _error_lines(capsys.readouterr().err)
+        assert words in line, line
+    (out / "results.jsonl").write_text("".join(lines))
+    (out / "run.json").write_text("[]")
+    assert main(["report", str(out)]) == 2
+    (line,) = _error_lines(capsys.readouterr().err)
+    assert "run.json" in line
+    (out / "run.json").write_text(meta_text)
+    assert main(["report", str(out)]) == 0
+
+
+def test_a_negative_age_clears_nothing(capsys):
+    assert main(["cache", "clear", "--older-than", "-5"]) == 2
+    assert "--older-than" in capsys.readouterr().err
+
+
+def test_an_unusable_cache_leaves_no_folder_behind(make_config, tmp_path, monkeypatch, capsys):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+    monkeypatch.setenv("HARNESS_CACHE_DIR", str(blocker / "cache"))
+    cfg = make_config(n_eval=1, strategies=ZERO_SHOT)
+    out = tmp_path / "new" / "run"
+    assert main(["run", str(cfg), "--out", str(out)]) == 2
+    assert not (tmp_path / "new").exists()
