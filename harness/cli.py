@@ -83,7 +83,9 @@ def cmd_validate(args: argparse.Namespace) -> int:
     check_keys(p)
     d = p.data
     print(f"ok: {cfg.path}")
-    print(f"  eval: {len(d.eval)} examples (of {d.eval_total}), {len(d.labels)} labels")
+    fields = p.task.output_schema().get("properties", {}) if not d.labels else {}
+    kinds = f"{len(d.labels)} labels" if d.labels else f"fields: {', '.join(fields)}"
+    print(f"  eval: {len(d.eval)} examples (of {d.eval_total}), {kinds}")
     print(f"  train pool: {len(d.train)} examples ({d.leaked} removed: also in the eval set)")
     for s in p.strategies:
         arm = s.arm

@@ -67,11 +67,15 @@ def withhold_reasons(results: pd.DataFrame, summary: pd.DataFrame, meta: RunMeta
                 reasons.append(f"{row_name(r)} scores at or below chance "
                                f"({float(r['accuracy']):.3f} <= {chance:.3f}); check that model")
     floor = meta.decision.min_compliance
-    for r in decisive:
-        sc = float(r["schema_compliance"])
-        if not math.isnan(sc) and sc < floor:
-            reasons.append(f"{row_name(r)} has schema compliance {100 * sc:.0f}%, below "
-                           f"decision.min_compliance {100 * floor:g}%: most answers are unusable")
+    compliance = [float(r["schema_compliance"]) for r in decisive]
+    if compliance and all(not math.isnan(c) and c < floor for c in compliance):
+        # one arm's low compliance is a finding (say, an unconstrained prompt); every arm's is a
+        # broken task or schema
+        shown = ", ".join(f"{row_name(r)} {100 * c:.0f}%" for r, c in
+                          zip(decisive, compliance, strict=True))
+        reasons.append(f"schema compliance has collapsed ({shown}, all below "
+                       f"decision.min_compliance {100 * floor:g}%): most answers are unusable; "
+                       "check the output schema and the prompts")
     return reasons
 
 

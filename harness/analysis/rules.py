@@ -7,7 +7,7 @@ human sentences are percentage points.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from itertools import pairwise
 
@@ -61,11 +61,11 @@ class PlateauResult:
     reason: str
 
 
-def _step_text(step: CurveStep, confidence: float) -> str:
+def _step_text(step: CurveStep, confidence: float, unit: str = "") -> str:
     a, b, g = step.k_from, step.k_to, step.gain
     move = f"doubling k from {a} to {b}" if b == 2 * a else f"going from k={a} to k={b}"
     ci = f"{100 * confidence:g}% CI {g.low:+.3f}..{g.high:+.3f}"
-    return f"{move} gains {g.estimate:+.3f} ({ci})"
+    return f"{move} gains {g.estimate:+.3f}{unit} ({ci})"
 
 
 def _next_k(top: int | None, max_k: int | None) -> int | None:
@@ -86,11 +86,23 @@ def _with_gaps(scores: np.ndarray) -> np.ndarray:
     return y
 
 
+Difference = Callable[[np.ndarray, np.ndarray], Interval]  # (later k, earlier k) -> paired gain
+
+
+def _rows(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-example rows of a metric-specific curve and the mask of the complete ones."""
+    y = np.asarray(values, dtype=float)
+    if y.ndim == 0 or np.isinf(y).any():
+        raise ValueError(f"per-example rows must be finite or NaN, with shape (n, ...), got {y.shape}")
+    return y, ~np.isnan(y.reshape(y.shape[0], -1)).any(axis=1)
+
+
 def detect_plateau(
     curve: Mapping[int, np.ndarray], *, min_gain: float = 0.02, n_boot: int = 2000,
     seed: int = 0, confidence: float = 0.95, max_k: int | None = None,
+    difference: Difference | None = None, unit: str = "",
 ) -> PlateauResult:
-    """Decide whether a few-shot accuracy curve has plateaued.
+    """Decide whether a few-shot accuracy (or other metric's) curve has plateaued.
 
     ``curve`` maps k (number of shots, k=0 zero-shot) to per-example scores of shape
     (n_examples, n_draws), the same examples in the same order for every k. NaN marks an
@@ -114,6 +126,12 @@ def detect_plateau(
     None when max(k) already reached max_k. Fewer than two ks, or a step with no example scored
     at both its ks, gives "insufficient_data". A gain whose interval straddles min_gain
     (neither flat nor real) is "unclear".
+
+    Another metric: ``difference(later, earlier)`` gives the paired gain from the two ks'
+    per-example rows (``curve[k]`` of shape (n_examples, ...), e.g. the (tp, fp, fn) counts of
+    field F1, NaN anywhere in a row marking the example missing), restricted to the examples
+    complete at both; ``unit`` (e.g. " field F1") follows the gain in the reason. The rule on
+    the steps is the same.
     """
     _check_confidence(confidence)
     ks = sorted(curve)
@@ -124,18 +142,24 @@ def detect_plateau(
         have = f"only k={ks[0]} was measured" if ks else "no k was measured"
         tail = f"; try k={nxt} next" if nxt is not None else ""
         return PlateauResult("insufficient_data", None, nxt, (), f"{have}{tail}")
-    mats = {k: _with_gaps(curve[k]) for k in ks}
+    if difference is None:
+        mats = {k: _with_gaps(curve[k]) for k in ks}
+        means = {k: y.mean(axis=1) for k, y in mats.items()}  # NaN where any draw is missing
+        rows = {k: (m, ~np.isnan(m)) for k, m in means.items()}
+    else:
+        mats = {k: np.asarray(curve[k], dtype=float) for k in ks}
+        rows = {k: _rows(curve[k]) for k in ks}
     if len({y.shape[0] for y in mats.values()}) != 1 or min(y.size for y in mats.values()) == 0:
         raise ValueError("every k needs scores for the same, non-zero number of examples")
-    means = {k: y.mean(axis=1) for k, y in mats.items()}  # NaN where any draw is missing
     built: list[CurveStep] = []
     for k0, k1 in pairwise(ks):
-        both = ~np.isnan(means[k0]) & ~np.isnan(means[k1])
+        both = rows[k0][1] & rows[k1][1]
         if not both.any():
             return PlateauResult("insufficient_data", None, None, tuple(built),
                                  f"no example has results at both k={k0} and k={k1} yet")
-        gain = paired_difference(means[k1][both], means[k0][both], n_boot=n_boot, seed=seed,
-                                 confidence=confidence)
+        later, earlier = rows[k1][0][both], rows[k0][0][both]
+        gain = (paired_difference(later, earlier, n_boot=n_boot, seed=seed, confidence=confidence)
+                if difference is None else difference(later, earlier))
         built.append(CurveStep(k0, k1, gain, step_kind(gain, min_gain), int(both.sum())))
     steps = tuple(built)
     last_real = max((i for i, s in enumerate(steps) if s.kind == "real_gain"), default=-1)
@@ -145,16 +169,16 @@ def detect_plateau(
         why = ("practically flat: the whole interval lies below min_gain "
                f"{min_gain:g}" if steps[star].kind == "practically_flat"
                else f"below min_gain {min_gain:g} and not significantly above 0")
-        reason = f"{_step_text(steps[star], confidence)}, {why}"
+        reason = f"{_step_text(steps[star], confidence, unit)}, {why}"
         if star < len(steps) - 1:
             reason += f"; no later step gains significantly >= {min_gain:g}"
         return PlateauResult("plateaued", steps[star].k_from, None, steps, reason)
     last = steps[-1]
     if last_real == len(steps) - 1:
-        reason = f"{_step_text(last, confidence)}, significantly at least min_gain {min_gain:g}"
+        reason = f"{_step_text(last, confidence, unit)}, significantly at least min_gain {min_gain:g}"
     else:
         reason = (f"no step after the last significant gain is flat; the last step, "
-                  f"{_step_text(last, confidence)}, is neither consistent with no gain nor "
+                  f"{_step_text(last, confidence, unit)}, is neither consistent with no gain nor "
                   f"entirely below min_gain {min_gain:g}")
     nxt = _next_k(ks[-1], max_k)
     reason += (f"; try k={nxt} next" if nxt is not None
@@ -217,8 +241,8 @@ def max_training_cost(saving_per_query: float, monthly_volume: float,
 class ArmEvidence:
     """What the verdict needs about the fine-tuned arm versus the best prompting arm."""
 
-    ft_delta: Interval  # accuracy(ft) - accuracy(best prompting), paired
-    ft_p_adjusted: float  # Holm-adjusted McNemar p-value for that comparison
+    ft_delta: Interval  # metric(ft) - metric(best prompting), paired (accuracy or field F1)
+    ft_p_adjusted: float  # Holm-adjusted p-value (McNemar; paired bootstrap for field F1)
     break_even: BreakEven | None  # None when the training cost (or a per-query cost) is unknown
     monthly_volume: float | None  # expected queries per month, None if not given
     saving_per_query: float | None = None  # USD, prompt minus fine-tuned; None if either is unknown
@@ -285,11 +309,22 @@ def _p_text(p: float) -> str:
     return "p<0.0001" if p < 1e-4 else f"p={p:.3g}"
 
 
+METRIC_NAMES = {"accuracy": "accuracy", "field_f1": "field F1"}
+
+
+def _as_good_as(metric: str) -> str:
+    return "as accurate as" if metric == "accuracy" else f"as good on {METRIC_NAMES[metric]} as"
+
+
 def decide(
     plateau: PlateauResult, ft: ArmEvidence | None, *, alpha: float = 0.05,
-    equivalence_margin: float = 0.02,
+    equivalence_margin: float = 0.02, metric: str = "accuracy", no_ft: str | None = None,
 ) -> Verdict:
     """Recommend keep_prompting, prompting_sufficient or fine_tune.
+
+    ``metric`` ("accuracy" or "field_f1") names what the plateau and ft_delta measure, in the
+    sentence; ``no_ft`` says why there is no fine-tuned arm to weigh (default: none was
+    evaluated).
 
     * fine_tune, whatever the curve: the fine-tuned arm is significantly better
       (ft_delta.estimate > 0 and ft_p_adjusted < alpha), or it is as good
@@ -307,8 +342,11 @@ def decide(
     """
     if plateau.status not in ("plateaued", "still_improving", "insufficient_data"):
         raise ValueError(f"unknown plateau status {plateau.status!r}")
+    if metric not in METRIC_NAMES:
+        raise ValueError(f"unknown metric {metric!r}")
+    noun = METRIC_NAMES[metric]
     reasons: list[str] = [f"few-shot curve {plateau.status}: {plateau.reason}"]
-    why = "no fine-tuned arm was evaluated"
+    why = no_ft or "no fine-tuned arm was evaluated"
     if ft is not None:
         d, p = ft.ft_delta, ft.ft_p_adjusted
         better = d.estimate > 0 and p < alpha
@@ -321,23 +359,24 @@ def decide(
                            f"Holm-adjusted {_p_text(p)}.", tuple(reasons))
         margin = f"{100 * equivalence_margin:g}-point margin"
         if as_good and pays:
-            return Verdict("fine_tune", f"Fine-tune{condition}: it is as accurate as the best prompt "
-                           f"({_points(d)}, within the {margin}) and {pay_text}.",
+            return Verdict("fine_tune", f"Fine-tune{condition}: it is {_as_good_as(metric)} the best "
+                           f"prompt ({_points(d)}, within the {margin}) and {pay_text}.",
                            tuple(reasons))
+        not_as = ("not as accurate" if metric == "accuracy" else f"not as good on {noun}")
         why = (f"the fine-tuned model is no better ({_points(d)}) and {pay_text}" if as_good
-               else f"the fine-tuned model is not as accurate ({_points(d)}, beyond the {margin})")
+               else f"the fine-tuned model is {not_as} ({_points(d)}, beyond the {margin})")
     else:
         reasons.append(why)
     if plateau.status == "insufficient_data":
         nxt = f" (try k={plateau.next_k})" if plateau.next_k is not None else ""
         return Verdict("keep_prompting", "Keep prompting: more shot counts are needed to tell "
-                       f"whether accuracy has plateaued{nxt}.", tuple(reasons))
+                       f"whether {noun} has plateaued{nxt}.", tuple(reasons))
     if plateau.status == "still_improving":
         last = plateau.steps[-1] if plateau.steps else None
         gain = f" (k={last.k_from}->{last.k_to}: {_points(last.gain)})" if last else ""
         nxt = (f"try k={plateau.next_k} next" if plateau.next_k is not None
                else "use the largest k allowed")
-        return Verdict("keep_prompting", f"Keep prompting: accuracy is still rising with more "
+        return Verdict("keep_prompting", f"Keep prompting: {noun} is still rising with more "
                        f"examples{gain}; {nxt}.", tuple(reasons))
-    return Verdict("prompting_sufficient", f"Prompting is sufficient: accuracy plateaus at "
+    return Verdict("prompting_sufficient", f"Prompting is sufficient: {noun} plateaus at "
                    f"k={plateau.k_star}; {why}.", tuple(reasons))

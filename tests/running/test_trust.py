@@ -410,3 +410,15 @@ def test_an_unusable_cache_leaves_no_folder_behind(make_config, tmp_path, monkey
     out = tmp_path / "new" / "run"
     assert main(["run", str(cfg), "--out", str(out)]) == 2
     assert not (tmp_path / "new").exists()
+
+
+def test_no_verdict_when_compliance_collapses_everywhere(make_config, tmp_path, capsys):
+    def responder(body: dict) -> str:
+        return json.dumps({"category": "billing"})  # a schema the task does not use
+
+    strategies = [*ZERO_SHOT, {"name": "fs", "type": "few_shot", "model": "fake", "shots": [1, 2]}]
+    with FakeOpenAI(responder=responder) as server:
+        cfg = make_config(server.base_url, n_eval=3, strategies=strategies)
+        assert _run(cfg, tmp_path / "run") == 0
+    reasons = _summary(tmp_path / "run")["recommendation_withheld"]
+    assert any("compliance has collapsed" in r for r in reasons), reasons
