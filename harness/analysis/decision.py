@@ -8,16 +8,19 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
-from harness.analysis import guard, rules, stats
+from harness.analysis import compliance, guard, rules, stats
 from harness.analysis.tables import (
     Matrices,
     best_prompting_arm,
     comparisons_frame,
-    complete_rows,
+    count_matrices,
+    paired,
     per_class_frame,
     price,
+    reference_arm,
     results_frame,
     row_name,
     summary_frame,
@@ -27,7 +30,7 @@ from harness.config import DecisionConfig
 from harness.errors import InputError
 from harness.model import pricing
 from harness.running.records import Record, RunMeta
-from harness.strategies import is_fine_tuned
+from harness.strategies import is_fine_tuned, is_prompting
 from harness.tasks import Task, task_from_meta
 
 
@@ -51,10 +54,19 @@ CURVE_COLUMNS = ["strategy", "k", "accuracy", "ci_low", "ci_high", "step_from", 
                  "gain_ci_low", "gain_ci_high", "step_n", "step"]
 
 
-def curve_and_plateau(summary: pd.DataFrame, mats: Matrices, decision: DecisionConfig
+F1_CURVE_COLUMNS = ["field_f1", "field_f1_ci_low", "field_f1_ci_high"]
+
+
+def curve_and_plateau(summary: pd.DataFrame, mats: Matrices, decision: DecisionConfig,
+                      counts: Matrices | None = None
                       ) -> tuple[pd.DataFrame, rules.PlateauResult | None]:
     """The learning curve of the first few-shot strategy (with zero-shot of the same model as
     k=0), and whether it has plateaued.
+
+    With `decision.metric: field_f1` the plateau and the steps are on micro field F1, from the
+    per-example ``counts`` (tables.count_matrices; paired bootstrap of the F1 difference, as
+    the comparisons table), and the curve has the F1 and its interval (F1_CURVE_COLUMNS) after
+    the accuracy columns.
 
     Each row is one k: its accuracy and interval (the summary's), and the plateau rule's step
     into it from the previous k (step_from): the paired gain with its interval, the number of
@@ -74,10 +86,24 @@ def curve_and_plateau(summary: pd.DataFrame, mats: Matrices, decision: DecisionC
     points = summary[summary["strategy"] == strategy]
     if len(zs):
         points = pd.concat([zs.iloc[[0]], points])
-    curve = points[["strategy", "k", "accuracy", "ci_low", "ci_high"]].reset_index(drop=True)
-    scores = {int(row["k"]): mats[(row["strategy"], row["k"])] for _, row in points.iterrows()}
-    plateau = rules.detect_plateau(scores, min_gain=decision.min_gain, n_boot=decision.bootstrap,
-                                   seed=0)
+    f1 = decision.metric == "field_f1"
+    head = ["strategy", "k", "accuracy", "ci_low", "ci_high", *(F1_CURVE_COLUMNS if f1 else [])]
+    curve = points[head].reset_index(drop=True)
+    if f1:
+        if counts is None:
+            raise ValueError("decision.metric field_f1 needs the count matrices")
+        n_boot = decision.bootstrap
+
+        def f1_gain(later: np.ndarray, earlier: np.ndarray) -> stats.Interval:
+            return stats.paired_f1_difference(later, earlier, n_boot=n_boot, seed=0).difference
+
+        per_k = {int(row["k"]): counts[(row["strategy"], row["k"])] for _, row in points.iterrows()}
+        plateau = rules.detect_plateau(per_k, min_gain=decision.min_gain, n_boot=n_boot, seed=0,
+                                       difference=f1_gain, unit=" field F1")
+    else:
+        scores = {int(row["k"]): mats[(row["strategy"], row["k"])] for _, row in points.iterrows()}
+        plateau = rules.detect_plateau(scores, min_gain=decision.min_gain,
+                                       n_boot=decision.bootstrap, seed=0)
     into = [next((s for s in plateau.steps if s.k_to == int(k)), None) for k in curve["k"]]
     nan = math.nan
     curve["step_from"] = pd.Series([s.k_from if s else None for s in into], dtype=object)
@@ -86,7 +112,7 @@ def curve_and_plateau(summary: pd.DataFrame, mats: Matrices, decision: DecisionC
     curve["gain_ci_high"] = [s.gain.high if s else nan for s in into]
     curve["step_n"] = pd.Series([s.n if s else None for s in into], dtype=object)
     curve["step"] = [s.kind if s else "" for s in into]
-    return curve[CURVE_COLUMNS], plateau
+    return curve[[*head, *CURVE_COLUMNS[5:]]], plateau
 
 
 def _configured_training_cost(meta: RunMeta, strategy: str) -> float | None:
@@ -116,21 +142,46 @@ def _training_cost(meta: RunMeta, f: pd.Series) -> float | None:
     return None if training is None else float(training)
 
 
+def _arm_format(row: pd.Series | None) -> compliance.ArmFormat | None:
+    if row is None:
+        return None
+    so = row.get("structured_output")
+    return compliance.ArmFormat(row_name(row), float(row["schema_compliance"]),
+                                so if isinstance(so, str) else None)
+
+
+def format_evidence(summary: pd.DataFrame, ft: pd.Series | None, floor: float, metric: str
+                    ) -> compliance.FormatEvidence:
+    """The compliance floor's evidence from the summary (see compliance.FormatEvidence)."""
+    ok = summary[(summary["n"] > 0) & summary["schema_compliance"].notna()]
+    prompting = ok[ok["type"].map(is_prompting).astype(bool)] if len(ok) else ok
+    top = prompting.loc[prompting["schema_compliance"].idxmax()] if len(prompting) else None
+    return compliance.FormatEvidence(floor, _arm_format(best_prompting_arm(summary, metric, floor)),
+                                     _arm_format(top), _arm_format(ft))
+
+
 def verdict(summary: pd.DataFrame, comparisons: pd.DataFrame, plateau: rules.PlateauResult | None,
             mats: Matrices, meta: RunMeta) -> tuple[rules.Verdict, dict[str, Any]]:
-    """The recommendation, and the evidence on the fine-tuned arm behind it."""
+    """The recommendation, and the evidence on the fine-tuned arm behind it.
+
+    ``mats`` hold the per-example results of `decision.metric`: score matrices for accuracy,
+    count matrices (tables.count_matrices) for field_f1. The fine-tuned arm is weighed against
+    tables.reference_arm (the best prompt reaching `decision.min_schema_compliance`, if set);
+    with that floor set, compliance.decide_with_floor gives the verdict, else rules.decide.
+    """
     decision = meta.decision
+    metric, floor = decision.metric, decision.min_schema_compliance
     ok = summary[summary["n"] > 0]
     ft = ok[ok["type"].map(is_fine_tuned).astype(bool) & (ok["errors"] < ok["n"])] if len(ok) else ok
-    best = best_prompting_arm(summary)
-    evidence: dict[str, Any] = {}
+    best = reference_arm(summary, metric, floor)
+    evidence: dict[str, Any] = {"metric": metric}
     arm_ev = None
     if best is not None and len(ft):
         f = ft.iloc[0]
         a, b = (f["strategy"], f["k"]), (best["strategy"], best["k"])
-        keep = complete_rows(mats[a], mats[b])
-        d = stats.paired_difference(mats[a][keep].mean(axis=1), mats[b][keep].mean(axis=1),
-                                    n_boot=decision.bootstrap, seed=0)
+        got = paired(mats, a, b, n_boot=decision.bootstrap, metric=metric)
+        test = got[3] if got else "paired_bootstrap" if metric == "field_f1" else "mcnemar"
+        d = got[1] if got else stats.Interval(math.nan, math.nan, math.nan)
         name_a, name_b = row_name(f), row_name(best)
         match = comparisons[(comparisons["arm_a"] == name_a) & (comparisons["arm_b"] == name_b)]
         p_adj = float(match["p_adjusted"].iloc[0]) if len(match) else 1.0
@@ -150,7 +201,8 @@ def verdict(summary: pd.DataFrame, comparisons: pd.DataFrame, plateau: rules.Pla
         cost_text = (rules.pays_back(arm_ev)[1] if saving is not None
                      else "no training cost known" if training is None
                      else "no per-query cost known")
-        evidence = {"fine_tuned_arm": name_a, "best_prompting_arm": name_b,
+        evidence = {"metric": metric, "test": test,
+                    "fine_tuned_arm": name_a, "best_prompting_arm": name_b,
                     "delta": asdict(d), "p_adjusted": p_adj,
                     "break_even": asdict(be) if be else None,
                     "break_even_text": cost_text,
@@ -159,8 +211,14 @@ def verdict(summary: pd.DataFrame, comparisons: pd.DataFrame, plateau: rules.Pla
     if plateau is None:
         plateau = rules.PlateauResult("insufficient_data", None, None, (),
                                       "no few-shot sweep in this run")
+    if floor is not None:
+        fmt = format_evidence(summary, ft.iloc[0] if len(ft) else None, floor, metric)
+        evidence["min_schema_compliance"] = floor
+        return compliance.decide_with_floor(
+            plateau, arm_ev, fmt, alpha=decision.alpha,
+            equivalence_margin=decision.equivalence_margin, metric=metric), evidence
     v = rules.decide(plateau, arm_ev, alpha=decision.alpha,
-                     equivalence_margin=decision.equivalence_margin)
+                     equivalence_margin=decision.equivalence_margin, metric=metric)
     return v, evidence
 
 
@@ -181,12 +239,19 @@ def analyse(records: Sequence[Record], meta: RunMeta) -> Analysis:
         raise InputError(f"results.jsonl: records of arm {stray[0]!r}, which run.json does not "
                          f"list (arms: {', '.join(sorted(known))}); the files do not belong "
                          "together")
+    decision = meta.decision
+    if decision.metric == "field_f1" and task.name != "extraction":
+        raise InputError(f"decision.metric: field_f1 applies to extraction tasks only, and this "
+                         f"run's task is {task.name}; use accuracy")
     df = results_frame(records, meta)
     summary, mats = summary_frame(df, meta, task)
-    decision = meta.decision
-    comparisons = comparisons_frame(summary, mats, n_boot=decision.bootstrap, alpha=decision.alpha)
-    curve, plateau = curve_and_plateau(summary, mats, decision)
-    v, evidence = verdict(summary, comparisons, plateau, mats, meta)
+    counts = count_matrices(df, meta, task) if decision.metric == "field_f1" else None
+    chosen = counts if counts is not None else mats
+    comparisons = comparisons_frame(summary, chosen, n_boot=decision.bootstrap,
+                                    alpha=decision.alpha, metric=decision.metric,
+                                    min_compliance=decision.min_schema_compliance)
+    curve, plateau = curve_and_plateau(summary, mats, decision, counts)
+    v, evidence = verdict(summary, comparisons, plateau, chosen, meta)
     complete = meta.status == "complete" and len(df) == meta.expected_records
     reasons = guard.withhold_reasons(df, summary, meta, task, complete, _expected(records, meta))
     if reasons:

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 import pandas as pd
 
 from harness.analysis import rules
-from harness.analysis.tables import best_prompting_arm, row_name
+from harness.analysis.tables import reference_arm, row_name
 from harness.running.records import RunMeta
 from harness.strategies import is_fine_tuned
 from harness.tasks import Task
@@ -52,7 +52,7 @@ def withhold_reasons(results: pd.DataFrame, summary: pd.DataFrame, meta: RunMeta
     if len(summary) == 0:
         return reasons
     chance = task.chance_accuracy(list(expected))
-    best = best_prompting_arm(summary)
+    best = reference_arm(summary, meta.decision.metric, meta.decision.min_schema_compliance)
     answered = summary[(summary["answers"] > 0) & summary["accuracy"].notna()]
     fine_tuned = answered[answered["type"].map(is_fine_tuned).astype(bool)] if len(answered) \
         else answered

@@ -154,7 +154,7 @@ def _f1_rows(weights: np.ndarray, c: np.ndarray) -> np.ndarray:
     """Micro F1 of each resample: weights (reps, n) of how often each example is drawn."""
     tp, fp, fn = (weights @ c).T
     denom = 2.0 * tp + fp + fn
-    return np.divide(2.0 * tp, denom, out=np.zeros_like(denom), where=denom > 0)
+    return np.asarray(np.divide(2.0 * tp, denom, out=np.zeros_like(denom), where=denom > 0))
 
 
 def bootstrap_f1_interval(

@@ -18,6 +18,7 @@ from harness.model import pricing
 from harness.running.records import ArmMeta, Record, RunMeta
 from harness.strategies import arm_name, is_prompting, is_sweep
 from harness.tasks import Task
+from harness.tasks.extraction import ExtractionTask
 
 RESULT_COLUMNS = [
     "strategy", "type", "model", "model_id", "k", "draw", "example_id", "input", "expected",
@@ -74,6 +75,35 @@ def score_matrix(df: pd.DataFrame, strategy: str, k: int, examples: Sequence[str
     return out
 
 
+def count_matrix(df: pd.DataFrame, strategy: str, k: int, examples: Sequence[str],
+                 task: ExtractionTask) -> np.ndarray:
+    """(n_examples, 3) per-example (tp, fp, fn) of field F1, summed over the fields (see
+    ExtractionTask.field_counts: an unusable answer misses every gold value); for several draws
+    the mean over draws. NaN rows where an example lacks a record in some draw or the endpoint
+    failed on it, as in score_matrix."""
+    sub = df[(df["strategy"] == strategy) & (df["k"] == k)]
+    draws = sorted(sub["draw"].unique()) or [0]
+    pos = {e: i for i, e in enumerate(examples)}
+    out = np.full((len(examples), len(draws), 3), np.nan)
+    for d_i, d in enumerate(draws):
+        part = sub[(sub["draw"] == d) & ~sub["endpoint_failed"]]
+        for ex, gold, pred in zip(part["example_id"].astype(str), part["expected"],
+                                  part["prediction"], strict=True):
+            if ex in pos:
+                table = task.field_counts([gold], [pred]).values()
+                out[pos[ex], d_i] = [sum(t[0] for t in table), sum(t[1] for t in table),
+                                     sum(t[2] for t in table)]
+    return np.asarray(out.mean(axis=1))  # NaN where any draw is missing
+
+
+def count_matrices(df: pd.DataFrame, meta: RunMeta, task: Task) -> dict[ArmId, np.ndarray]:
+    """count_matrix of every (strategy, k) of an extraction run; {} for other tasks."""
+    if not isinstance(task, ExtractionTask):
+        return {}
+    arms = dict.fromkeys((a.strategy, a.k) for a in meta.arms)
+    return {(s, k): count_matrix(df, s, k, list(meta.examples), task) for s, k in arms}
+
+
 def complete_rows(*mats: np.ndarray) -> np.ndarray:
     """Mask of the examples that have a result in every matrix."""
     keep = np.ones(mats[0].shape[0], dtype=bool)
@@ -114,6 +144,11 @@ def summary_frame(df: pd.DataFrame, meta: RunMeta, task: Task
         planned = len(examples) * draws_of[(strategy, k)]
         sv = answered["schema_valid"].astype(bool).to_numpy() if len(answered) else np.array([])
         sci = stats.wilson_interval(int(sv.sum()), len(sv))
+        f1ci = {}
+        if isinstance(task, ExtractionTask):
+            counts = count_matrix(df, strategy, k, examples, task)
+            fi = stats.bootstrap_f1_interval(counts[complete_rows(counts)], n_boot=n_boot)
+            f1ci = {"field_f1_ci_low": fi.low, "field_f1_ci_high": fi.high}
         cost = sub["cost_usd"].mean() if len(sub) else math.nan
         p = price(meta, a.model, a.model_id)
         est = (pricing.query_cost(p, m.mean_prompt_tokens, m.mean_completion_tokens)
@@ -139,6 +174,7 @@ def summary_frame(df: pd.DataFrame, meta: RunMeta, task: Task
             "lenient_parses": int(answered["lenient"].astype(bool).sum()) if len(answered) else 0,
             **(task.extra_metrics(list(answered["expected"]), list(answered["prediction"]))
                if len(answered) else {}),
+            **f1ci,
         })
     return pd.DataFrame(rows), mats
 
@@ -157,16 +193,31 @@ def per_class_frame(df: pd.DataFrame, task: Task) -> pd.DataFrame:
                                        "support"])
 
 
-def best_prompting_arm(summary: pd.DataFrame) -> pd.Series | None:
-    """The prompting arm (any strategy, any k) with the highest accuracy; the first on a tie.
+def best_prompting_arm(summary: pd.DataFrame, metric: str = "accuracy",
+                       min_compliance: float | None = None) -> pd.Series | None:
+    """The prompting arm (any strategy, any k) with the highest ``metric`` (a summary column:
+    accuracy or field_f1); the first on a tie. With ``min_compliance``, only the arms whose
+    schema compliance reaches it count (None when none does).
 
     The one place this choice is made: comparisons, the verdict and the gate all use it.
     """
-    ok = summary[(summary["n"] > 0) & summary["accuracy"].notna()]
+    if metric not in summary.columns:
+        return None
+    ok = summary[(summary["n"] > 0) & summary[metric].notna()]
+    if min_compliance is not None and len(ok):
+        ok = ok[ok["schema_compliance"] >= min_compliance]
     prompting = ok[ok["type"].map(is_prompting).astype(bool)] if len(ok) else ok
     if not len(prompting):
         return None
-    return prompting.loc[prompting["accuracy"].idxmax()]
+    return prompting.loc[prompting[metric].idxmax()]
+
+
+def reference_arm(summary: pd.DataFrame, metric: str = "accuracy",
+                  min_compliance: float | None = None) -> pd.Series | None:
+    """The best prompting arm the decision weighs the fine-tuned arm against: the best that
+    reaches the compliance floor, or the best regardless of it when none does."""
+    best = best_prompting_arm(summary, metric, min_compliance)
+    return best if best is not None else best_prompting_arm(summary, metric)
 
 
 def row_name(row: pd.Series) -> str:
@@ -174,16 +225,42 @@ def row_name(row: pd.Series) -> str:
     return arm_name(str(row["strategy"]), int(row["k"]), str(row["type"]))
 
 
-def comparisons_frame(summary: pd.DataFrame, mats: Matrices, *, n_boot: int, alpha: float) -> pd.DataFrame:
-    """Every arm vs zero-shot and vs the best prompting arm: paired delta, McNemar, Holm."""
+def paired(mats: Matrices, a: ArmId, b: ArmId, *, n_boot: int, metric: str = "accuracy"
+           ) -> tuple[int, stats.Interval, float, str] | None:
+    """Arm a minus arm b on the examples both have: (n, delta with its paired bootstrap
+    interval, two-sided p-value, test), or None when they share no example.
+
+    Accuracy: mean over draws, McNemar's exact test on the majority-correct answers
+    ("mcnemar"). Field F1: ``mats`` are count matrices (count_matrix), the micro-F1 difference
+    and its p-value from one paired bootstrap ("paired_bootstrap").
+    """
+    ma, mb = mats[a], mats[b]
+    keep = complete_rows(ma, mb)
+    if not keep.any():
+        return None
+    ma, mb = ma[keep], mb[keep]
+    if metric == "field_f1":
+        t = stats.paired_f1_difference(ma, mb, n_boot=n_boot, seed=0)
+        return int(keep.sum()), t.difference, t.p_value, "paired_bootstrap"
+    d = stats.paired_difference(ma.mean(axis=1), mb.mean(axis=1), n_boot=n_boot, seed=0)
+    p = stats.mcnemar_exact(stats.majority_correct(ma), stats.majority_correct(mb))
+    return int(keep.sum()), d, p, "mcnemar"
+
+
+def comparisons_frame(summary: pd.DataFrame, mats: Matrices, *, n_boot: int, alpha: float,
+                      metric: str = "accuracy", min_compliance: float | None = None
+                      ) -> pd.DataFrame:
+    """Every arm vs zero-shot and vs the reference prompting arm (reference_arm): paired delta
+    of ``metric``, its test (see paired; ``mats`` are count matrices for field_f1), Holm over
+    all rows."""
     cols = ["arm_a", "arm_b", "n", "delta", "delta_ci_low", "delta_ci_high", "p_value",
-            "p_adjusted", "significant"]
+            "p_adjusted", "significant", "metric", "test"]
     ok = summary[summary["n"] > 0]
     refs = []
     zs = ok[ok["type"] == "zero_shot"]
     if len(zs):
         refs.append(zs.iloc[0])
-    best = best_prompting_arm(summary)
+    best = reference_arm(summary, metric, min_compliance)
     if best is not None and (
             not refs or (best["strategy"], best["k"]) != (refs[0]["strategy"], refs[0]["k"])):
         refs.append(best)
@@ -194,19 +271,17 @@ def comparisons_frame(summary: pd.DataFrame, mats: Matrices, *, n_boot: int, alp
             if a == b or frozenset((a, b)) in pairs:
                 continue
             pairs.add(frozenset((a, b)))
-            ma, mb = mats[a], mats[b]
-            keep = complete_rows(ma, mb)
-            if not keep.any():
+            got = paired(mats, a, b, n_boot=n_boot, metric=metric)
+            if got is None:
                 continue
-            ma, mb = ma[keep], mb[keep]
-            d = stats.paired_difference(ma.mean(axis=1), mb.mean(axis=1), n_boot=n_boot, seed=0)
-            p = stats.mcnemar_exact(stats.majority_correct(ma), stats.majority_correct(mb))
-            rows.append({"arm_a": row_name(arm), "arm_b": row_name(ref), "n": int(keep.sum()),
+            n, d, p, test = got
+            rows.append({"arm_a": row_name(arm), "arm_b": row_name(ref), "n": n,
                          "delta": d.estimate, "delta_ci_low": d.low, "delta_ci_high": d.high,
-                         "p_value": p})
-    out = pd.DataFrame(rows, columns=cols[:7])
+                         "p_value": p, "test": test})
+    out = pd.DataFrame(rows, columns=[*cols[:7], "test"])
     out["p_adjusted"] = stats.holm_adjust(list(out["p_value"])) if len(out) else []
     out["significant"] = out["p_adjusted"] < alpha
+    out["metric"] = metric
     return out[cols]
 
 

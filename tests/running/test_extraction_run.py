@@ -222,3 +222,34 @@ def test_labels_do_not_apply_to_extraction(tmp_path: Path, capsys: pytest.Captur
     cfg.write_text(yaml.safe_dump(data))
     assert main(["validate", str(cfg)]) == 2
     assert "labels do not apply to extraction" in capsys.readouterr().err
+
+
+def test_gate_works_on_extraction_runs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    strategies = [{"name": "constrained", "type": "zero_shot", "model": "fake"}]
+    with FakeOpenAI(responder=_responder) as server:
+        cfg = _project(tmp_path, server.base_url, strategies)
+        assert main(["run", str(cfg), "--out", str(tmp_path / "a"), "--no-cache"]) == 0
+        assert main(["run", str(cfg), "--out", str(tmp_path / "b"), "--no-cache"]) == 0
+    baseline = tmp_path / "baseline.json"
+    assert main(["gate", str(tmp_path / "a"), "--baseline", str(baseline), "--update-baseline"]) == 0
+    assert main(["gate", str(tmp_path / "b"), "--baseline", str(baseline)]) == 0
+    assert "constrained" in (tmp_path / "b" / "gate.md").read_text()
+
+
+def test_openai_fine_tuning_data_for_extraction_is_canonical_json(tmp_path: Path) -> None:
+    strategies = [{"name": "ft", "type": "fine_tuned", "model": "fake",
+                   "fine_tuned_model": {"name": "extract-ft", "train_if_missing": False}}]
+    with FakeOpenAI(responder=_responder) as server:
+        cfg = _project(tmp_path, server.base_url, strategies)
+        data = yaml.safe_load(cfg.read_text())
+        data["finetune"] = {"validation_fraction": 0, "poll_interval": 0.01}
+        cfg.write_text(yaml.safe_dump(data, sort_keys=False))
+        assert main(["finetune", str(cfg), "--out", str(tmp_path / "ft"), "--yes"]) == 0
+        assert server.job_creates == 1
+        uploaded = next(iter(server.files.values())).decode()
+    rows = [json.loads(line) for line in uploaded.splitlines()]
+    assert len(rows) == len(TRAIN)
+    for row in rows:
+        answer = row["messages"][-1]["content"]
+        assert list(json.loads(answer)) == ["name", "people"]
+        assert "Labels" not in row["messages"][0]["content"]
