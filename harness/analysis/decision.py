@@ -82,7 +82,11 @@ def curve_and_plateau(summary: pd.DataFrame, mats: Matrices, decision: DecisionC
         return pd.DataFrame(columns=CURVE_COLUMNS), None
     strategy = fs.iloc[0]["strategy"]
     model = fs.iloc[0]["model"]
+    # k=0 is the zero-shot arm of the same model, constrained the same way
+    mode = fs.iloc[0].get("structured_output")
     zs = summary[(summary["type"] == "zero_shot") & (summary["model"] == model)]
+    if "structured_output" in zs and mode is not None:
+        zs = zs[zs["structured_output"] == mode]
     points = summary[summary["strategy"] == strategy]
     if len(zs):
         points = pd.concat([zs.iloc[[0]], points])

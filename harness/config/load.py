@@ -325,6 +325,8 @@ def parse_config(data: Any, path: Path, text: str = "") -> Config:
     if ds.get("target") is None and ds.get("target_fields") is None:
         problems.append("dataset: give target (the field holding the expected answer)"
                         + (" or target_fields (answer field -> column)" if extraction else ""))
+    if (data.get("decision") or {}).get("metric") == "field_f1" and not extraction:
+        problems.append("decision.metric: field_f1 applies only to task.type extraction")
     if ds.get("target") is not None and ds.get("target_fields") is not None:
         problems.append("dataset: give either target or target_fields, not both")
     eval_path = _resolve(base, ds["eval"])

@@ -30,6 +30,7 @@ SUMMARY_COLUMNS = [
     "mean_prompt_tokens", "mean_completion_tokens", "cost_per_1k", "run_cost_usd",
     "latency_p50_ms", "latency_p95_ms", "model_id", "prompt_sha256", "unavailable",
     "structured_output", "lenient_parses", "field_precision", "field_recall", "field_f1",
+    "field_f1_ci_low", "field_f1_ci_high",
 ]
 
 

@@ -17,7 +17,8 @@ from typing import Any
 
 import pandas as pd
 
-from harness.analysis import Analysis, best_prompting_arm
+from harness.analysis import Analysis
+from harness.analysis.tables import reference_arm
 from harness.model.pricing import is_fine_tuned_id
 from harness.report.chart import curve_svg
 from harness.report.failures import failure_sample
@@ -201,7 +202,7 @@ def _numbers(a: Analysis, meta: RunMeta) -> str:
     """The figures the verdict rests on, as a definition list."""
     s = a.summary[a.summary["n"] > 0]
     items: list[tuple[str, str]] = []
-    b = best_prompting_arm(a.summary)
+    b = reference_arm(a.summary, meta.decision.metric, meta.decision.min_schema_compliance)
     if b is not None:
         items.append((f"best prompt ({arm_name(b['strategy'], b['k'], b['type'])})", _acc(b)))
     zs = s[s["type"] == "zero_shot"]
@@ -295,6 +296,8 @@ def _failures(a: Analysis, limit: int = 20) -> str:
 def _comparisons(a: Analysis) -> str:
     if a.comparisons.empty:
         return '<p class="muted">No comparisons.</p>'
+    metric = "field F1" if (a.comparisons.get("metric") == "field_f1").any() else "accuracy"
+    test = "bootstrap p" if metric == "field F1" else "McNemar p"
     rows = "".join(
         f'<tr><td class="text">{esc(r["arm_a"])}</td><td class="text">{esc(r["arm_b"])}</td>'
         f"<td>{r['n']}</td><td>{r['delta']:+.3f}</td><td>{_fmt(r['delta_ci_low'], '+.3f')} … "
@@ -302,7 +305,7 @@ def _comparisons(a: Analysis) -> str:
         f"<td>{r['p_adjusted']:.3g}</td><td>{'yes' if r['significant'] else 'no'}</td></tr>"
         for _, r in a.comparisons.iterrows())
     return ('<div class="scroll"><table id="comparisons"><tr><th class="text">arm</th>'
-            '<th class="text">vs</th><th>n</th><th>Δ accuracy</th><th>95% CI</th><th>McNemar p</th>'
+            f'<th class="text">vs</th><th>n</th><th>Δ {metric}</th><th>95% CI</th><th>{test}</th>'
             f"<th>Holm p</th><th>significant</th></tr>{rows}</table></div>")
 
 
@@ -378,8 +381,9 @@ answers planned). Accuracy interval: Wilson for one draw, two-way bootstrap over
 otherwise. Best accuracy in bold.</p>{price_notes(a.summary)}
 <h2>Learning curve</h2><figure>{curve_svg(a)}<figcaption>{plateau}</figcaption></figure>
 <h2>Paired comparisons</h2>{_comparisons(a)}
-<p class="muted">Δ = accuracy difference on the same examples (paired bootstrap interval);
-p from McNemar's exact test, Holm-adjusted across this run's comparisons.</p>
+<p class="muted">Δ = difference of the decision metric ({esc(meta.decision.metric)}) on the same
+examples (paired bootstrap interval); p from McNemar's exact test for accuracy, from the paired
+bootstrap for field F1; Holm-adjusted across this run's comparisons.</p>
 <h2>Cost</h2><p>{be}</p>
 {_task_sections(a)}
 <h2>Sample of failures</h2>{_failures(a)}
