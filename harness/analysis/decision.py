@@ -3,6 +3,7 @@ builds every table and judgement a report shows."""
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -31,7 +32,7 @@ from harness.errors import InputError
 from harness.model import pricing
 from harness.running.records import Record, RunMeta
 from harness.strategies import is_fine_tuned, is_prompting
-from harness.tasks import Task, task_from_meta
+from harness.tasks import ExtractionTask, Task, task_from_meta
 
 
 @dataclass(frozen=True)
@@ -248,6 +249,13 @@ def analyse(records: Sequence[Record], meta: RunMeta) -> Analysis:
         raise InputError(f"decision.metric: field_f1 applies to extraction tasks only, and this "
                          f"run's task is {task.name}; use accuracy")
     df = results_frame(records, meta)
+    if isinstance(task, ExtractionTask) and len(df):
+        # each field right or wrong, per example (an unusable answer has every field wrong)
+        df["fields_right"] = [
+            None if failed else json.dumps(task.field_correct(e, p) if isinstance(p, dict)
+                                           else dict.fromkeys(task.fields, False))
+            for e, p, failed in zip(df["expected"], df["prediction"], df["endpoint_failed"],
+                                    strict=True)]
     summary, mats = summary_frame(df, meta, task)
     counts = count_matrices(df, meta, task) if decision.metric == "field_f1" else None
     chosen = counts if counts is not None else mats

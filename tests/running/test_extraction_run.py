@@ -126,6 +126,9 @@ def test_exact_match_field_f1_and_compliance_by_hand(tmp_path: Path) -> None:
     assert raw.loc["Dee here", "error_kind"] == "schema"
     constrained = results[results["strategy"] == "constrained"].set_index("input")
     assert constrained.loc["Just me, Bob", "error_kind"] == "wrong_values"
+    assert json.loads(constrained.loc["Just me, Bob", "fields_right"]) == {"name": True,
+                                                                         "people": False}
+    assert json.loads(raw.loc["Two for Cy", "fields_right"]) == {"name": False, "people": False}
     per_field = pd.read_csv(out / "per_field.csv")
     row = per_field[(per_field["strategy"] == "constrained") & (per_field["field"] == "people")]
     assert row["accuracy"].iloc[0] == pytest.approx(4 / 6)
