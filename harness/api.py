@@ -103,6 +103,9 @@ def run(cfg: Config | str | Path, out: str | Path | None = None, *, use_cache: b
             if created is not None:  # e.g. an unusable cache folder: leave nothing behind
                 shutil.rmtree(created, ignore_errors=True)
             raise
+        # pandas and the report code take about a second to import: do it while the run waits
+        # on the network, not after it
+        threading.Thread(target=_preload_reports, name="preload-reports", daemon=True).start()
         try:
             counts = runner.execute()
         except HarnessError as exc:
@@ -117,6 +120,11 @@ def run(cfg: Config | str | Path, out: str | Path | None = None, *, use_cache: b
         if a.complete:
             append_history(history_path(history), out_dir, a.summary, read_meta(out_dir))
     return RunResult(out_dir, counts, a)
+
+
+def _preload_reports() -> None:
+    with contextlib.suppress(Exception):
+        import harness.report  # noqa: F401
 
 
 @contextlib.contextmanager

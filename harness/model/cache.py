@@ -6,6 +6,7 @@ import hashlib
 import json
 import sqlite3
 import threading
+import time
 from pathlib import Path
 
 from harness.errors import InputError
@@ -42,12 +43,23 @@ class ResponseCache:
 
     With `ttl` (seconds), entries older than that are not served (they are replaced by the
     fresh answer when it comes back).
+
+    New entries are written in batches: one transaction per `batch` answers or per
+    `flush_every` seconds, whichever comes first, and whatever is pending at `flush()` / `close()`
+    (the runner closes the cache however a run ends, Ctrl-C included). A pending entry is served
+    by `get` like a stored one. A killed process loses at most the last second of cache entries,
+    never a result: those are in the run folder.
     """
 
-    def __init__(self, path: Path, ttl: float | None = None) -> None:
+    def __init__(self, path: Path, ttl: float | None = None, *, batch: int = 256,
+                 flush_every: float = 1.0) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
         self.ttl = ttl
+        self.batch = batch
+        self.flush_every = flush_every
+        self._pending: dict[str, tuple[str, str]] = {}  # key -> (model, completion JSON)
+        self._last_flush = time.monotonic()
         self._lock = threading.Lock()
         self._db = sqlite3.connect(str(path), check_same_thread=False, timeout=30)
         self._db.execute("PRAGMA journal_mode=WAL")
@@ -65,7 +77,8 @@ class ResponseCache:
             query += " AND created >= julianday('now') - ?"
             args.append(self.ttl / 86400.0)
         with self._lock:
-            row = self._db.execute(query, args).fetchone()
+            pending = self._pending.get(key)
+            row = (pending[1],) if pending else self._db.execute(query, args).fetchone()
         if row is None:
             return None
         found = Completion.from_json(row[0])
@@ -76,14 +89,29 @@ class ResponseCache:
         if completion.error_kind:
             return
         with self._lock:
-            self._db.execute(
+            self._pending[key] = (model, completion.to_json())
+            due = (len(self._pending) >= self.batch
+                   or time.monotonic() - self._last_flush >= self.flush_every)
+            if due:
+                self._flush_locked()
+
+    def flush(self) -> None:
+        """Write every pending entry in one transaction."""
+        with self._lock:
+            self._flush_locked()
+
+    def _flush_locked(self) -> None:
+        if self._pending:
+            self._db.executemany(
                 "INSERT OR REPLACE INTO responses (key, model, completion) VALUES (?, ?, ?)",
-                (key, model, completion.to_json()),
-            )
+                [(k, m, c) for k, (m, c) in self._pending.items()])
             self._db.commit()
+            self._pending.clear()
+        self._last_flush = time.monotonic()
 
     def clear(self, *, model: str | None = None, older_than: float | None = None) -> int:
         """Delete entries (of one model id, older than `older_than` seconds); the number deleted."""
+        self.flush()
         query = "DELETE FROM responses WHERE 1=1"
         args: list[object] = []
         if model is not None:
@@ -99,6 +127,7 @@ class ResponseCache:
 
     def stats(self) -> list[tuple[str, int, float, float]]:
         """(model id, entries, oldest, newest) with ages in seconds, per model id."""
+        self.flush()
         with self._lock:
             rows = self._db.execute(
                 "SELECT model, COUNT(*), (julianday('now') - MIN(created)) * 86400, "
@@ -107,6 +136,9 @@ class ResponseCache:
         return [(str(m), int(n), float(old), float(new)) for m, n, old, new in rows]
 
     def close(self) -> None:
-        """Close the database."""
+        """Write what is pending, then close the database."""
         with self._lock:
-            self._db.close()
+            try:
+                self._flush_locked()
+            finally:
+                self._db.close()

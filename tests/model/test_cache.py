@@ -219,3 +219,22 @@ def test_failed_requests_are_asked_again(make_config, tmp_path, monkeypatch):
     second = pd.read_csv(tmp_path / "second" / "results.csv")
     assert (first["error_kind"] == "retries_exhausted:http_500").all()
     assert second["error_kind"].isna().all() and not second["cached"].any()
+
+
+def test_entries_are_written_in_batches_and_none_is_lost_on_close(tmp_path):
+    from harness.model.cache import ResponseCache
+
+    path = tmp_path / "c.sqlite"
+    cache = ResponseCache(path, batch=3, flush_every=3600)
+    comp = Completion(content='{"label": "x"}', finish_reason="stop")
+    cache.put("k1", "m", comp)
+    cache.put("k2", "m", comp)
+    other = sqlite3.connect(str(path))
+    assert other.execute("SELECT COUNT(*) FROM responses").fetchone()[0] == 0  # pending
+    assert cache.get("k1") is not None and cache.get("k1").cached  # pending entries are served
+    cache.put("k3", "m", comp)  # the third fills the batch: one transaction
+    assert other.execute("SELECT COUNT(*) FROM responses").fetchone()[0] == 3
+    cache.put("k4", "m", comp)
+    cache.close()  # what is pending is written on close (the runner closes it however it ends)
+    assert other.execute("SELECT COUNT(*) FROM responses").fetchone()[0] == 4
+    other.close()

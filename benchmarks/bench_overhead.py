@@ -1,0 +1,122 @@
+"""The whole `harness run` command against a bare keep-alive client, process start included.
+
+Both run as fresh processes against the same loopback server (tests/fake_openai.py in its own
+process, a fixed latency per answer), the same N zero-shot requests at the same concurrency, in
+interleaved rounds; the figures are medians. The ideal is N / concurrency x latency.
+
+    python benchmarks/bench_overhead.py [--requests 800] [--concurrency 16] [--latency 0.1]
+                                        [--rounds 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+LABELS = ["billing", "shipping", "returns", "account"]
+
+SERVER = """
+import sys
+sys.path.insert(0, {tests!r})
+from fake_openai import FakeOpenAI
+with FakeOpenAI(latency_s={latency}) as s:
+    print(s.base_url, flush=True)
+    sys.stdin.read()
+"""
+
+# The floor: about thirty lines, one keep-alive connection pool, nothing but the requests.
+BARE = """
+import asyncio, json, sys
+import httpx
+
+async def main(base_url, n, concurrency):
+    sem = asyncio.Semaphore(concurrency)
+    async with httpx.AsyncClient(base_url=base_url, timeout=60,
+                                 limits=httpx.Limits(max_connections=concurrency)) as client:
+        async def one(i):
+            async with sem:
+                body = {{"model": "fake", "max_tokens": 64, "temperature": 0,
+                         "messages": [{{"role": "system", "content": "Route it."}},
+                                      {{"role": "user", "content": f"message number {{i}}"}}]}}
+                r = await client.post("/chat/completions", json=body)
+                return json.loads(r.json()["choices"][0]["message"]["content"])
+        answers = await asyncio.gather(*(one(i) for i in range(n)))
+    print(len(answers))
+
+asyncio.run(main(sys.argv[1], int(sys.argv[2]), int(sys.argv[3])))
+"""
+
+
+def _project(tmp: Path, base_url: str, n: int, concurrency: int) -> Path:
+    rows = ["text,category"] + [f"{LABELS[i % 4]} message number {i},{LABELS[i % 4]}"
+                                for i in range(n)]
+    (tmp / "eval.csv").write_text("\n".join(rows) + "\n")
+    cfg = {
+        "name": "bench",
+        "task": {"type": "classification", "instructions": "Route it.", "labels": LABELS},
+        "dataset": {"eval": "eval.csv", "input": "text", "target": "category"},
+        "models": {"m": {"provider": "openai", "model": "fake", "base_url": base_url,
+                         "api_key_env": None}},
+        "strategies": [{"name": "zs", "type": "zero_shot", "model": "m"}],
+        "run": {"concurrency": concurrency},
+    }
+    (tmp / "c.yaml").write_text(yaml.safe_dump(cfg))
+    return tmp / "c.yaml"
+
+
+def _timed(cmd: list[str], env: dict[str, str]) -> float:
+    start = time.perf_counter()
+    subprocess.run(cmd, env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--requests", type=int, default=800)
+    ap.add_argument("--concurrency", type=int, default=16)
+    ap.add_argument("--latency", type=float, default=0.1)
+    ap.add_argument("--rounds", type=int, default=3)
+    args = ap.parse_args()
+    server = subprocess.Popen(
+        [sys.executable, "-c", SERVER.format(tests=str(ROOT / "tests"), latency=args.latency)],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    harness_s: list[float] = []
+    bare_s: list[float] = []
+    try:
+        assert server.stdout is not None
+        base_url = server.stdout.readline().strip()
+        with tempfile.TemporaryDirectory() as tmp:
+            t = Path(tmp)
+            cfg = _project(t, base_url, args.requests, args.concurrency)
+            env = {**os.environ, "HARNESS_CACHE_DIR": str(t / "cache"),
+                   "HARNESS_HISTORY": str(t / "history.jsonl")}
+            for i in range(args.rounds):
+                bare_s.append(_timed([sys.executable, "-c", BARE, base_url, str(args.requests),
+                                      str(args.concurrency)], env))
+                harness_s.append(_timed([sys.executable, "-m", "harness", "run", str(cfg),
+                                         "--out", str(t / f"run{i}"), "--no-cache"], env))
+    finally:
+        server.communicate("")
+    h, b = statistics.median(harness_s), statistics.median(bare_s)
+    print(json.dumps({
+        "requests": args.requests, "concurrency": args.concurrency, "latency_s": args.latency,
+        "ideal_s": round(args.requests / args.concurrency * args.latency, 2),
+        "bare_client_median_s": round(b, 2), "harness_median_s": round(h, 2),
+        "harness_over_bare": round(h / b, 3), "target": "<= 1.15",
+        "rounds": {"bare": [round(x, 2) for x in bare_s],
+                   "harness": [round(x, 2) for x in harness_s]},
+    }, indent=2))
+
+
+if __name__ == "__main__":
+    main()
