@@ -35,7 +35,7 @@ WORDS = ("card", "payment", "refund", "transfer", "pending", "declined", "exchan
 
 def synthesise(run_dir: Path, n: int, seed: int = 0) -> int:
     """Write run.json and results.jsonl of n examples x 3 arms into run_dir; the record count."""
-    from harness.running.records import ArmMeta, Record, RunMeta
+    from harness.running.records import Record, RunMeta
     from harness.running.store import ResultStore, write_meta
 
     rng = random.Random(seed)

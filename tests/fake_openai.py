@@ -34,7 +34,7 @@ import string
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -445,6 +445,13 @@ class FakeOpenAI:
         api_key: If given, every request without ``Authorization: Bearer <api_key>`` gets 401.
         job_outcome: Scripted end of every fine-tuning job: ``"succeeded"``, ``"failed"``,
             ``"cancelled"``, or ``"invalid_file"`` (job creation answers 400).
+        rate_limit_rps: If given, a token bucket that truly enforces a limit: it refills at this
+            many chat-completion requests per second and holds at most ``rate_limit_burst``
+            (default: one second's worth). A request that finds it empty gets an immediate 429
+            ``rate_limit_exceeded`` with ``Retry-After`` / ``retry-after-ms`` (the time until the
+            next token); every chat-completion reply carries OpenAI's
+            ``x-ratelimit-{limit,remaining,reset}-requests`` (limit = the bucket's size,
+            remaining = whole tokens left, reset = time until it is full, like ``"250ms"``).
 
     Attributes:
         base_url: ``"http://127.0.0.1:PORT/v1"`` (set on ``__enter__``).
@@ -456,6 +463,7 @@ class FakeOpenAI:
         jobs: Fine-tuning job objects by job id (the same dicts the API returns).
         job_creates: Number of ``POST /v1/fine_tuning/jobs`` requests received (400s included).
         handler_errors: Unexpected exceptions raised while serving (should stay empty).
+        bucket_log: With ``rate_limit_rps``: ``(monotonic time, admitted)`` per chat request.
     """
 
     def __init__(
@@ -467,6 +475,8 @@ class FakeOpenAI:
         seed: int = 0,
         api_key: str | None = None,
         job_outcome: str = "succeeded",
+        rate_limit_rps: float | None = None,
+        rate_limit_burst: float | None = None,
     ) -> None:
         if job_outcome not in JOB_OUTCOMES:
             raise ValueError(f"job_outcome must be one of {JOB_OUTCOMES}, not {job_outcome!r}")
@@ -478,6 +488,15 @@ class FakeOpenAI:
         self.seed = seed
         self.api_key = api_key
         self.job_outcome = job_outcome
+        if rate_limit_rps is not None and not rate_limit_rps > 0:
+            raise ValueError("rate_limit_rps must be > 0")
+        self.rate_limit_rps = rate_limit_rps
+        self.rate_limit_burst = float(rate_limit_burst or rate_limit_rps or 0)
+        if rate_limit_rps is not None and self.rate_limit_burst < 1:
+            raise ValueError("rate_limit_burst must be >= 1")
+        self.bucket_log: list[tuple[float, bool]] = []
+        self._tokens = self.rate_limit_burst
+        self._tokens_at = time.monotonic()
 
         self.base_url = ""
         self.requests: list[dict] = []
@@ -665,12 +684,25 @@ class FakeOpenAI:
                 nth = self._attempts_by_key[key]
             else:
                 nth = 0
+            limited = self._take_token()
             kind = self.faults.pick(self._fault_rng.random())
             if 0 < nth <= self.faults.fail_first_n:
                 kind = "fail_first_n"
             if kind is not None:
                 self.fault_counts[kind] += 1
 
+        if limited is not None and limited[0] is False:
+            h._send_json(
+                429,
+                _error_body(
+                    f"Rate limit reached for requests: Limit {self.rate_limit_rps:g} per second. "
+                    "Please try again later.",
+                    "requests",
+                    "rate_limit_exceeded",
+                ),
+                headers=limited[1],
+            )
+            return
         if kind == "drop":
             h._drop()
             return
@@ -726,11 +758,38 @@ class FakeOpenAI:
             self._stream(h, body, reply)
             return
         completion = self._completion(body, reply)
+        if limited is not None:
+            reply = replace(reply, headers={**limited[1], **reply.headers})
         if kind == "malformed":
             raw_out = json.dumps(completion).encode()
             h._send(200, raw_out[: max(1, len(raw_out) // 2)], headers=reply.headers)
             return
         h._send_json(200, completion, headers=reply.headers)
+
+    def _take_token(self) -> tuple[bool, dict[str, str]] | None:
+        """With ``rate_limit_rps`` (call under the lock): admit or refuse one request, and the
+        ``x-ratelimit-*`` headers (plus ``Retry-After`` on a refusal) describing the bucket."""
+        rps = self.rate_limit_rps
+        if rps is None:
+            return None
+        now = time.monotonic()
+        burst = self.rate_limit_burst
+        self._tokens = min(burst, self._tokens + (now - self._tokens_at) * rps)
+        self._tokens_at = now
+        admitted = self._tokens >= 1
+        if admitted:
+            self._tokens -= 1
+        self.bucket_log.append((now, admitted))
+        headers = {
+            "x-ratelimit-limit-requests": f"{burst:g}",
+            "x-ratelimit-remaining-requests": str(int(self._tokens)),
+            "x-ratelimit-reset-requests": f"{round((burst - self._tokens) / rps * 1000)}ms",
+        }
+        if not admitted:
+            wait = (1 - self._tokens) / rps
+            headers["Retry-After"] = str(math.ceil(wait))
+            headers["retry-after-ms"] = str(max(1, round(wait * 1000)))
+        return admitted, headers
 
     def _retry_after_headers(self) -> dict[str, str]:
         """``Retry-After`` (whole seconds, rounded up) plus ``retry-after-ms`` if fractional."""

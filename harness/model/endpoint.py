@@ -12,7 +12,7 @@ import math
 import os
 import random
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC
 from typing import Any
@@ -219,17 +219,29 @@ class Endpoint:
     """An OpenAI-compatible endpoint for one configured model. No network in the constructor."""
 
     def __init__(self, model: ModelConfig, *, base_url: str | None = None, run: RunConfig,
-                 on_retry: Any = None) -> None:
+                 on_retry: Any = None,
+                 on_headers: Callable[[int, Mapping[str, str]], None] | None = None,
+                 before_retry: Callable[[], Awaitable[None]] | None = None) -> None:
         self.config = model
         self.base_url = base_url or model.base_url or os.environ.get("OPENAI_BASE_URL") or (
             "https://api.openai.com/v1"
         )
         key = "local" if model.provider == "local" else api_key(model)
+        # Response headers (x-ratelimit-*, of successes and errors alike) come from an HTTP
+        # event hook: `with_raw_response` would add the SDK's per-call wrapping to every request.
+        http_client = None
+        if on_headers is not None:
+            async def headers_hook(response: Any) -> None:
+                on_headers(response.status_code, response.headers)
+
+            http_client = openai.DefaultAsyncHttpxClient(event_hooks={"response": [headers_hook]})
         self._client = openai.AsyncOpenAI(
-            api_key=key or "unused", base_url=self.base_url, max_retries=0, timeout=model.timeout
+            api_key=key or "unused", base_url=self.base_url, max_retries=0, timeout=model.timeout,
+            http_client=http_client,
         )
         self.policy = RetryPolicy(run.max_attempts, run.max_wait, run.max_retry_after)
         self.on_retry = on_retry  # callback(exc) on every retried attempt (rate limiting, counts)
+        self.before_retry = before_retry  # awaited before every retry (request pacing)
         self.listed: dict[str, dict[str, Any]] = {}  # model id -> stable /models fields
         self._fingerprints: dict[str, str] = {}
 
@@ -293,6 +305,8 @@ class Endpoint:
                 reraise=True,
             ):
                 with attempt:
+                    if attempts and self.before_retry is not None:
+                        await self.before_retry()
                     attempts += 1
                     start = time.perf_counter()
                     response = check_completion(

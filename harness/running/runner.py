@@ -19,7 +19,7 @@ from harness.dataset import Example
 from harness.errors import InputError, RunError
 from harness.model.cache import cache_key, open_cache
 from harness.model.completion import ChatRequest, Completion, is_endpoint_failure, request_failure
-from harness.model.endpoint import Endpoint, error_kind, response_format_for
+from harness.model.endpoint import Endpoint, error_kind, response_format_for, retry_after_seconds
 from harness.model.limits import AdaptiveLimiter
 from harness.model.local_server import LocalServer, base_model_path
 from harness.paths import cache_dir
@@ -247,7 +247,7 @@ class Runner:
             kind = error_kind(exc) if exc is not None else "unknown"
             self.counts.retries_by_kind[kind] = self.counts.retries_by_kind.get(kind, 0) + 1
             if isinstance(exc, openai.RateLimitError):
-                limiter.on_rate_limited()
+                limiter.on_rate_limited(retry_after_seconds(exc))
 
         try:
             local_models = [m for m in models if cfg.models[m].provider == "local"]
@@ -259,7 +259,9 @@ class Runner:
                 mc = cfg.models[m]
                 url = self.base_urls.get(m) or (server.base_url if mc.provider == "local" and server
                                                 else None)
-                endpoints[m] = Endpoint(mc, base_url=url, run=cfg.run, on_retry=on_retry)
+                endpoints[m] = Endpoint(mc, base_url=url, run=cfg.run, on_retry=on_retry,
+                                        on_headers=limiter.on_headers,
+                                        before_retry=limiter.pace)
                 scope = (f"llama.cpp:{file_sha256(base_model_path())}"
                          if mc.provider == "local" and m not in self.base_urls
                          else endpoints[m].base_url)
