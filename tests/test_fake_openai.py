@@ -214,6 +214,36 @@ def test_fault_rate_limit_with_retry_after() -> None:
         assert info.value.response.headers["retry-after"] == "1"
 
 
+def test_token_bucket_enforces_a_rate_with_openai_headers() -> None:
+    """``rate_limit_rps``: a burst beyond the bucket gets 429s with Retry-After; every reply says
+    how much is left (x-ratelimit-*); the bucket refills at the given rate."""
+    with FakeOpenAI(rate_limit_rps=5, rate_limit_burst=3) as server:
+        client = make_client(server).with_raw_response
+        seen: list[tuple[int, Any]] = []
+        for _ in range(5):  # far faster than 5 per second
+            try:
+                raw = client.chat.completions.create(model="fake-model", messages=MESSAGES)
+                seen.append((raw.status_code, raw.headers))
+            except openai.RateLimitError as exc:
+                seen.append((exc.status_code, exc.response.headers))
+        statuses = [status for status, _ in seen]
+        assert statuses[:3] == [200, 200, 200] and 429 in statuses[3:]
+        first, limited = seen[0][1], seen[statuses.index(429)][1]
+        assert first["x-ratelimit-limit-requests"] == "3"
+        assert first["x-ratelimit-remaining-requests"] == "2"
+        assert re.fullmatch(r"\d+ms", first["x-ratelimit-reset-requests"])
+        assert limited["x-ratelimit-remaining-requests"] == "0"
+        assert 1 <= int(limited["retry-after-ms"]) <= 200  # one token takes 200 ms at 5/s
+        assert limited["retry-after"] == "1"
+        time.sleep(0.25)  # at least one token back
+        assert client.chat.completions.create(model="fake-model", messages=MESSAGES).status_code \
+            == 200
+        assert server.attempts == 6 and len(server.bucket_log) == 6
+        assert [ok for _, ok in server.bucket_log] == [s == 200 for s in statuses] + [True]
+    with pytest.raises(ValueError, match="rate_limit_rps"):
+        FakeOpenAI(rate_limit_rps=0)
+
+
 @pytest.mark.parametrize(("kind", "status"), [("server_error", 500), ("unavailable", 503)])
 def test_fault_html_errors(kind: str, status: int) -> None:
     """500 and 503 with HTML bodies -> InternalServerError carrying the status."""
