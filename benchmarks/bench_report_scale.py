@@ -71,8 +71,10 @@ def synthesise(run_dir: Path, n: int, seed: int = 0) -> int:
     store = ResultStore(run_dir, sync_every=3600.0)
     count = 0
     try:
-        for arm, wrong_rate in zip(arms, (0.14, 0.10, 0.06), strict=True):
-            for i, ex in enumerate(examples):
+        # example by example, the arms interleaved, as a concurrent run writes them (so the
+        # report has to sort them back into arm order)
+        for i, ex in enumerate(examples):
+            for arm, wrong_rate in zip(arms, (0.14, 0.10, 0.06), strict=True):
                 roll = rng.random()
                 kind: str | None = None
                 error: str | None = None

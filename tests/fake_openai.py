@@ -449,7 +449,7 @@ class FakeOpenAI:
             many chat-completion requests per second and holds at most ``rate_limit_burst``
             (default: one second's worth). A request that finds it empty gets an immediate 429
             ``rate_limit_exceeded`` with ``Retry-After`` / ``retry-after-ms`` (the time until the
-            next token); every chat-completion reply carries OpenAI's
+            next token); that 429 and every admitted JSON answer carry OpenAI's
             ``x-ratelimit-{limit,remaining,reset}-requests`` (limit = the bucket's size,
             remaining = whole tokens left, reset = time until it is full, like ``"250ms"``).
 

@@ -16,13 +16,14 @@ from harness.analysis import compliance, guard, rules, stats
 from harness.analysis.tables import (
     Matrices,
     best_prompting_arm,
+    columns_frame,
     comparisons_frame,
     count_matrices,
     paired,
+    paired_mean_difference,
     per_class_frame,
     price,
     reference_arm,
-    results_frame,
     row_name,
     summary_frame,
     sweep_rows,
@@ -31,6 +32,7 @@ from harness.config import DecisionConfig
 from harness.errors import InputError
 from harness.model import pricing
 from harness.running.records import Record, RunMeta
+from harness.running.store import RecordColumns, record_columns
 from harness.strategies import is_fine_tuned, is_prompting
 from harness.tasks import ExtractionTask, Task, task_from_meta
 
@@ -106,9 +108,15 @@ def curve_and_plateau(summary: pd.DataFrame, mats: Matrices, decision: DecisionC
         plateau = rules.detect_plateau(per_k, min_gain=decision.min_gain, n_boot=n_boot, seed=0,
                                        difference=f1_gain, unit=" field F1")
     else:
+        n_boot = decision.bootstrap
+
+        def mean_gain(later: np.ndarray, earlier: np.ndarray) -> stats.Interval:
+            # rules.detect_plateau's own difference, through the comparisons table's memory
+            return paired_mean_difference(later.mean(axis=1), earlier.mean(axis=1), n_boot=n_boot)
+
         scores = {int(row["k"]): mats[(row["strategy"], row["k"])] for _, row in points.iterrows()}
-        plateau = rules.detect_plateau(scores, min_gain=decision.min_gain,
-                                       n_boot=decision.bootstrap, seed=0)
+        plateau = rules.detect_plateau(scores, min_gain=decision.min_gain, n_boot=n_boot, seed=0,
+                                       difference=mean_gain)
     into = [next((s for s in plateau.steps if s.k_to == int(k)), None) for k in curve["k"]]
     nan = math.nan
     curve["step_from"] = pd.Series([s.k_from if s else None for s in into], dtype=object)
@@ -184,12 +192,18 @@ def verdict(summary: pd.DataFrame, comparisons: pd.DataFrame, plateau: rules.Pla
     if best is not None and len(ft):
         f = ft.iloc[0]
         a, b = (f["strategy"], f["k"]), (best["strategy"], best["k"])
-        got = paired(mats, a, b, n_boot=decision.bootstrap, metric=metric)
-        test = got[3] if got else "paired_bootstrap" if metric == "field_f1" else "mcnemar"
-        d = got[1] if got else stats.Interval(math.nan, math.nan, math.nan)
         name_a, name_b = row_name(f), row_name(best)
         match = comparisons[(comparisons["arm_a"] == name_a) & (comparisons["arm_b"] == name_b)]
         p_adj = float(match["p_adjusted"].iloc[0]) if len(match) else 1.0
+        if len(match):  # the table weighed this pair already: the same test, seed and examples
+            row = match.iloc[0]
+            test = str(row["test"])
+            d = stats.Interval(float(row["delta"]), float(row["delta_ci_low"]),
+                               float(row["delta_ci_high"]))
+        else:
+            got = paired(mats, a, b, n_boot=decision.bootstrap, metric=metric)
+            test = got[3] if got else "paired_bootstrap" if metric == "field_f1" else "mcnemar"
+            d = got[1] if got else stats.Interval(math.nan, math.nan, math.nan)
         training = _training_cost(meta, f)
         be, saving, cap = None, None, None
         prompt_cost, ft_cost = best["cost_per_1k"] / 1000, f["cost_per_1k"] / 1000
@@ -237,9 +251,14 @@ def meta_task(meta: RunMeta) -> Task:
 
 def analyse(records: Sequence[Record], meta: RunMeta) -> Analysis:
     """Build every table and the verdict from a run's records and metadata."""
+    return analyse_columns(record_columns(records), meta)
+
+
+def analyse_columns(cols: RecordColumns, meta: RunMeta) -> Analysis:
+    """analyse from record columns (store.read_columns: a large run without a Record each)."""
     task = meta_task(meta)
     known = {a.key for a in meta.arms}
-    stray = sorted({r.arm for r in records} - known)
+    stray = sorted(set(cols["arm"]) - known)
     if stray:
         raise InputError(f"results.jsonl: records of arm {stray[0]!r}, which run.json does not "
                          f"list (arms: {', '.join(sorted(known))}); the files do not belong "
@@ -248,7 +267,7 @@ def analyse(records: Sequence[Record], meta: RunMeta) -> Analysis:
     if decision.metric == "field_f1" and task.name != "extraction":
         raise InputError(f"decision.metric: field_f1 applies to extraction tasks only, and this "
                          f"run's task is {task.name}; use accuracy")
-    df = results_frame(records, meta)
+    df = columns_frame(cols, meta)
     if isinstance(task, ExtractionTask) and len(df):
         # each field right or wrong, per example (an unusable answer has every field wrong)
         df["fields_right"] = [
@@ -265,16 +284,15 @@ def analyse(records: Sequence[Record], meta: RunMeta) -> Analysis:
     curve, plateau = curve_and_plateau(summary, mats, decision, counts)
     v, evidence = verdict(summary, comparisons, plateau, chosen, meta)
     complete = meta.status == "complete" and len(df) == meta.expected_records
-    reasons = guard.withhold_reasons(df, summary, meta, task, complete, _expected(records, meta))
+    reasons = guard.withhold_reasons(df, summary, meta, task, complete, _expected(cols, meta))
     if reasons:
         v = guard.withheld(reasons, v)
-    return Analysis(df.drop(columns=["arm"]), summary, per_class_frame(df, task), comparisons,
+    per_class = per_class_frame(df, task)
+    return Analysis(df.drop(columns=["arm"]), summary, per_class, comparisons,
                     curve, plateau, v, evidence, complete, tuple(reasons))
 
 
-def _expected(records: Sequence[Record], meta: RunMeta) -> list[Any]:
+def _expected(cols: RecordColumns, meta: RunMeta) -> list[Any]:
     """The gold answer of each eval example (from the first record that has it)."""
-    gold: dict[str, Any] = {}
-    for r in records:
-        gold.setdefault(r.example_id, r.expected)
+    gold = dict(zip(reversed(cols["example_id"]), reversed(cols["expected"]), strict=True))
     return [gold[e] for e in meta.examples if e in gold]

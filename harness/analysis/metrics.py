@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from harness.model.completion import is_endpoint_failure, is_request_error
 from harness.tasks import Task
@@ -65,4 +66,50 @@ def arm_metrics(rows: Sequence[Mapping[str, Any]], task: Task) -> ArmMetrics:
         mean_completion_tokens=mean_of("completion_tokens"),
         latency_p50_ms=percentile(latencies, 50),
         latency_p95_ms=percentile(latencies, 95),
+    )
+
+
+def _truthy(values: pd.Series) -> np.ndarray:
+    """bool(v) of each value, as a row dict's `bool(r[key])` would give it."""
+    if values.dtype == bool:
+        return np.asarray(values.to_numpy(dtype=bool))
+    return np.fromiter(map(bool, values.tolist()), dtype=bool, count=len(values))
+
+
+def _kinds(values: pd.Series, test: Callable[[str | None], bool]) -> np.ndarray:
+    """test(kind) of each error kind, one call per distinct kind."""
+    kinds = values.tolist()
+    seen = {k: test(k) for k in set(kinds)}
+    return np.fromiter(map(seen.__getitem__, kinds), dtype=bool, count=len(kinds))
+
+
+def frame_metrics(results: pd.DataFrame, task: Task) -> ArmMetrics:
+    """arm_metrics over the rows of a results frame (tables.results_frame), column by column:
+    the same figures, without a Python object per row."""
+    answered = results[~_kinds(results["error_kind"], is_endpoint_failure)]
+    n = len(answered)
+    if n == 0:
+        nan = float("nan")
+        return ArmMetrics(0, nan, nan, nan, nan, 0, nan, nan, nan, nan)
+    latency = answered["latency_ms"]
+    timed = ~_truthy(answered["cached"]) & _truthy(latency)
+    latencies = latency.to_numpy(dtype=float)[timed]
+
+    def mean_of(key: str) -> float:
+        vals = answered[key].to_numpy(dtype=float)
+        vals = vals[~np.isnan(vals)]
+        return float(np.mean(vals)) if vals.size else float("nan")
+
+    failed = _kinds(answered["error_kind"], is_request_error)
+    return ArmMetrics(
+        n=n,
+        accuracy=int(_truthy(answered["correct"]).sum()) / n,
+        macro_f1=task.quality(answered["expected"].tolist(), answered["prediction"].tolist()),
+        schema_compliance=int(_truthy(answered["schema_valid"]).sum()) / n,
+        parse_failure_rate=int((~_truthy(answered["parse_ok"]) & ~failed).sum()) / n,
+        errors=int(failed.sum()),
+        mean_prompt_tokens=mean_of("prompt_tokens"),
+        mean_completion_tokens=mean_of("completion_tokens"),
+        latency_p50_ms=float(np.percentile(latencies, 50)) if latencies.size else float("nan"),
+        latency_p95_ms=float(np.percentile(latencies, 95)) if latencies.size else float("nan"),
     )

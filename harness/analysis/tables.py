@@ -5,17 +5,22 @@ Everything here is computed from a run folder's records and metadata alone.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Mapping, Sequence
+from operator import itemgetter
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from harness.analysis import stats
-from harness.analysis.metrics import arm_metrics
+from harness.analysis.metrics import frame_metrics
 from harness.config import Price
 from harness.model import pricing
+from harness.model.completion import is_endpoint_failure
 from harness.running.records import ArmMeta, Record, RunMeta
+from harness.running.store import RecordColumns, record_columns
 from harness.strategies import arm_name, is_prompting, is_sweep
 from harness.tasks import Task
 from harness.tasks.extraction import ExtractionTask
@@ -38,26 +43,76 @@ def price(meta: RunMeta, model: str, model_id: str) -> Price | None:
 
 def results_frame(records: Sequence[Record], meta: RunMeta) -> pd.DataFrame:
     """One row per example x arm, in arm order then example order, with a cost column."""
-    arm_order = {a.key: i for i, a in enumerate(meta.arms)}
-    ex_order = {e: i for i, e in enumerate(meta.examples)}
-    rows = sorted(records, key=lambda r: (arm_order.get(r.arm, 1 << 30),
-                                          ex_order.get(r.example_id, 1 << 30)))
-    df = pd.DataFrame([r.to_dict() for r in rows], columns=[*RESULT_COLUMNS, "arm"])
-    prices: dict[tuple[str, str], Price | None] = {}  # one lookup per model id, not per row
-    costs = []
-    for r in rows:
-        if (r.model, r.model_id) not in prices:
-            prices[(r.model, r.model_id)] = price(meta, r.model, r.model_id)
-        p = prices[(r.model, r.model_id)]
-        if r.cached or p is None:
-            costs.append(0.0 if r.cached else math.nan)
+    return columns_frame(record_columns(records), meta)
+
+
+def _positions(values: Sequence[Any], order: Sequence[str]) -> np.ndarray:
+    """Each value's place in `order` (the last place of a repeated one); 1 << 30 where absent."""
+    places = {v: i for i, v in enumerate(order)}
+    got = pd.Series(values, dtype=object).map(places)
+    return np.asarray(got.fillna(1 << 30).to_numpy(dtype=np.int64))
+
+
+def _truthy(values: Sequence[Any]) -> np.ndarray:
+    """bool(v) of each value."""
+    return np.fromiter(map(bool, values), dtype=bool, count=len(values))
+
+
+def _costs(cols: RecordColumns, meta: RunMeta) -> np.ndarray:
+    """USD per row: 0 for a cached answer, NaN where the model id has no known price. One price
+    lookup per model id and one pricing.query_cost per distinct token count, not per row."""
+    n = len(cols["arm"])
+    tokens = np.array([cols["prompt_tokens"], cols["completion_tokens"], cols["cached_tokens"]],
+                      dtype=float).T  # None -> NaN -> 0, as `or 0`
+    tokens = np.nan_to_num(tokens, nan=0.0)
+    distinct, which = np.unique(tokens, axis=0, return_inverse=True)
+    which = which.reshape(-1)
+    codes, models = pd.factorize(pd.Series(list(zip(cols["model"], cols["model_id"], strict=True)),
+                                           dtype=object))
+    cached = _truthy(cols["cached"])
+    out = np.full(n, math.nan)
+    for code, (model, model_id) in enumerate(models):
+        p = price(meta, model, model_id)
+        rows = np.flatnonzero((codes == code) & ~cached)
+        if p is None or not len(rows):
             continue
-        costs.append(pricing.query_cost(p, r.prompt_tokens or 0, r.completion_tokens or 0,
-                                        r.cached_tokens or 0))
-    df["cost_usd"] = costs
-    df["lenient"] = np.array([r.lenient for r in rows], dtype=bool)
-    df["endpoint_failed"] = np.array([r.endpoint_failed for r in rows], dtype=bool)
-    return df
+        used = np.unique(which[rows])
+        per = np.full(len(distinct), math.nan)
+        for t in used:
+            pt, ct_, co = distinct[t]
+            per[t] = pricing.query_cost(p, int(pt), int(ct_), int(co))
+        out[rows] = per[which[rows]]
+    out[cached] = 0.0
+    return out
+
+
+def columns_frame(cols: RecordColumns, meta: RunMeta) -> pd.DataFrame:
+    """results_frame from record columns (store.read_columns): the same frame, built without a
+    Python object per row."""
+    n = len(cols["arm"])
+    if n == 0:
+        df = pd.DataFrame([], columns=[*RESULT_COLUMNS, "arm"])
+        df["cost_usd"] = []
+        df["lenient"] = np.array([], dtype=bool)
+        df["endpoint_failed"] = np.array([], dtype=bool)
+        return df
+    order = np.lexsort((_positions(cols["example_id"], meta.examples),
+                        _positions(cols["arm"], [a.key for a in meta.arms])))  # stable
+    failed = {kind: is_endpoint_failure(kind) for kind in set(cols["error_kind"])}
+    derived: dict[str, np.ndarray] = {
+        "cost_usd": _costs(cols, meta),
+        "lenient": np.array(cols["lenient"], dtype=bool),
+        "endpoint_failed": np.fromiter(map(failed.__getitem__, cols["error_kind"]), dtype=bool,
+                                       count=n),
+    }
+    take = itemgetter(*order.tolist())
+    data: dict[str, Any] = {}
+    for name in [*RESULT_COLUMNS, "arm", "endpoint_failed"]:
+        if name in derived:
+            data[name] = derived[name][order]
+        else:
+            data[name] = list(take(cols[name])) if n > 1 else [cols[name][0]]
+    return pd.DataFrame(data)
 
 
 def score_matrix(df: pd.DataFrame, strategy: str, k: int, examples: Sequence[str]) -> np.ndarray:
@@ -65,13 +120,12 @@ def score_matrix(df: pd.DataFrame, strategy: str, k: int, examples: Sequence[str
     endpoint failed on it (no answer of the model to judge)."""
     sub = df[(df["strategy"] == strategy) & (df["k"] == k)]
     draws = sorted(sub["draw"].unique()) or [0]
-    pos = {e: i for i, e in enumerate(examples)}
     out = np.full((len(examples), len(draws)), np.nan)
     for d_i, d in enumerate(draws):
         part = sub[(sub["draw"] == d) & ~sub["endpoint_failed"]]
-        for ex, ok in zip(part["example_id"].astype(str), part["correct"], strict=True):
-            if ex in pos:
-                out[pos[ex], d_i] = float(bool(ok))
+        pos = _positions(part["example_id"].astype(str).tolist(), examples)
+        known = pos < len(examples)
+        out[pos[known], d_i] = _truthy(part["correct"].tolist())[known]
     return out
 
 
@@ -137,7 +191,7 @@ def summary_frame(df: pd.DataFrame, meta: RunMeta, task: Task
     for (strategy, k), a in first.items():
         sub = df[(df["strategy"] == strategy) & (df["k"] == k)]
         answered = sub[~sub["endpoint_failed"]]
-        m = arm_metrics(sub.to_dict("records"), task)
+        m = frame_metrics(sub, task)
         mat = score_matrix(df, strategy, k, examples)
         mats[(strategy, k)] = mat
         ci = interval(mat, n_boot, seed=0)
@@ -172,7 +226,7 @@ def summary_frame(df: pd.DataFrame, meta: RunMeta, task: Task
             "prompt_sha256": a.prompt_sha256, "unavailable": a.unavailable,
             "structured_output": a.structured_output,
             "lenient_parses": int(answered["lenient"].astype(bool).sum()) if len(answered) else 0,
-            **(task.extra_metrics(list(answered["expected"]), list(answered["prediction"]))
+            **(task.extra_metrics(answered["expected"].tolist(), answered["prediction"].tolist())
                if len(answered) else {}),
             **f1ci,
         })
@@ -186,7 +240,7 @@ def per_class_frame(df: pd.DataFrame, task: Task) -> pd.DataFrame:
     figures = ["accuracy"] if task.name == "extraction" else []
     rows = []
     for (strategy, k), sub in df[~df["endpoint_failed"]].groupby(["strategy", "k"], sort=False):
-        table = task.breakdown(list(sub["expected"]), list(sub["prediction"]))
+        table = task.breakdown(sub["expected"].tolist(), sub["prediction"].tolist())
         for label, v in table.items():
             rows.append({"strategy": strategy, "k": k, key: label, **v})
     return pd.DataFrame(rows, columns=["strategy", "k", key, *figures, "precision", "recall", "f1",
@@ -242,9 +296,22 @@ def paired(mats: Matrices, a: ArmId, b: ArmId, *, n_boot: int, metric: str = "ac
     if metric == "field_f1":
         t = stats.paired_f1_difference(ma, mb, n_boot=n_boot, seed=0)
         return int(keep.sum()), t.difference, t.p_value, "paired_bootstrap"
-    d = stats.paired_difference(ma.mean(axis=1), mb.mean(axis=1), n_boot=n_boot, seed=0)
+    d = paired_mean_difference(ma.mean(axis=1), mb.mean(axis=1), n_boot=n_boot)
     p = stats.mcnemar_exact(stats.majority_correct(ma), stats.majority_correct(mb))
     return int(keep.sum()), d, p, "mcnemar"
+
+
+@functools.lru_cache(maxsize=8)
+def _paired_difference(a: bytes, b: bytes, n_boot: int) -> stats.Interval:
+    return stats.paired_difference(np.frombuffer(a), np.frombuffer(b), n_boot=n_boot, seed=0)
+
+
+def paired_mean_difference(a: np.ndarray, b: np.ndarray, *, n_boot: int) -> stats.Interval:
+    """stats.paired_difference(a, b, seed=0) of two per-example score vectors, remembered for
+    the last few pairs: the comparisons table, the plateau's steps and the verdict weigh some
+    pairs more than once, and each is a bootstrap over every example."""
+    return _paired_difference(np.ascontiguousarray(a, dtype=float).tobytes(),
+                              np.ascontiguousarray(b, dtype=float).tobytes(), n_boot)
 
 
 def comparisons_frame(summary: pd.DataFrame, mats: Matrices, *, n_boot: int, alpha: float,

@@ -151,7 +151,8 @@ class AdaptiveLimiter:
         self.requests = RateBucket(requests_per_minute, now)
         self.tokens = RateBucket(tokens_per_minute, now)
 
-    def _delay(self, requests: float, tokens: float) -> float:
+    def delay(self, tokens: float = 0.0, *, requests: float = 1.0) -> float:
+        """Seconds a new start would wait now: a Retry-After pause, request and token budget."""
         now = self._clock()
         self.requests.refill(now)
         self.tokens.refill(now)
@@ -159,7 +160,7 @@ class AdaptiveLimiter:
                    self.tokens.delay(tokens) if tokens else 0.0)
 
     async def _wait_for_budget(self, tokens: float) -> None:
-        while (delay := self._delay(1.0, tokens)) > 0:
+        while (delay := self.delay(tokens)) > 0:
             await asyncio.sleep(delay)
         self.requests.take(1.0)
         self.tokens.take(tokens)

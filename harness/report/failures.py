@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
-
+import numpy as np
 import pandas as pd
 
 
@@ -16,12 +15,16 @@ def failure_sample(results: pd.DataFrame, limit: int = 20) -> pd.DataFrame:
     once per arm, until every failed example has a row. Then the turns go on over the pairs
     left, so the other arms' answers to those inputs fill what room remains.
     """
-    df = results[~results["correct"].astype(bool)].drop_duplicates(["strategy", "k", "example_id"])
-    ids = [str(x) for x in df["example_id"]]
-    by_arm: dict[tuple[Any, Any], list[int]] = {}  # row positions per arm, arms in first-seen order
-    for pos, arm in enumerate(zip(df["strategy"], df["k"], strict=True)):
-        by_arm.setdefault(arm, []).append(pos)
-    queues = list(by_arm.values())
+    # chosen on the key columns alone; only the rows picked are taken from `results`
+    failed = np.flatnonzero(~results["correct"].astype(bool).to_numpy())
+    keys = results[["strategy", "k", "example_id"]].iloc[failed]
+    first = failed[~keys.duplicated().to_numpy()]  # one row per (arm, example): its first draw
+    arm = results[["strategy", "k"]].iloc[first].groupby(["strategy", "k"], sort=False,
+                                                         dropna=False).ngroup().to_numpy()
+    # an arm's turns use at most `limit` of its failures and pass over at most `limit` shown
+    # examples, so the first 2 * limit + 1 of each arm (arms in first-seen order) decide it
+    queues = [first[arm == a][:2 * limit + 1].tolist() for a in range(arm.max() + 1 if len(arm) else 0)]
+    ids = results["example_id"]
     picked: list[int] = []
     shown: set[str] = set()
     for distinct in (True, False):
@@ -29,11 +32,12 @@ def failure_sample(results: pd.DataFrame, limit: int = 20) -> pd.DataFrame:
         while progress and len(picked) < limit:
             progress = False
             for q in queues:
-                j = next((j for j, pos in enumerate(q) if not distinct or ids[pos] not in shown), None)
+                j = next((j for j, row in enumerate(q)
+                          if not distinct or str(ids.iloc[row]) not in shown), None)
                 if j is None or len(picked) >= limit:
                     continue
-                pos = q.pop(j)
-                picked.append(pos)
-                shown.add(ids[pos])
+                row = q.pop(j)
+                picked.append(row)
+                shown.add(str(ids.iloc[row]))
                 progress = True
-    return df.iloc[picked]
+    return results.iloc[picked]

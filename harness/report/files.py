@@ -8,20 +8,23 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import shutil
+import tempfile
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from harness.analysis import Analysis, analyse
-from harness.analysis.decision import meta_task
+from harness.analysis.decision import analyse_columns, meta_task
 from harness.analysis.tables import row_name
 from harness.files import write_json_atomic, write_text_atomic
 from harness.report.html import render_html
 from harness.running.records import Record, RunMeta
-from harness.running.store import RESULTS, read_meta, read_records
+from harness.running.store import RESULTS, read_columns, read_meta, read_records
 
 SUMMARY_COLUMNS = [
     "strategy", "type", "model", "k", "n", "draws", "answers", "coverage", "accuracy", "ci_low",
@@ -47,8 +50,45 @@ def _clean(value: Any) -> Any:
     return value
 
 
+CSV_FORMAT: dict[str, Any] = {"index": False, "lineterminator": "\n", "float_format": "%.6g"}
+
+
 def _csv(df: pd.DataFrame) -> str:
-    return str(df.to_csv(index=False, lineterminator="\n", float_format="%.6g"))
+    return str(df.to_csv(**CSV_FORMAT))
+
+
+def _float_text(values: pd.Series) -> np.ndarray:
+    """A float column as to_csv writes it with CSV_FORMAT: "%.6g", and "" for NaN."""
+    arr = values.to_numpy(dtype=float)
+    out = np.array(list(map(CSV_FORMAT["float_format"].__mod__, arr.tolist())), dtype=object)
+    out[np.isnan(arr)] = ""
+    return out
+
+
+def _write_csv_atomic(path: Path, df: pd.DataFrame, chunk_rows: int = 20_000) -> None:
+    """The text _csv(df) gives, streamed to disk a chunk of rows at a time (never the whole
+    text, nor a formatted copy of the frame, in memory), atomically as write_text_atomic: a
+    temp file, fsync, then the rename. Float columns are formatted here, column-wise, to the
+    same text pandas would write (its own float formatting calls Python per value)."""
+    floats = [c for c in df.columns if df[c].dtype.kind == "f"]
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        mask = os.umask(0)
+        os.umask(mask)
+        os.fchmod(fd, 0o666 & ~mask)
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
+            if not len(df) or df.columns.has_duplicates:
+                f.write(_csv(df))
+            for start in range(0, len(df) if not df.columns.has_duplicates else 0, chunk_rows):
+                part = df.iloc[start:start + chunk_rows]
+                part = part.assign(**{c: _float_text(part[c]) for c in floats})
+                part.to_csv(f, header=start == 0, **CSV_FORMAT)
+            f.flush()
+            os.fsync(f.fileno())
+    except BaseException:
+        os.unlink(tmp)
+        raise
+    os.replace(tmp, path)
 
 
 def summary_json(a: Analysis, meta: RunMeta) -> dict[str, Any]:
@@ -113,11 +153,11 @@ def write_reports(run_dir: Path, *, rescore: bool = False) -> Analysis:
     With `rescore`, each record is first scored again from its stored model output.
     """
     meta = read_meta(run_dir)
-    records = read_records(run_dir)
     if rescore:
-        records = rescore_records(run_dir, meta, records)
-    a = analyse(records, meta)
-    write_text_atomic(run_dir / "results.csv", _csv(a.results))
+        a = analyse(rescore_records(run_dir, meta, read_records(run_dir)), meta)
+    else:  # columns, not a Record per line: a large run stays small and quick
+        a = analyse_columns(read_columns(run_dir), meta)
+    _write_csv_atomic(run_dir / "results.csv", a.results)
     write_text_atomic(run_dir / "summary.csv",
                       _csv(a.summary[[c for c in SUMMARY_COLUMNS if c in a.summary]]))
     write_text_atomic(run_dir / "comparisons.csv", _csv(a.comparisons))

@@ -8,11 +8,15 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections.abc import Sequence
+from dataclasses import MISSING, fields
+from operator import attrgetter, itemgetter
 from pathlib import Path
+from typing import Any
 
 from harness.errors import InputError
 from harness.files import write_json_atomic
-from harness.running.records import Record, RunMeta
+from harness.running.records import _RECORD_TYPES, FORMAT_VERSION, Record, RunMeta
 
 RESULTS = "results.jsonl"
 META = "run.json"
@@ -54,6 +58,91 @@ def read_records(run_dir: Path) -> list[Record]:
                                  "resume)") from None
             records[rec.key] = rec  # last write wins
     return list(records.values())
+
+
+RECORD_FIELDS = tuple(f.name for f in fields(Record))
+# the fields every stored record has (read_records refuses a line without one)
+_REQUIRED = tuple(f.name for f in fields(Record)
+                  if f.default is MISSING and f.default_factory is MISSING and f.name != "output")
+_OPTIONAL = tuple(n for n in RECORD_FIELDS if n not in _REQUIRED)
+# exact JSON types each checked field may hold (JSON gives no subclasses; bool is no int here)
+_JSON_TYPES = {name: {*kinds, type(None)} for name, kinds in _RECORD_TYPES.items()}
+
+RecordColumns = dict[str, list[Any]]
+
+
+class _Refused(Exception):
+    """The fast reader met something read_records must judge (and word) itself."""
+
+
+def read_columns(run_dir: Path) -> RecordColumns:
+    """The records of a run as columns: RECORD_FIELDS -> one list each, rows in the order
+    read_records returns them, values as `Record.from_dict` reads them (example ids as text,
+    `calls` a tuple, `output` "" when absent, `lenient` False and `format_version` 1 when
+    absent). Much faster and smaller than a list of Records for a large run.
+
+    The lines are checked column by column; a file read_records would refuse is handed to it,
+    so the error (naming the line) is exactly its own.
+    """
+    path = run_dir / RESULTS
+    if not path.exists():
+        return {name: [] for name in RECORD_FIELDS}
+    try:
+        return _fast_columns(path)
+    except (_Refused, ValueError, KeyError, TypeError, AttributeError):
+        return record_columns(read_records(run_dir))  # raises the InputError naming the line
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read: {exc.strerror or exc}") from None
+
+
+def record_columns(records: Sequence[Record]) -> RecordColumns:
+    """Records as columns (see read_columns)."""
+    return {name: list(map(attrgetter(name), records)) for name in RECORD_FIELDS}
+
+
+def _fast_columns(path: Path) -> RecordColumns:
+    required = itemgetter(*_REQUIRED)
+    defaults = {"calls": None, "output": None, "lenient": False, "format_version": 1}
+    optional = [(n, defaults[n]) for n in _OPTIONAL]
+    arm_i, ex_i = _REQUIRED.index("arm"), _REQUIRED.index("example_id")
+    rows: list[tuple[Any, ...]] = []
+    at: dict[tuple[Any, str], int] = {}  # (arm, example id) -> its last line's row
+    loads = json.loads
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            if not line.endswith("\n"):
+                break  # partial last line from a kill: the example is simply redone
+            if line == "\n":
+                continue  # (a line of other white space is not JSON: read_records skips it)
+            data = loads(line)
+            if type(data) is not dict:
+                raise _Refused
+            row = (*required(data), *[data.get(n, d) for n, d in optional])
+            at[(row[arm_i], str(row[ex_i]))] = len(rows)
+            rows.append(row)
+    names = (*_REQUIRED, *_OPTIONAL)
+    if not rows:
+        return {name: [] for name in RECORD_FIELDS}
+    cols: RecordColumns = dict(zip(names, map(list, zip(*rows, strict=True)), strict=True))
+    # every line is checked, also one a later line overwrites (read_records refuses it too)
+    if set(map(type, cols["output"])) != {str}:
+        cols["output"] = [o or "" for o in cols["output"]]
+    for name, kinds in _JSON_TYPES.items():
+        if set(map(type, cols[name])) - kinds:
+            raise _Refused
+    if not set(cols["format_version"]) <= set(range(1, FORMAT_VERSION + 1)):
+        raise _Refused
+    calls = set(map(type, cols["calls"]))
+    if calls - {type(None), list}:
+        raise _Refused
+    if len(at) < len(rows):  # an example written twice: the last write, in the first's place
+        keep = list(at.values())
+        cols = {n: [c[i] for i in keep] for n, c in cols.items()}
+    if set(map(type, cols["example_id"])) != {str}:
+        cols["example_id"] = list(map(str, cols["example_id"]))
+    n = len(cols["calls"])
+    cols["calls"] = [tuple(c or ()) for c in cols["calls"]] if list in calls else [()] * n
+    return {name: cols[name] for name in RECORD_FIELDS}
 
 
 class ResultStore:

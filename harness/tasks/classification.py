@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import jsonschema
+import numpy as np
 
 from harness.tasks.base import Score
 
@@ -146,17 +147,19 @@ class ClassificationTask:
 
 def per_class(expected: Sequence[Any], predicted: Sequence[Any],
               labels: Sequence[str]) -> dict[str, dict[str, float]]:
-    """Precision, recall, F1 and support per label, in one pass over the pairs."""
-    tp: Counter[Any] = Counter()
-    fp: Counter[Any] = Counter()
-    fn: Counter[Any] = Counter()
-    for e, p in zip(expected, predicted, strict=True):
-        if e == p:
-            tp[e] += 1
-        else:
-            fn[e] += 1
-            if p is not None:
-                fp[p] += 1
+    """Precision, recall, F1 and support per label, counted array-wise (no Python loop per
+    pair): a pair is right when `expected == predicted`; a wrong prediction other than None is
+    a false positive of its label, and a miss of the expected one."""
+    n = len(expected)
+    if len(predicted) != n:
+        raise ValueError(f"{n} expected values but {len(predicted)} predictions")
+    gold = np.fromiter(expected, dtype=object, count=n)
+    pred = np.fromiter(predicted, dtype=object, count=n)
+    right = np.asarray(gold == pred, dtype=bool) if n else np.zeros(0, dtype=bool)
+    tp: Counter[Any] = Counter(gold[right].tolist())
+    fn: Counter[Any] = Counter(gold[~right].tolist())
+    fp: Counter[Any] = Counter(pred[~right].tolist())
+    fp.pop(None, None)  # no answer is a miss, not a false positive
     present = set(expected) | set(predicted)
     out: dict[str, dict[str, float]] = {}
     for lab in labels:
