@@ -34,24 +34,34 @@ with FakeOpenAI(latency_s={latency}) as s:
     sys.stdin.read()
 """
 
-# The floor: about thirty lines, one keep-alive connection pool, nothing but the requests.
+# The floor: about thirty lines of stdlib asyncio, one keep-alive connection per worker, nothing
+# but the requests (JSON in, JSON out).
 BARE = """
 import asyncio, json, sys
-import httpx
+from urllib.parse import urlsplit
+
+async def worker(url, queue, out):
+    reader, writer = await asyncio.open_connection(url.hostname, url.port)
+    while not queue.empty():
+        i = queue.get_nowait()
+        body = json.dumps({"model": "fake", "max_tokens": 64, "temperature": 0, "messages": [
+            {"role": "system", "content": "Route it."},
+            {"role": "user", "content": f"message number {i}"}]}).encode()
+        writer.write(f"POST {url.path}/chat/completions HTTP/1.1\\r\\nHost: {url.netloc}\\r\\n"
+                     f"Content-Type: application/json\\r\\nContent-Length: {len(body)}\\r\\n\\r\\n"
+                     .encode() + body)
+        head = (await reader.readuntil(b"\\r\\n\\r\\n")).decode().lower()
+        size = int(head.split("content-length:")[1].split("\\r\\n")[0])
+        answer = json.loads(await reader.readexactly(size))
+        out.append(json.loads(answer["choices"][0]["message"]["content"]))
+    writer.close()
 
 async def main(base_url, n, concurrency):
-    sem = asyncio.Semaphore(concurrency)
-    async with httpx.AsyncClient(base_url=base_url, timeout=60,
-                                 limits=httpx.Limits(max_connections=concurrency)) as client:
-        async def one(i):
-            async with sem:
-                body = {{"model": "fake", "max_tokens": 64, "temperature": 0,
-                         "messages": [{{"role": "system", "content": "Route it."}},
-                                      {{"role": "user", "content": f"message number {{i}}"}}]}}
-                r = await client.post("/chat/completions", json=body)
-                return json.loads(r.json()["choices"][0]["message"]["content"])
-        answers = await asyncio.gather(*(one(i) for i in range(n)))
-    print(len(answers))
+    url, queue, out = urlsplit(base_url), asyncio.Queue(), []
+    for i in range(n):
+        queue.put_nowait(i)
+    await asyncio.gather(*(worker(url, queue, out) for _ in range(concurrency)))
+    print(len(out))
 
 asyncio.run(main(sys.argv[1], int(sys.argv[2]), int(sys.argv[3])))
 """
