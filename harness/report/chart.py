@@ -31,11 +31,17 @@ def curve_svg(a: Analysis) -> str:
     from matplotlib.figure import Figure
 
     c = a.curve.reset_index(drop=True)
+    summary = a.summary
+    metric = "field F1" if a.evidence.get("metric") == "field_f1" and "field_f1" in c else "accuracy"
+    if metric == "field F1":  # plot the decision metric: field F1 and its interval
+        c = c.assign(accuracy=c["field_f1"], ci_low=c["field_f1_ci_low"],
+                     ci_high=c["field_f1_ci_high"])
+        summary = summary.assign(accuracy=summary["field_f1"])
     ks = [int(k) for k in c["k"]]
     xs = list(range(len(ks)))
     fs = c[c["k"] > 0]
-    zs = a.summary[(a.summary["type"] == "zero_shot") & (a.summary["n"] > 0)]
-    ft = a.summary[a.summary["type"].map(is_fine_tuned).astype(bool) & (a.summary["errors"] < a.summary["n"])]
+    zs = summary[(summary["type"] == "zero_shot") & (summary["n"] > 0)]
+    ft = summary[summary["type"].map(is_fine_tuned).astype(bool) & (summary["errors"] < summary["n"])]
     lows = [v for v in [*c["ci_low"], *zs["accuracy"], *ft["accuracy"]] if not _missing(v)]
     ymin = max(0.0, math.floor((min(lows, default=0.0) - 0.05) * 10) / 10)
     with mpl.rc_context({"svg.fonttype": "none", "svg.hashsalt": "harness", "font.size": 10,
@@ -59,7 +65,7 @@ def curve_svg(a: Analysis) -> str:
         ax.set_xticks(xs, [str(k) for k in ks])
         ax.set_xlim(-0.3, len(xs) - 0.7)
         ax.set_xlabel("examples in the prompt (k)")
-        ax.set_ylabel("accuracy")
+        ax.set_ylabel(metric)
         ax.set_ylim(ymin, 1.0)
         ax.grid(alpha=0.3)
         handles, labels = ax.get_legend_handles_labels()
@@ -76,6 +82,6 @@ def curve_svg(a: Analysis) -> str:
     head, rest = svg.split(">", 1)
     # as wide as the page, its height from the viewBox: drop matplotlib's fixed size in pt
     head = re.sub(r'\s(?:width|height)="[^"]*"', "", head)
-    label = "Learning curve: accuracy against the number of examples in the prompt"
+    label = f"Learning curve: {metric} against the number of examples in the prompt"
     head = head.replace("<svg", f'<svg id="learning-curve" role="img" aria-label="{label}" width="100%"', 1)
     return f"{head}>{rest}"

@@ -218,3 +218,11 @@ def test_field_f1_on_a_classification_run_is_refused(tmp_path: Path) -> None:
 
     with pytest.raises(InputError, match=r"decision\.metric: field_f1 applies to extraction"):
         _analyse(FIXTURE_RUNS / "complete", metric="field_f1")
+
+
+def test_the_chart_plots_the_decision_metric(plateau_run: Path) -> None:
+    from harness.report.chart import curve_svg
+
+    assert 'aria-label="Learning curve: accuracy' in curve_svg(_analyse(plateau_run))
+    svg = curve_svg(_analyse(plateau_run, metric="field_f1"))
+    assert 'aria-label="Learning curve: field F1' in svg and ">field F1<" in svg
