@@ -20,10 +20,9 @@ import tempfile
 import time
 from pathlib import Path
 
-import yaml
+from loopback_project import write_project
 
 ROOT = Path(__file__).resolve().parents[1]
-LABELS = ["billing", "shipping", "returns", "account"]
 
 SERVER = """
 import sys
@@ -67,23 +66,6 @@ asyncio.run(main(sys.argv[1], int(sys.argv[2]), int(sys.argv[3])))
 """
 
 
-def _project(tmp: Path, base_url: str, n: int, concurrency: int) -> Path:
-    rows = ["text,category"] + [f"{LABELS[i % 4]} message number {i},{LABELS[i % 4]}"
-                                for i in range(n)]
-    (tmp / "eval.csv").write_text("\n".join(rows) + "\n")
-    cfg = {
-        "name": "bench",
-        "task": {"type": "classification", "instructions": "Route it.", "labels": LABELS},
-        "dataset": {"eval": "eval.csv", "input": "text", "target": "category"},
-        "models": {"m": {"provider": "openai", "model": "fake", "base_url": base_url,
-                         "api_key_env": None}},
-        "strategies": [{"name": "zs", "type": "zero_shot", "model": "m"}],
-        "run": {"concurrency": concurrency},
-    }
-    (tmp / "c.yaml").write_text(yaml.safe_dump(cfg))
-    return tmp / "c.yaml"
-
-
 def _timed(cmd: list[str], env: dict[str, str]) -> float:
     start = time.perf_counter()
     subprocess.run(cmd, env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -107,7 +89,7 @@ def main() -> None:
         base_url = server.stdout.readline().strip()
         with tempfile.TemporaryDirectory() as tmp:
             t = Path(tmp)
-            cfg = _project(t, base_url, args.requests, args.concurrency)
+            cfg = write_project(t, base_url, args.requests, args.concurrency)
             env = {**os.environ, "HARNESS_CACHE_DIR": str(t / "cache"),
                    "HARNESS_HISTORY": str(t / "history.jsonl")}
             for i in range(args.rounds):

@@ -24,10 +24,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-import yaml
+from loopback_project import write_project
 
 ROOT = Path(__file__).resolve().parents[1]
-LABELS = ["billing", "shipping", "returns", "account"]
 
 SERVER = """
 import json, sys
@@ -60,19 +59,7 @@ def run_once(n: int, concurrency: int, latency: float, faults: dict[str, float],
         base_url = server.stdout.readline().strip()
         with tempfile.TemporaryDirectory() as tmp:
             t = Path(tmp)
-            rows = ["text,category"] + [f"{LABELS[i % 4]} message number {i},{LABELS[i % 4]}"
-                                        for i in range(n)]
-            (t / "eval.csv").write_text("\n".join(rows) + "\n")
-            cfg = {
-                "name": "bench",
-                "task": {"type": "classification", "instructions": "Route it.", "labels": LABELS},
-                "dataset": {"eval": "eval.csv", "input": "text", "target": "category"},
-                "models": {"m": {"provider": "openai", "model": "fake", "base_url": base_url,
-                                 "api_key_env": None}},
-                "strategies": [{"name": "zs", "type": "zero_shot", "model": "m"}],
-                "run": {"concurrency": concurrency},
-            }
-            (t / "c.yaml").write_text(yaml.safe_dump(cfg))
+            write_project(t, base_url, n, concurrency)
             runner = Runner(plan(load_config(t / "c.yaml")), t / "run", use_cache=False)
             wall0 = time.perf_counter()
             counts = runner.execute()

@@ -17,10 +17,9 @@ import tempfile
 import time
 from pathlib import Path
 
-import yaml
+from loopback_project import write_project
 
 ROOT = Path(__file__).resolve().parents[1]
-LABELS = ["billing", "shipping", "returns", "account"]
 
 SERVER = """
 import sys, time
@@ -51,19 +50,7 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as tmp:
             t = Path(tmp)
             n = args.requests
-            rows = ["text,category"] + [f"{LABELS[i % 4]} message number {i},{LABELS[i % 4]}"
-                                        for i in range(n)]
-            (t / "eval.csv").write_text("\n".join(rows) + "\n")
-            cfg = {
-                "name": "bench",
-                "task": {"type": "classification", "instructions": "Route it.", "labels": LABELS},
-                "dataset": {"eval": "eval.csv", "input": "text", "target": "category"},
-                "models": {"m": {"provider": "openai", "model": "fake", "base_url": base_url,
-                                 "api_key_env": None}},
-                "strategies": [{"name": "zs", "type": "zero_shot", "model": "m"}],
-                "run": {"concurrency": args.concurrency},
-            }
-            (t / "c.yaml").write_text(yaml.safe_dump(cfg))
+            write_project(t, base_url, n, args.concurrency)
             p = plan(load_config(t / "c.yaml"))
             runner = Runner(p, t / "run", use_cache=False)
             cpu0, wall0 = time.process_time(), time.perf_counter()

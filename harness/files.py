@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from harness.errors import InputError
 
@@ -17,8 +19,10 @@ def _umask() -> int:
     return mask
 
 
-def write_text_atomic(path: Path, text: str) -> None:
-    """Write text to a temp file in the same folder, fsync it, then rename over `path`.
+@contextlib.contextmanager
+def atomic_writer(path: Path) -> Iterator[TextIO]:
+    """A text file that replaces `path` only once the block has written it completely: a temp
+    file in the same folder, fsynced, then renamed over `path` (removed if the block fails).
 
     Without the fsync a crash soon after the rename can leave an empty file behind on some
     file systems, instead of the old or the new contents. The file gets the permissions a
@@ -29,13 +33,19 @@ def write_text_atomic(path: Path, text: str) -> None:
     try:
         os.fchmod(fd, 0o666 & ~_umask())
         with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
-            f.write(text)
+            yield f
             f.flush()
             os.fsync(f.fileno())
     except BaseException:
         os.unlink(tmp)
         raise
     os.replace(tmp, path)
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write text to `path` atomically (see atomic_writer)."""
+    with atomic_writer(path) as f:
+        f.write(text)
 
 
 def write_json_atomic(path: Path, data: Any) -> None:

@@ -15,7 +15,7 @@ import pandas as pd
 
 from harness.analysis import rules
 from harness.analysis.tables import reference_arm, row_name
-from harness.running.records import RunMeta
+from harness.running.records import RunMeta, endpoint_failure_share
 from harness.strategies import is_fine_tuned
 from harness.tasks import Task
 
@@ -24,12 +24,9 @@ WITHHELD = "withheld"
 
 def endpoint_failure_rate(results: pd.DataFrame, meta: RunMeta) -> tuple[int, int]:
     """(endpoint failures, answers planned) over the arms that were available."""
-    unavailable = {a.key for a in meta.arms if a.unavailable}
-    available = results[~results["arm"].isin(unavailable)] if len(results) else results
-    planned = (len(meta.arms) - len(unavailable)) * len(meta.examples)
-    failed = int(available["endpoint_failed"].sum()) if len(available) else 0
-    failed = failed if planned else 0
-    return failed, planned
+    failed = results[results["endpoint_failed"]] if len(results) else results
+    by_arm = failed.groupby("arm").size().to_dict() if len(failed) else {}
+    return endpoint_failure_share(meta, by_arm)
 
 
 def withhold_reasons(results: pd.DataFrame, summary: pd.DataFrame, meta: RunMeta, task: Task,

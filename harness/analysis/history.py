@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import math
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -50,19 +50,24 @@ def _run_id(config: Any, run_dir: Any, started_at: Any) -> tuple[str, str, str |
     return str(config), str(run_dir), None if started_at is None else str(started_at)
 
 
-def _recorded_runs(path: Path) -> set[tuple[str, str, str | None]]:
-    """The runs the history file holds, as (config, run folder, started_at); lines written
-    before records carried started_at count as (config, run folder, None)."""
-    out: set[tuple[str, str, str | None]] = set()
+def _entries(path: Path) -> Iterator[dict[str, Any]]:
+    """Every line of the history file that is a JSON object (others, e.g. one cut short by a
+    crash, are skipped)."""
     with open(path, encoding="utf-8", errors="replace") as f:
         for line in f:
             try:
                 rec = json.loads(line)
             except json.JSONDecodeError:
                 continue
-            if isinstance(rec, dict) and "config" in rec and "run_dir" in rec:
-                out.add(_run_id(rec["config"], rec["run_dir"], rec.get("started_at")))
-    return out
+            if isinstance(rec, dict):
+                yield rec
+
+
+def _recorded_runs(path: Path) -> set[tuple[str, str, str | None]]:
+    """The runs the history file holds, as (config, run folder, started_at); lines written
+    before records carried started_at count as (config, run folder, None)."""
+    return {_run_id(rec["config"], rec["run_dir"], rec.get("started_at"))
+            for rec in _entries(path) if "config" in rec and "run_dir" in rec}
 
 
 def append_history(history: str | Path | None, run_dir: Path, summary: pd.DataFrame,
@@ -115,16 +120,7 @@ def read_history(path: Path, config_name: str) -> list[dict[str, Any]]:
     """History records of one config, oldest first (unparseable lines are skipped)."""
     if not _file(path).exists():
         return []
-    out = []
-    with open(path, encoding="utf-8", errors="replace") as f:
-        for line in f:
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError:
-                continue
-            if isinstance(rec, dict) and rec.get("config") == config_name:
-                out.append(rec)
-    return out
+    return [rec for rec in _entries(path) if rec.get("config") == config_name]
 
 
 @dataclass(frozen=True)

@@ -19,20 +19,22 @@ def _e(value: Any) -> str:
     return html.escape("" if value is None else str(value), quote=True)
 
 
-def _pct(x: Any) -> str:
+def _figure(x: Any, spec: str, scale: float = 1.0) -> str:
+    """A number as `spec` (scaled), or a dash where it is missing."""
     try:
         v = float(x)
     except (TypeError, ValueError):
         return DASH
-    return DASH if math.isnan(v) else f"{100 * v:.1f}%"
+    return DASH if math.isnan(v) else format(scale * v, spec)
+
+
+def _pct(x: Any) -> str:
+    text = _figure(x, ".1f", 100.0)
+    return text if text == DASH else text + "%"
 
 
 def _num(x: Any) -> str:
-    try:
-        v = float(x)
-    except (TypeError, ValueError):
-        return DASH
-    return DASH if math.isnan(v) else f"{v:.3f}"
+    return _figure(x, ".3f")
 
 
 def per_field_table(a: Analysis) -> str:

@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import shutil
-import tempfile
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -21,7 +19,7 @@ import pandas as pd
 from harness.analysis import Analysis, analyse
 from harness.analysis.decision import analyse_columns, meta_task
 from harness.analysis.tables import row_name
-from harness.files import write_json_atomic, write_text_atomic
+from harness.files import atomic_writer, write_json_atomic, write_text_atomic
 from harness.report.html import render_html
 from harness.running.records import Record, RunMeta
 from harness.running.store import RESULTS, read_columns, read_meta, read_records
@@ -71,24 +69,13 @@ def _write_csv_atomic(path: Path, df: pd.DataFrame, chunk_rows: int = 20_000) ->
     temp file, fsync, then the rename. Float columns are formatted here, column-wise, to the
     same text pandas would write (its own float formatting calls Python per value)."""
     floats = [c for c in df.columns if df[c].dtype.kind == "f"]
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        mask = os.umask(0)
-        os.umask(mask)
-        os.fchmod(fd, 0o666 & ~mask)
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
-            if not len(df) or df.columns.has_duplicates:
-                f.write(_csv(df))
-            for start in range(0, len(df) if not df.columns.has_duplicates else 0, chunk_rows):
-                part = df.iloc[start:start + chunk_rows]
-                part = part.assign(**{c: _float_text(part[c]) for c in floats})
-                part.to_csv(f, header=start == 0, **CSV_FORMAT)
-            f.flush()
-            os.fsync(f.fileno())
-    except BaseException:
-        os.unlink(tmp)
-        raise
-    os.replace(tmp, path)
+    with atomic_writer(path) as f:
+        if not len(df) or df.columns.has_duplicates:
+            f.write(_csv(df))
+        for start in range(0, len(df) if not df.columns.has_duplicates else 0, chunk_rows):
+            part = df.iloc[start:start + chunk_rows]
+            part = part.assign(**{c: _float_text(part[c]) for c in floats})
+            part.to_csv(f, header=start == 0, **CSV_FORMAT)
 
 
 def summary_json(a: Analysis, meta: RunMeta) -> dict[str, Any]:

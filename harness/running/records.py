@@ -283,3 +283,12 @@ class RunMeta:
             counts=dict(d.get("counts") or {}),
             format_version=int(d.get("format_version", 1)),
         )
+
+
+def endpoint_failure_share(meta: RunMeta, failed_by_arm: Mapping[str, int]) -> tuple[int, int]:
+    """(endpoint failures, answers planned) over the arms that were available: the share that
+    `run.max_failure_rate` is compared with (the runner's and the verdict's one rule)."""
+    skip = {a.key for a in meta.arms if a.unavailable}
+    planned = (len(meta.arms) - len(skip)) * len(meta.examples)
+    failed = sum(n for arm, n in failed_by_arm.items() if arm not in skip) if planned else 0
+    return int(failed), planned

@@ -8,6 +8,7 @@ import contextlib
 import dataclasses
 import itertools
 import shutil
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -24,7 +25,7 @@ from harness.model.limits import AdaptiveLimiter
 from harness.model.local_server import LocalServer, base_model_path
 from harness.paths import cache_dir
 from harness.running.plan import Plan, build_meta, file_sha256
-from harness.running.records import Record, RunMeta
+from harness.running.records import Record, RunMeta, endpoint_failure_share
 from harness.running.resume import check_resumable
 from harness.running.store import ResultStore, read_records, write_meta
 from harness.strategies import Attempt, Call, Generate, Strategy
@@ -127,6 +128,7 @@ class Runner:
                                 p.cfg.run.cache_ttl) if use_cache else None
         self.counts = Counts()
         self.missing: dict[str, str] = {}  # model id -> why it is unavailable (found at run time)
+        self.endpoint_failed: Counter[str] = Counter()  # arm -> endpoint failures on record
 
     def _todo(self, done: set[tuple[str, str]]) -> list[tuple[Strategy, Example]]:
         items = []
@@ -152,6 +154,7 @@ class Runner:
                                               if r.endpoint_failed and r.arm not in missing]
         self.counts.rerequested = len(redo)
         done = {r.key for r in records} - {r.key for r in redo}
+        self.endpoint_failed = Counter(r.arm for r in records if r.endpoint_failed and r.key in done)
         todo = self._todo(done)
         store = ResultStore(self.run_dir)
         status, message = "failed", None
@@ -196,6 +199,14 @@ class Runner:
                                 f"{again}")
         return self.counts
 
+    def _append(self, store: ResultStore, rec: Record) -> None:
+        """Record one answered (or failed) example durably, and count it."""
+        if rec.error_kind:
+            self.counts.failure(rec.error_kind)
+        if rec.endpoint_failed:
+            self.endpoint_failed[rec.arm] += 1
+        store.append(rec)
+
     def _mark_missing(self, meta: RunMeta) -> RunMeta:
         """Arms whose model turned out not to exist, marked unavailable in the metadata."""
         if not self.missing:
@@ -211,9 +222,7 @@ class Runner:
             names = ", ".join(f"{a.key} ({a.unavailable})" for a in unavailable)
             return (f"{len(unavailable)} arm(s) could not be evaluated: {names}; pass "
                     "--allow-missing to accept the run without them")
-        skip = {a.key for a in unavailable}
-        planned = (len(meta.arms) - len(skip)) * len(meta.examples)
-        failed = sum(r.endpoint_failed for r in read_records(self.run_dir) if r.arm not in skip)
+        failed, planned = endpoint_failure_share(meta, self.endpoint_failed)
         limit = meta.run.max_failure_rate
         if planned and failed / planned > limit:
             return (f"the endpoint failed on {failed} of {planned} answers "
@@ -228,8 +237,8 @@ class Runner:
         for s, ex in todo:
             if s.arm.unavailable is not None:
                 comp = Completion(attempts=0, error_kind="model_unavailable", error=s.arm.unavailable)
-                store.append(make_record(s, ex, Attempt((Call(s.arm.model_id, comp),)), self.p.task))
-                self.counts.failure("model_unavailable")
+                self._append(store, make_record(s, ex, Attempt((Call(s.arm.model_id, comp),)),
+                                                self.p.task))
                 done += 1
         if not needs_request:
             if self.progress:
@@ -294,9 +303,7 @@ class Runner:
                     if rec.error_kind and rec.error_kind.startswith("not_found"):
                         self.missing.setdefault(model_id, f"the endpoint does not know model "
                                                 f"{model_id!r} ({rec.error})")
-                    if rec.error_kind:
-                        self.counts.failure(rec.error_kind)
-                    store.append(rec)
+                    self._append(store, rec)
                     done += 1
                     if self.progress:
                         self.progress(done, total, strategy.arm.key)

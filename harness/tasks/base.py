@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -18,6 +19,29 @@ class Score:
     error_kind: str | None
     error: str | None
     lenient: bool = False  # parsed only after a documented leniency (one Markdown code fence)
+
+
+def parse_answer(output: str | None, finish_reason: str | None
+                 ) -> tuple[Any, bool, Score | None]:
+    """(parsed JSON, whether one surrounding ``` fence was removed, None) for an answer that
+    parses; (None, fenced, the failure's Score) for one that is empty, cut off or not JSON.
+
+    The one documented leniency of every task: a single Markdown code fence around the JSON.
+    """
+    content = (output or "").strip()
+    if not content:
+        return None, False, Score(None, False, False, False, "empty", "the answer was empty")
+    lines = content.splitlines()
+    fenced = len(lines) >= 2 and lines[0].startswith("```") and lines[-1].strip() == "```"
+    text = "\n".join(lines[1:-1]) if fenced else content
+    try:
+        return json.loads(text), fenced, None
+    except json.JSONDecodeError as exc:
+        if finish_reason == "length":
+            return None, fenced, Score(None, False, False, False, "truncated",
+                                       "output cut at max_tokens", fenced)
+        return None, fenced, Score(None, False, False, False, "invalid_json",
+                                   f"not JSON ({exc.msg})", fenced)
 
 
 class Task(Protocol):

@@ -11,7 +11,7 @@ from typing import Any
 import jsonschema
 import numpy as np
 
-from harness.tasks.base import Score
+from harness.tasks.base import Score, parse_answer
 
 OUTPUT_FORMAT = '{"label": "<label>"}'
 
@@ -51,15 +51,6 @@ def check_schema(schema: Mapping[str, Any]) -> str | None:
     return None
 
 
-def strip_fence(text: str) -> str:
-    """Accept a ```json fenced answer (parsing is lenient; schema compliance is still recorded)."""
-    if text.startswith("```"):
-        lines = text.splitlines()
-        if len(lines) >= 2 and lines[-1].strip() == "```":
-            return "\n".join(lines[1:-1])
-    return text
-
-
 @dataclass(frozen=True)
 class ClassificationTask:
     """One label per input, from a fixed label set."""
@@ -87,19 +78,10 @@ class ClassificationTask:
 
     def score(self, output: str | None, finish_reason: str | None, expected: Any) -> Score:
         """Parse JSON, validate against the schema, compare the label with `expected`."""
-        content = (output or "").strip()
-        if not content:
-            return Score(None, False, False, False, "empty", "the answer was empty")
+        obj, fenced, failed = parse_answer(output, finish_reason)
+        if failed is not None:
+            return failed
         truncated = finish_reason == "length"
-        unfenced = strip_fence(content)
-        fenced = unfenced != content
-        try:
-            obj: Any = json.loads(unfenced)
-        except json.JSONDecodeError as exc:
-            if truncated:
-                return Score(None, False, False, False, "truncated", "output cut at max_tokens",
-                             fenced)
-            return Score(None, False, False, False, "invalid_json", f"not JSON ({exc.msg})", fenced)
         label = obj.get("label") if isinstance(obj, dict) else None
         prediction = label if isinstance(label, str) else None
         errors = sorted(self._validator.iter_errors(obj), key=lambda e: e.path)

@@ -25,7 +25,7 @@ from typing import Any
 import jsonschema
 
 from harness.dataset import Targets
-from harness.tasks.base import Score
+from harness.tasks.base import Score, parse_answer
 
 MATCHES = ("exact", "normalized", "number", "set")
 
@@ -94,14 +94,6 @@ def _type_text(spec: Any) -> str:
     kind = spec.get("type", "value")
     kinds = kind if isinstance(kind, list) else [kind]
     return " or ".join(str(k) for k in kinds)
-
-
-def strip_one_fence(text: str) -> tuple[str, bool]:
-    """The text inside one surrounding ``` fence, and whether there was one."""
-    lines = text.strip().splitlines()
-    if len(lines) >= 2 and lines[0].startswith("```") and lines[-1].strip() == "```":
-        return "\n".join(lines[1:-1]), True
-    return text, False
 
 
 @dataclass(frozen=True)
@@ -183,18 +175,10 @@ class ExtractionTask:
 
     def score(self, output: str | None, finish_reason: str | None, expected: Any) -> Score:
         """Parse JSON, validate it, compare every field with `expected`."""
-        content = (output or "").strip()
-        if not content:
-            return Score(None, False, False, False, "empty", "the answer was empty")
-        text, fenced = strip_one_fence(content)
+        obj, fenced, failed = parse_answer(output, finish_reason)
+        if failed is not None:
+            return failed
         truncated = finish_reason == "length"
-        try:
-            obj: Any = json.loads(text)
-        except json.JSONDecodeError as exc:
-            if truncated:
-                return Score(None, False, False, False, "truncated", "output cut at max_tokens",
-                             fenced)
-            return Score(None, False, False, False, "invalid_json", f"not JSON ({exc.msg})", fenced)
         errors = sorted(self._validator.iter_errors(obj), key=lambda e: list(e.path))
         if errors or truncated:
             e = errors[0] if errors else None
