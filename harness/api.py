@@ -55,7 +55,7 @@ class RunResult:
 
 def run(cfg: Config | str | Path, out: str | Path | None = None, *, use_cache: bool = True,
         progress: Progress | None = None, train_progress: LossProgress | None = None,
-        log: Log = lambda _m: None, base_urls: dict[str, str] | None = None,
+        log: Log = lambda _m: None, base_urls: dict[str, str | list[str]] | None = None,
         resume: bool = False, keep_failures: bool = False, allow_missing: bool = False,
         history: str | Path | None = None) -> RunResult:
     """Run every strategy of a config into `out` (resuming a run of the same config there),

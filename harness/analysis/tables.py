@@ -29,7 +29,7 @@ RESULT_COLUMNS = [
     "strategy", "type", "model", "model_id", "k", "draw", "example_id", "input", "expected",
     "prediction", "correct", "parse_ok", "schema_valid", "error_kind", "error", "output",
     "finish_reason", "prompt_tokens", "completion_tokens", "cached_tokens", "latency_ms",
-    "attempts", "cached", "cost_usd", "prompt_sha256", "lenient",
+    "attempts", "cached", "cost_usd", "prompt_sha256", "lenient", "replica",
 ]
 
 ArmId = tuple[str, int]  # (strategy, k): one row of the summary, pooled over draws

@@ -206,15 +206,27 @@ def _model(name: str, d: Mapping[str, Any], run_timeout: float, problems: list[s
         # never echo the value: it is often the key itself, pasted in the wrong place
         problems.append(f"{where}.api_key_env: must name an environment variable (letters, digits "
                         f"and _), not hold the key itself; export the key and name the variable here")
-    base_url = d.get("base_url")
-    if base_url is not None and not re.match(r"^https?://[^/\s]+", base_url):
-        problems.append(f"{where}.base_url: {base_url!r} is not an http:// or https:// URL")
+    raw_url = d.get("base_url")
+    urls = [raw_url] if isinstance(raw_url, str) else list(raw_url or [])
+    for i, url in enumerate(urls):
+        at = f"{where}.base_url" + (f"[{i}]" if isinstance(raw_url, list) else "")
+        if not re.match(r"^https?://[^/\s]+", url):
+            problems.append(f"{at}: {url!r} is not an http:// or https:// URL")
+    base_url = urls[0] if urls else None
+    if provider != "local" and d.get("servers") is not None:
+        problems.append(f"{where}.servers: applies to provider local only (replicas of another "
+                        f"endpoint are given as a list of base_url values)")
+    if provider == "local" and urls:
+        problems.append(f"{where}.base_url: provider local starts its own server; use provider "
+                        f"openai for a server you run (any OpenAI-compatible URL)")
     price = d.get("price")
     return ModelConfig(
         name=name,
         provider=provider,
         model=d.get("model", LOCAL_MODEL_ALIAS),
         base_url=base_url,
+        base_urls=tuple(urls) if isinstance(raw_url, list) else (),
+        servers=None if d.get("servers") is None else int(d["servers"]),
         api_key_env=key_env,
         token_param=d.get("token_param", "max_tokens"),
         structured_output=d.get(

@@ -97,7 +97,9 @@ SCHEMA: dict[str, Any] = {
                 "properties": {
                     "provider": {"enum": ["local", "openai"]},
                     "model": _STR,
-                    "base_url": _NULLABLE_STR,
+                    "base_url": {"oneOf": [_NULLABLE_STR, {"type": "array", "minItems": 1,
+                                                           "uniqueItems": True, "items": _STR}]},
+                    "servers": {"type": "integer", "minimum": 1, "maximum": 64},
                     "api_key_env": _NULLABLE_STR,
                     "token_param": {"enum": ["max_tokens", "max_completion_tokens"]},
                     "structured_output": {"enum": ["json_schema", "json_object", "none"]},

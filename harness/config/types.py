@@ -75,12 +75,18 @@ class ModelConfig:
     timeout: float
     n_ctx: int
     price: Price | None
+    # every replica when `base_url` is a list (the first is `base_url`); () for one URL
+    base_urls: tuple[str, ...] = ()
+    # provider local: server processes started, sharing the CPU cores (None: one per core, at
+    # most 4, which measured fastest on 2 cores: see benchmarks/bench_local.py)
+    servers: int | None = None
     # config `price.fine_tuned`: inference on this model's fine-tuned ids (ft:..., local-ft:...).
     # None: the built-in fine-tuned rate of the base, else unknown; never `price` (the base rate)
     fine_tuned_price: Price | None = None
 
     def __post_init__(self) -> None:
-        # run.json stores the price as a mapping: read it back as a Price
+        # run.json stores tuples as lists and the price as a mapping: read them back as such
+        object.__setattr__(self, "base_urls", tuple(self.base_urls))
         ft: Any = self.fine_tuned_price
         if isinstance(ft, dict):
             names = {f.name for f in fields(Price)}

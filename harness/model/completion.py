@@ -75,6 +75,7 @@ class Completion:
     error_kind: str | None = None
     error: str | None = None
     cached: bool = False
+    replica: str | None = None  # the base URL that answered, when the model has several
 
     def to_json(self) -> str:
         """Serialise for the response cache."""

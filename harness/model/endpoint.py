@@ -6,13 +6,14 @@ them. The SDK's own retries are off so attempts do not multiply.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import math
 import os
 import random
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC
 from typing import Any
@@ -23,6 +24,7 @@ from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_aft
 from harness.config import ModelConfig, RunConfig
 from harness.errors import FatalAPIError, InputError
 from harness.model.completion import ChatRequest, Completion
+from harness.model.replicas import Pool, Replica
 
 NON_RETRYABLE_STATUS = {400, 401, 403, 404, 422}
 
@@ -216,29 +218,39 @@ _STABLE = ("id", "owned_by", "root", "parent", "max_model_len", "meta", "details
 
 
 class Endpoint:
-    """An OpenAI-compatible endpoint for one configured model. No network in the constructor."""
+    """An OpenAI-compatible endpoint for one configured model. No network in the constructor.
 
-    def __init__(self, model: ModelConfig, *, base_url: str | None = None, run: RunConfig,
-                 on_retry: Any = None,
+    With several base URLs (`models.NAME.base_url` as a list, or `base_url=[...]`), every attempt
+    goes to one replica of a `Pool`; the first URL names the endpoint (the response-cache scope,
+    messages), since replicas serve the same model.
+    """
+
+    def __init__(self, model: ModelConfig, *, base_url: str | Sequence[str] | None = None,
+                 run: RunConfig, on_retry: Any = None,
                  on_headers: Callable[[int, Mapping[str, str]], None] | None = None,
                  before_retry: Callable[[], Awaitable[None]] | None = None) -> None:
         self.config = model
-        self.base_url = base_url or model.base_url or os.environ.get("OPENAI_BASE_URL") or (
-            "https://api.openai.com/v1"
-        )
+        urls = [base_url] if isinstance(base_url, str) else list(base_url or [])
+        urls = urls or list(model.base_urls) or [
+            model.base_url or os.environ.get("OPENAI_BASE_URL") or "https://api.openai.com/v1"]
+        self.base_url = urls[0]
         key = "local" if model.provider == "local" else api_key(model)
         # Response headers (x-ratelimit-*, of successes and errors alike) come from an HTTP
         # event hook: `with_raw_response` would add the SDK's per-call wrapping to every request.
-        http_client = None
+        hooks: dict[str, Any] = {}
         if on_headers is not None:
             async def headers_hook(response: Any) -> None:
                 on_headers(response.status_code, response.headers)
 
-            http_client = openai.DefaultAsyncHttpxClient(event_hooks={"response": [headers_hook]})
-        self._client = openai.AsyncOpenAI(
-            api_key=key or "unused", base_url=self.base_url, max_retries=0, timeout=model.timeout,
-            http_client=http_client,
-        )
+            hooks = {"event_hooks": {"response": [headers_hook]}}
+
+        def client(url: str) -> openai.AsyncOpenAI:
+            return openai.AsyncOpenAI(
+                api_key=key or "unused", base_url=url, max_retries=0, timeout=model.timeout,
+                http_client=openai.DefaultAsyncHttpxClient(**hooks) if hooks else None)
+
+        self.pool: Pool[openai.AsyncOpenAI] = Pool([Replica(u, client(u)) for u in urls])
+        self.replicated = len(urls) > 1
         self.policy = RetryPolicy(run.max_attempts, run.max_wait, run.max_retry_after)
         self.on_retry = on_retry  # callback(exc) on every retried attempt (rate limiting, counts)
         self.before_retry = before_retry  # awaited before every retry (request pacing)
@@ -250,25 +262,45 @@ class Endpoint:
         what the endpoint says about its models (see `model_fingerprint`).
 
         Both failures are bad input found before any answer was requested: InputError, so the
-        run leaves nothing behind, whether the endpoint is unreachable or rejects the key.
+        run leaves nothing behind, whether the endpoint is unreachable or rejects the key. Of
+        several replicas, one that cannot be reached is taken out of service (and tried again
+        later); only when none can be reached is that an error.
         """
+        name = f"models.{self.config.name}"
+        pages = await asyncio.gather(*(self._list_models(r) for r in self.pool.replicas))
+        unreachable = [(r, e) for r, e in zip(self.pool.replicas, pages, strict=True)
+                       if isinstance(e, openai.APIConnectionError)]
+        for replica, exc in zip(self.pool.replicas, pages, strict=True):
+            if isinstance(exc, openai.AuthenticationError | openai.PermissionDeniedError):
+                raise InputError(f"{name}: {replica.url} rejected the API key from "
+                                 f"${self.config.api_key_env} ({short_message(exc)})")
+        if len(unreachable) == len(self.pool.replicas):
+            replica, exc = unreachable[0]
+            more = f" (nor any of its {len(unreachable) - 1} other replicas)" \
+                if len(unreachable) > 1 else ""
+            raise InputError(f"{name}: cannot reach {replica.url}{more} ({short_message(exc)})")
+        for replica, _ in unreachable:
+            for _ in range(self.pool.max_failures):
+                self.pool.connection_failed(replica)
+        for page in pages:
+            if isinstance(page, BaseException) or page is None:
+                continue
+            with contextlib.suppress(Exception):  # a listing is a bonus, never a reason to fail
+                for entry in getattr(page, "data", None) or []:
+                    d = entry.model_dump() if hasattr(entry, "model_dump") else dict(entry)
+                    self.listed[str(d.get("id"))] = {k: d[k] for k in sorted(d) if k in _STABLE}
+            break
+
+    @staticmethod
+    async def _list_models(replica: Replica[openai.AsyncOpenAI]) -> Any:
+        """GET /models on one replica: the page, None (no /models there), or the exception."""
         try:
-            page = await self._client.with_options(timeout=10.0).models.list()
-        except openai.APIConnectionError as exc:
-            raise InputError(
-                f"models.{self.config.name}: cannot reach {self.base_url} ({short_message(exc)})"
-            ) from None
-        except (openai.AuthenticationError, openai.PermissionDeniedError) as exc:
-            raise InputError(
-                f"models.{self.config.name}: {self.base_url} rejected the API key from "
-                f"${self.config.api_key_env} ({short_message(exc)})"
-            ) from None
+            return await replica.client.with_options(timeout=10.0).models.list()
+        except (openai.APIConnectionError, openai.AuthenticationError,
+                openai.PermissionDeniedError) as exc:
+            return exc
         except openai.APIStatusError:
-            return  # reachable; some servers have no /models
-        with contextlib.suppress(Exception):  # a listing is a bonus, never a reason to fail
-            for entry in getattr(page, "data", None) or []:
-                d = entry.model_dump() if hasattr(entry, "model_dump") else dict(entry)
-                self.listed[str(d.get("id"))] = {k: d[k] for k in sorted(d) if k in _STABLE}
+            return None  # reachable; some servers have no /models
 
     def model_fingerprint(self, model_id: str) -> str:
         """The stable part of the endpoint's /models entry for `model_id` ("" when unlisted).
@@ -292,6 +324,11 @@ class Endpoint:
         heavy: dict[str, Any] = {"messages": [], "extra_body": {k: params.pop(k) for k in
                                                 ("messages", "response_format") if k in params}}
 
+        replica: Replica[openai.AsyncOpenAI] | None = None
+
+        def served() -> str | None:  # the replica of the last attempt, when there are several
+            return replica.url if self.replicated and replica is not None else None
+
         def before_sleep(state: RetryCallState) -> None:
             if self.on_retry is not None and state.outcome is not None:
                 self.on_retry(state.outcome.exception())
@@ -309,8 +346,17 @@ class Endpoint:
                         await self.before_retry()
                     attempts += 1
                     start = time.perf_counter()
-                    response = check_completion(
-                        await self._client.chat.completions.create(**params, **heavy))
+                    with self.pool.use() as replica:
+                        try:
+                            raw = await replica.client.chat.completions.create(**params, **heavy)
+                        except openai.APIConnectionError:
+                            self.pool.connection_failed(replica)
+                            raise
+                        except openai.APIStatusError:
+                            self.pool.succeeded(replica)
+                            raise
+                        self.pool.succeeded(replica)
+                    response = check_completion(raw)
         except RetryAfterTooLong as exc:
             raise RetryAfterTooLong(f"models.{self.config.name}: {exc}") from None
         except openai.APIError as exc:
@@ -322,30 +368,38 @@ class Endpoint:
             if is_retryable(exc):
                 kind = f"retries_exhausted:{kind}"
             return Completion(attempts=attempts, error_kind=kind, error=short_message(exc),
-                              latency_ms=(time.perf_counter() - start) * 1000)
+                              latency_ms=(time.perf_counter() - start) * 1000,
+                              replica=served())
         except ValueError as exc:  # json.JSONDecodeError, InvalidResponse
             kind = "retries_exhausted:invalid_response" if is_retryable(exc) else "invalid_response"
             return Completion(attempts=attempts, error_kind=kind, error=short_message(exc),
-                              latency_ms=(time.perf_counter() - start) * 1000)
+                              latency_ms=(time.perf_counter() - start) * 1000,
+                              replica=served())
         latency = (time.perf_counter() - start) * 1000
-        return _completion(response, latency, attempts)
+        return _completion(response, latency, attempts, served())
 
     async def warm_up(self, model_id: str) -> None:
-        """One tiny request so that a server loads `model_id` before timed requests arrive."""
-        with contextlib.suppress(openai.APIError):
-            await self._client.chat.completions.create(
-                model=model_id, messages=[{"role": "user", "content": "hi"}], max_tokens=1)
+        """One tiny request per replica so that each server loads `model_id` before timed
+        requests arrive."""
+        async def one(client: openai.AsyncOpenAI) -> None:
+            with contextlib.suppress(openai.APIError):
+                await client.chat.completions.create(
+                    model=model_id, messages=[{"role": "user", "content": "hi"}], max_tokens=1)
+
+        await asyncio.gather(*(one(r.client) for r in self.pool.replicas))
 
     async def aclose(self) -> None:
         """Close the HTTP connections."""
-        await self._client.close()
+        for replica in self.pool.replicas:
+            await replica.client.close()
 
 
-def _completion(response: Any, latency_ms: float, attempts: int) -> Completion:
+def _completion(response: Any, latency_ms: float, attempts: int,
+                replica: str | None = None) -> Completion:
     choices = getattr(response, "choices", None) or []
     if not choices:
         return Completion(latency_ms=latency_ms, attempts=attempts, error_kind="no_choices",
-                          error="the response had no choices")
+                          error="the response had no choices", replica=replica)
     choice = choices[0]
     message = choice.message
     usage = getattr(response, "usage", None)
@@ -359,6 +413,7 @@ def _completion(response: Any, latency_ms: float, attempts: int) -> Completion:
         cached_tokens=getattr(details, "cached_tokens", None) if details else None,
         latency_ms=latency_ms,
         attempts=attempts,
+        replica=replica,
     )
 
 

@@ -41,6 +41,7 @@ _RECORD_TYPES: dict[str, tuple[type, ...]] = {
     "cached": (bool,), "lenient": (bool,), "attempts": (int,), "latency_ms": (int, float),
     "prompt_tokens": (int,), "completion_tokens": (int,), "cached_tokens": (int,),
     "error_kind": (str,), "error": (str,), "output": (str,), "format_version": (int,),
+    "replica": (str,),
 }
 
 
@@ -75,6 +76,7 @@ class Record:
     prompt_sha256: str
     calls: tuple[dict[str, Any], ...] = ()  # every call of a multi-call strategy, in order
     lenient: bool = False  # parsed only after a documented leniency (one Markdown code fence)
+    replica: str | None = None  # the base URL that answered, when the model has several
     format_version: int = FORMAT_VERSION
 
     @property
@@ -94,7 +96,7 @@ class Record:
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON form (one line of results.jsonl); `calls` only when there were several,
-        `lenient` only when true."""
+        `lenient` only when true, `replica` only when the model has several."""
         out = {f.name: getattr(self, f.name) for f in fields(self)}
         if self.calls:
             out["calls"] = list(self.calls)
@@ -102,6 +104,8 @@ class Record:
             del out["calls"]
         if not self.lenient:
             del out["lenient"]
+        if self.replica is None:
+            del out["replica"]
         return out
 
     @classmethod

@@ -18,17 +18,25 @@ from harness.running.records import RunMeta
 from harness.running.store import META, read_meta
 
 # Model settings that do not change an answer.
-_MODEL_FREE = ("timeout", "price", "api_key_env")
+# (`servers`: how many local server processes share the work; `base_urls`: the replicas.)
+_MODEL_FREE = ("timeout", "price", "api_key_env", "servers", "base_urls")
 _RUN_ANSWER_KEYS = ("temperature", "max_tokens", "seed")
+
+
+def _model(m: Any) -> Any:
+    if not isinstance(m, dict):
+        return m
+    out = {k: v for k, v in m.items() if k not in _MODEL_FREE}
+    if isinstance(out.get("base_url"), list) and out["base_url"]:
+        out["base_url"] = out["base_url"][0]  # replicas may come and go; the first names them
+    return out
 
 
 def _models(raw: Any) -> Any:
     if isinstance(raw, dict):
-        return {name: ({k: v for k, v in m.items() if k not in _MODEL_FREE}
-                       if isinstance(m, dict) else m) for name, m in raw.items()}
+        return {name: _model(m) for name, m in raw.items()}
     if isinstance(raw, list):
-        return [{k: v for k, v in m.items() if k not in _MODEL_FREE} if isinstance(m, dict) else m
-                for m in raw]
+        return [_model(m) for m in raw]
     return raw
 
 

@@ -22,7 +22,7 @@ from harness.model.cache import cache_key, open_cache
 from harness.model.completion import ChatRequest, Completion, is_endpoint_failure, request_failure
 from harness.model.endpoint import Endpoint, error_kind, response_format_for, retry_after_seconds
 from harness.model.limits import AdaptiveLimiter
-from harness.model.local_server import LocalServer, base_model_path
+from harness.model.local_server import LocalServers, base_model_path
 from harness.paths import cache_dir
 from harness.running.plan import Plan, build_meta, file_sha256
 from harness.running.records import Record, RunMeta, endpoint_failure_share
@@ -98,6 +98,7 @@ def make_record(strategy: Strategy, example: Example, attempt: Attempt, task: Ta
         cached_tokens=_total(attempt, "cached_tokens"),
         latency_ms=round(sum(c.completion.latency_ms for c in attempt.calls), 2),
         attempts=sum(c.completion.attempts for c in attempt.calls),
+        replica=comp.replica,
         cached=all(c.completion.cached for c in attempt.calls),
         prompt_sha256=arm.prompt_sha256, calls=calls, lenient=lenient,
     )
@@ -114,12 +115,13 @@ class Runner:
 
     def __init__(self, p: Plan, run_dir: Path, *, use_cache: bool = True,
                  cache_path: Path | None = None, progress: Progress | None = None,
-                 base_urls: dict[str, str] | None = None, keep_failures: bool = False,
+                 base_urls: dict[str, str | list[str]] | None = None, keep_failures: bool = False,
                  allow_missing: bool = False, created: Path | None = None) -> None:
         self.p = p
         self.run_dir = run_dir
         self.progress = progress
-        self.base_urls = dict(base_urls or {})  # model name -> base_url override (tests)
+        # model name -> base_url override (tests): one URL or a list of replicas
+        self.base_urls = dict(base_urls or {})
         self.keep_failures = keep_failures  # on resume, keep endpoint failures as they are
         self.allow_missing = allow_missing  # an unavailable arm does not fail the run
         # the outermost folder this run created: removed again if the input turns out bad
@@ -245,7 +247,7 @@ class Runner:
                 self.progress(done, total, "")
             return
         models = {s.arm.model for s, _ in needs_request}
-        server: LocalServer | None = None
+        server: LocalServers | None = None
         endpoints: dict[str, Endpoint] = {}
         generators: dict[tuple[str, str], Generate] = {}  # (model, structured_output) ->
         limiter = AdaptiveLimiter(cfg.run.concurrency, requests_per_minute=cfg.run.requests_per_minute,
@@ -262,11 +264,13 @@ class Runner:
             local_models = [m for m in models if cfg.models[m].provider == "local"]
             if local_models and not all(m in self.base_urls for m in local_models):
                 n_ctx = max(cfg.models[m].n_ctx for m in local_models)
-                server = LocalServer(self.p.adapters, n_ctx=n_ctx).start()  # in this thread: see PDEATHSIG
+                count = max((cfg.models[m].servers or 0 for m in local_models), default=0) or None
+                # started in this thread: see PDEATHSIG
+                server = LocalServers(count, self.p.adapters, n_ctx=n_ctx).start()
             adapter_sha = {alias: file_sha256(path) for alias, path in self.p.adapters.items()}
             for m in models:
                 mc = cfg.models[m]
-                url = self.base_urls.get(m) or (server.base_url if mc.provider == "local" and server
+                url = self.base_urls.get(m) or (server.base_urls if mc.provider == "local" and server
                                                 else None)
                 endpoints[m] = Endpoint(mc, base_url=url, run=cfg.run, on_retry=on_retry,
                                         on_headers=limiter.on_headers,
