@@ -98,7 +98,7 @@ def run(cfg: Config | str | Path, out: str | Path | None = None, *, use_cache: b
         try:
             runner = Runner(p, out_dir, use_cache=use_cache, progress=progress,
                             base_urls=base_urls, keep_failures=keep_failures,
-                            allow_missing=allow_missing, created=created)
+                            allow_missing=allow_missing, created=created, log=log)
         except InputError:
             if created is not None:  # e.g. an unusable cache folder: leave nothing behind
                 shutil.rmtree(created, ignore_errors=True)

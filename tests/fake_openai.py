@@ -39,6 +39,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from fake_batches import FakeBatches
+
 __all__ = [
     "DEFAULT_MODEL",
     "JOB_OUTCOMES",
@@ -507,6 +509,7 @@ class FakeOpenAI:
         self.jobs: dict[str, dict[str, Any]] = {}
         self.job_creates = 0
         self.handler_errors: list[BaseException] = []
+        self.batches = FakeBatches(self)  # the Batch API (tests/fake_batches.py)
 
         self._lock = threading.RLock()
         self._fault_rng = random.Random(seed)
@@ -624,6 +627,8 @@ class FakeOpenAI:
                 return
         if m := _FILE_ID_RE.match(path):
             self._file(h, method, m.group(1), content=bool(m.group(2)))
+            return
+        if self.batches.route(h, method, path, body):
             return
         if path == "/v1/fine_tuning/jobs":
             if method == "POST":

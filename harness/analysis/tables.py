@@ -29,7 +29,7 @@ RESULT_COLUMNS = [
     "strategy", "type", "model", "model_id", "k", "draw", "example_id", "input", "expected",
     "prediction", "correct", "parse_ok", "schema_valid", "error_kind", "error", "output",
     "finish_reason", "prompt_tokens", "completion_tokens", "cached_tokens", "latency_ms",
-    "attempts", "cached", "cost_usd", "prompt_sha256", "lenient", "replica",
+    "attempts", "cached", "cost_usd", "prompt_sha256", "lenient", "replica", "batch_id",
 ]
 
 ArmId = tuple[str, int]  # (strategy, k): one row of the summary, pooled over draws
@@ -59,7 +59,8 @@ def _truthy(values: Sequence[Any]) -> np.ndarray:
 
 
 def _costs(cols: RecordColumns, meta: RunMeta) -> np.ndarray:
-    """USD per row: 0 for a cached answer, NaN where the model id has no known price. One price
+    """USD per row: 0 for a cached answer, NaN where the model id has no known price, the batch
+    rates (pricing.batch_price) for a Batch API answer. One price
     lookup per model id and one pricing.query_cost per distinct token count, not per row."""
     n = len(cols["arm"])
     tokens = np.array([cols["prompt_tokens"], cols["completion_tokens"], cols["cached_tokens"]],
@@ -70,18 +71,20 @@ def _costs(cols: RecordColumns, meta: RunMeta) -> np.ndarray:
     codes, models = pd.factorize(pd.Series(list(zip(cols["model"], cols["model_id"], strict=True)),
                                            dtype=object))
     cached = _truthy(cols["cached"])
+    batched = np.fromiter((b is not None for b in cols["batch_id"]), dtype=bool, count=n)
     out = np.full(n, math.nan)
     for code, (model, model_id) in enumerate(models):
-        p = price(meta, model, model_id)
-        rows = np.flatnonzero((codes == code) & ~cached)
-        if p is None or not len(rows):
-            continue
-        used = np.unique(which[rows])
-        per = np.full(len(distinct), math.nan)
-        for t in used:
-            pt, ct_, co = distinct[t]
-            per[t] = pricing.query_cost(p, int(pt), int(ct_), int(co))
-        out[rows] = per[which[rows]]
+        base = price(meta, model, model_id)
+        for in_batch, p in ((False, base), (True, base and pricing.batch_price(base))):
+            rows = np.flatnonzero((codes == code) & ~cached & (batched == in_batch))
+            if p is None or not len(rows):
+                continue
+            used = np.unique(which[rows])
+            per = np.full(len(distinct), math.nan)
+            for t in used:
+                pt, ct_, co = distinct[t]
+                per[t] = pricing.query_cost(p, int(pt), int(ct_), int(co))
+            out[rows] = per[which[rows]]
     out[cached] = 0.0
     return out
 

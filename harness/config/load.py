@@ -227,6 +227,7 @@ def _model(name: str, d: Mapping[str, Any], run_timeout: float, problems: list[s
         base_url=base_url,
         base_urls=tuple(urls) if isinstance(raw_url, list) else (),
         servers=None if d.get("servers") is None else int(d["servers"]),
+        mode=d.get("mode"),
         api_key_env=key_env,
         token_param=d.get("token_param", "max_tokens"),
         structured_output=d.get(
@@ -237,7 +238,8 @@ def _model(name: str, d: Mapping[str, Any], run_timeout: float, problems: list[s
         # a block with only `fine_tuned` rates leaves the base model to the built-in table
         price=_price(price) if price and set(price) - {"fine_tuned"} else None,
         # the fine-tuned ids' rates, trained at the block's `training` rate
-        fine_tuned_price=_price({**price["fine_tuned"], "training": price.get("training")})
+        fine_tuned_price=_price({**price["fine_tuned"], "training": price.get("training"),
+                                 "batch": price.get("batch", 0.5)})
         if price and price.get("fine_tuned") else None,
     )
 
@@ -249,6 +251,7 @@ def _price(d: Mapping[str, Any]) -> Price:
         cached_input_per_m=float(d.get("cached_input", d.get("input", 0.0))),
         output_per_m=float(d.get("output", 0.0)),
         training_per_m=None if d.get("training") is None else float(d["training"]),
+        batch_share=float(d.get("batch", 0.5)),
     )
 
 
@@ -312,6 +315,11 @@ def parse_config(data: Any, path: Path, text: str = "") -> Config:
     problems: list[str] = []
     run = RunConfig(**data.get("run", {}))
     models = {n: _model(n, m, run.timeout, problems) for n, m in data["models"].items()}
+    for name, m in models.items():
+        if (m.mode or run.mode) == "batch" and m.provider != "openai":
+            where = f"models.{name}.mode" if m.mode else "run.mode"
+            problems.append(f"{where}: batch mode needs the OpenAI Batch API (provider openai); "
+                            f"set models.{name}.mode: online for the local model")
     strategies = tuple(_strategy(i, s, list(models), problems) for i, s in enumerate(data["strategies"]))
     names = [s.name for s in strategies]
     for dupe in sorted({n for n in names if names.count(n) > 1}):

@@ -30,6 +30,8 @@ _PRICE = {
     "properties": {
         **_RATES,
         "training": {"type": "number", "minimum": 0},
+        # the share of these rates a Batch API request costs (OpenAI: half)
+        "batch": {"type": "number", "minimum": 0, "maximum": 1},
         # inference on the model's fine-tuned ids (ft:..., local-ft:...)
         "fine_tuned": {"type": "object", "additionalProperties": False, "properties": _RATES},
     },
@@ -100,6 +102,7 @@ SCHEMA: dict[str, Any] = {
                     "base_url": {"oneOf": [_NULLABLE_STR, {"type": "array", "minItems": 1,
                                                            "uniqueItems": True, "items": _STR}]},
                     "servers": {"type": "integer", "minimum": 1, "maximum": 64},
+                    "mode": {"enum": ["online", "batch"]},
                     "api_key_env": _NULLABLE_STR,
                     "token_param": {"enum": ["max_tokens", "max_completion_tokens"]},
                     "structured_output": {"enum": ["json_schema", "json_object", "none"]},
@@ -174,6 +177,8 @@ SCHEMA: dict[str, Any] = {
                 "tokens_per_minute": {"type": "number", "exclusiveMinimum": 0},
                 "max_failure_rate": {"type": "number", "minimum": 0, "maximum": 1},
                 "cache_ttl": {"type": ["number", "null"], "exclusiveMinimum": 0},
+                "mode": {"enum": ["online", "batch"]},
+                "batch_poll_seconds": {"type": "number", "exclusiveMinimum": 0},
             },
         },
         "decision": {

@@ -39,6 +39,7 @@ class Price:
     cached_input_per_m: float
     output_per_m: float
     training_per_m: float | None = None
+    batch_share: float = 0.5  # of the rates above, paid for a Batch API request (OpenAI: half)
 
 
 @dataclass(frozen=True)
@@ -80,6 +81,7 @@ class ModelConfig:
     # provider local: server processes started, sharing the CPU cores (None: one per core, at
     # most 4, which measured fastest on 2 cores: see benchmarks/bench_local.py)
     servers: int | None = None
+    mode: str | None = None  # online | batch; None: run.mode
     # config `price.fine_tuned`: inference on this model's fine-tuned ids (ft:..., local-ft:...).
     # None: the built-in fine-tuned rate of the base, else unknown; never `price` (the base rate)
     fine_tuned_price: Price | None = None
@@ -123,6 +125,8 @@ class RunConfig:
     tokens_per_minute: float | None = None
     max_failure_rate: float = 0.01  # endpoint failures above this share: the run is incomplete
     cache_ttl: float | None = None  # seconds a cached answer is served; None: no expiry
+    mode: str = "online"  # online | batch (the OpenAI Batch API); models.NAME.mode overrides
+    batch_poll_seconds: float = 30.0  # batch mode: seconds between status polls
 
 
 @dataclass(frozen=True)

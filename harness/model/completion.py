@@ -12,7 +12,7 @@ from typing import Any
 REQUEST_ERROR_KINDS = ("context_length", "bad_request", "not_found", "unprocessable", "timeout",
                        "connection", "rate_limited", "retries_exhausted", "model_unavailable",
                        "http_", "refusal", "content_filter", "no_choices", "interrupted",
-                       "invalid_response")
+                       "invalid_response", "batch_")
 
 # Of those, the ones the model itself is answerable for: it refused, its output was filtered, or
 # the prompt does not fit its context. They count against accuracy and compliance like a wrong or
@@ -76,6 +76,7 @@ class Completion:
     error: str | None = None
     cached: bool = False
     replica: str | None = None  # the base URL that answered, when the model has several
+    batch_id: str | None = None  # the Batch API batch that answered (run.mode: batch)
 
     def to_json(self) -> str:
         """Serialise for the response cache."""

@@ -107,6 +107,15 @@ def query_cost(
     )
 
 
+def batch_price(price: Price) -> Price:
+    """The rates of a Batch API request: `price.batch_share` of each inference rate (OpenAI
+    bills batch requests at half its standard rates)."""
+    share = price.batch_share
+    return replace(price, input_per_m=price.input_per_m * share,
+                   cached_input_per_m=price.cached_input_per_m * share,
+                   output_per_m=price.output_per_m * share)
+
+
 def training_cost(price: Price, trained_tokens: int) -> float | None:
     """USD to fine-tune on ``trained_tokens`` (tokens in the file x epochs, as OpenAI bills).
 

@@ -11,7 +11,7 @@ import math
 from dataclasses import dataclass
 
 from harness.model.endpoint import api_key
-from harness.model.pricing import price_of, query_cost
+from harness.model.pricing import batch_price, price_of, query_cost
 from harness.running.plan import Plan
 from harness.strategies import rendered_prompt
 
@@ -86,6 +86,8 @@ def preflight(p: Plan) -> Preflight:
         tokens = math.ceil(len(rendered_prompt(s, example)) / CHARS_PER_TOKEN)
         model = cfg.models[arm.model]
         price = price_of(model, arm.model_id)
+        if price is not None and (model.mode or cfg.run.mode) == "batch":
+            price = batch_price(price)
         cost = None if price is None else requests * query_cost(price, tokens, cfg.run.max_tokens)
         arms.append(ArmEstimate(arm.key, arm.model_id, requests, tokens, cost))
         if model.provider == "local" and tokens + cfg.run.max_tokens > model.n_ctx:

@@ -41,7 +41,7 @@ _RECORD_TYPES: dict[str, tuple[type, ...]] = {
     "cached": (bool,), "lenient": (bool,), "attempts": (int,), "latency_ms": (int, float),
     "prompt_tokens": (int,), "completion_tokens": (int,), "cached_tokens": (int,),
     "error_kind": (str,), "error": (str,), "output": (str,), "format_version": (int,),
-    "replica": (str,),
+    "replica": (str,), "batch_id": (str,),
 }
 
 
@@ -77,6 +77,7 @@ class Record:
     calls: tuple[dict[str, Any], ...] = ()  # every call of a multi-call strategy, in order
     lenient: bool = False  # parsed only after a documented leniency (one Markdown code fence)
     replica: str | None = None  # the base URL that answered, when the model has several
+    batch_id: str | None = None  # the Batch API batch that answered (run.mode: batch)
     format_version: int = FORMAT_VERSION
 
     @property
@@ -96,7 +97,7 @@ class Record:
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON form (one line of results.jsonl); `calls` only when there were several,
-        `lenient` only when true, `replica` only when the model has several."""
+        `lenient` only when true, `replica` and `batch_id` only when set."""
         out = {f.name: getattr(self, f.name) for f in fields(self)}
         if self.calls:
             out["calls"] = list(self.calls)
@@ -104,8 +105,9 @@ class Record:
             del out["calls"]
         if not self.lenient:
             del out["lenient"]
-        if self.replica is None:
-            del out["replica"]
+        for name in ("replica", "batch_id"):
+            if out[name] is None:
+                del out[name]
         return out
 
     @classmethod

@@ -18,8 +18,9 @@ from harness.running.records import RunMeta
 from harness.running.store import META, read_meta
 
 # Model settings that do not change an answer.
-# (`servers`: how many local server processes share the work; `base_urls`: the replicas.)
-_MODEL_FREE = ("timeout", "price", "api_key_env", "servers", "base_urls")
+# (`servers`: how many local server processes share the work; `base_urls`: the replicas;
+# `mode`: online or batch, the same answers either way.)
+_MODEL_FREE = ("timeout", "price", "api_key_env", "servers", "base_urls", "mode")
 _RUN_ANSWER_KEYS = ("temperature", "max_tokens", "seed")
 
 

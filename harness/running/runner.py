@@ -18,6 +18,7 @@ import openai
 
 from harness.dataset import Example
 from harness.errors import InputError, RunError
+from harness.model.batch import BatchJournal, BatchQueue, BatchSettings
 from harness.model.cache import cache_key, open_cache
 from harness.model.completion import ChatRequest, Completion, is_endpoint_failure, request_failure
 from harness.model.endpoint import Endpoint, error_kind, response_format_for, retry_after_seconds
@@ -33,6 +34,8 @@ from harness.strategies.prompts import Message
 from harness.tasks import Task
 
 Progress = Callable[[int, int, str], None]
+BATCHES = "batches.json"  # the run folder's journal of Batch API batches
+BATCH_WORKERS = 100_000  # batch mode: requests gathered at once (two full batches)
 
 
 class RunInterrupted(RunError):
@@ -98,7 +101,7 @@ def make_record(strategy: Strategy, example: Example, attempt: Attempt, task: Ta
         cached_tokens=_total(attempt, "cached_tokens"),
         latency_ms=round(sum(c.completion.latency_ms for c in attempt.calls), 2),
         attempts=sum(c.completion.attempts for c in attempt.calls),
-        replica=comp.replica,
+        replica=comp.replica, batch_id=comp.batch_id,
         cached=all(c.completion.cached for c in attempt.calls),
         prompt_sha256=arm.prompt_sha256, calls=calls, lenient=lenient,
     )
@@ -116,8 +119,10 @@ class Runner:
     def __init__(self, p: Plan, run_dir: Path, *, use_cache: bool = True,
                  cache_path: Path | None = None, progress: Progress | None = None,
                  base_urls: dict[str, str | list[str]] | None = None, keep_failures: bool = False,
-                 allow_missing: bool = False, created: Path | None = None) -> None:
+                 allow_missing: bool = False, created: Path | None = None,
+                 log: Callable[[str], None] | None = None) -> None:
         self.p = p
+        self.log = log or (lambda _m: None)  # status lines (batch progress)
         self.run_dir = run_dir
         self.progress = progress
         # model name -> base_url override (tests): one URL or a list of replicas
@@ -249,6 +254,7 @@ class Runner:
         models = {s.arm.model for s, _ in needs_request}
         server: LocalServers | None = None
         endpoints: dict[str, Endpoint] = {}
+        batchers: dict[str, BatchQueue] = {}  # models in batch mode
         generators: dict[tuple[str, str], Generate] = {}  # (model, structured_output) ->
         limiter = AdaptiveLimiter(cfg.run.concurrency, requests_per_minute=cfg.run.requests_per_minute,
                                   tokens_per_minute=cfg.run.tokens_per_minute)
@@ -278,11 +284,18 @@ class Runner:
                 scope = (f"llama.cpp:{file_sha256(base_model_path())}"
                          if mc.provider == "local" and m not in self.base_urls
                          else endpoints[m].base_url)
+                if (mc.mode or cfg.run.mode) == "batch":
+                    batchers[m] = BatchQueue(
+                        endpoints[m].pool.replicas[0].client, m,
+                        BatchJournal(self.run_dir / BATCHES),
+                        BatchSettings(poll_seconds=cfg.run.batch_poll_seconds,
+                                      max_attempts=cfg.run.max_attempts), self.log)
                 for mode in sorted({s.arm.structured_output for s, _ in needs_request
                                     if s.arm.model == m}):
                     generators[(m, mode)] = self._generator(endpoints[m], scope, adapter_sha,
-                                                            limiter, mode)
+                                                            limiter, mode, batchers.get(m))
             await asyncio.gather(*(endpoints[m].probe() for m in models))
+            batched = {m for m in models if (cfg.models[m].mode or cfg.run.mode) == "batch"}
             if self.progress:
                 self.progress(done, total, "")
             queue: asyncio.Queue[tuple[Strategy, Example]] = asyncio.Queue()
@@ -318,9 +331,13 @@ class Runner:
                     needs_request, key=lambda item: (item[0].arm.model, item[0].arm.model_id)):
                 if server is not None and cfg.models[model].provider == "local":
                     await endpoints[model].warm_up(model_id)
+                n = 0
                 for item in group:
                     queue.put_nowait(item)
-                workers = [asyncio.create_task(worker()) for _ in range(cfg.run.concurrency)]
+                    n += 1
+                # batch mode: every request at once, so that they go out in as few batches as can be
+                width = min(n, BATCH_WORKERS) if model in batched else cfg.run.concurrency
+                workers = [asyncio.create_task(worker()) for _ in range(width)]
                 try:
                     await asyncio.gather(*workers)
                 finally:
@@ -328,6 +345,8 @@ class Runner:
                         w.cancel()
                     await asyncio.gather(*workers, return_exceptions=True)
         finally:
+            for batcher in batchers.values():
+                await batcher.aclose()
             for ep in endpoints.values():
                 with contextlib.suppress(Exception):
                     await ep.aclose()
@@ -335,9 +354,10 @@ class Runner:
                 server.stop()
 
     def _generator(self, endpoint: Endpoint, scope: str, adapter_sha: dict[str, str],
-                   limiter: AdaptiveLimiter, mode: str) -> Generate:
+                   limiter: AdaptiveLimiter, mode: str,
+                   batcher: BatchQueue | None = None) -> Generate:
         """The `generate` a strategy calls for one model and structured-output mode: cache,
-        limiter, endpoint."""
+        then limiter and endpoint (online) or the batch queue (batch mode)."""
         cfg = self.p.cfg
         model = endpoint.config
         response_format = response_format_for(model, self.p.task.output_schema(), mode)
@@ -355,14 +375,17 @@ class Runner:
             if comp is not None:
                 self.counts.cache_hits += 1
                 return comp
-            tokens = sum(len(m["content"]) for m in messages) / 4 + cfg.run.max_tokens
-            await limiter.acquire(tokens)
-            ok = False
-            try:
-                comp = await endpoint.complete(request)
-                ok = comp.error_kind is None
-            finally:
-                await limiter.release(ok=ok)
+            if batcher is not None:
+                comp = await batcher.complete(request, key)
+            else:
+                tokens = sum(len(m["content"]) for m in messages) / 4 + cfg.run.max_tokens
+                await limiter.acquire(tokens)
+                ok = False
+                try:
+                    comp = await endpoint.complete(request)
+                    ok = comp.error_kind is None
+                finally:
+                    await limiter.release(ok=ok)
             self.counts.requests += comp.attempts
             if self.cache is not None:
                 self.cache.put(key, request.model, comp)

@@ -182,7 +182,8 @@ def test_no_replica_reachable_is_one_clear_error() -> None:
 def _config(tmp: Path, base_url: Any) -> Path:
     rows = [{"text": f"message {i}", "label": "a" if i % 2 else "b"} for i in range(12)]
     (tmp / "eval.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    cfg = {"name": "rep", "task": {"type": "classification", "instructions": "Label it.", "labels": ["a", "b"]},
+    cfg = {"name": "rep",
+           "task": {"type": "classification", "instructions": "Label it.", "labels": ["a", "b"]},
            "dataset": {"eval": "eval.jsonl", "input": "text", "target": "label"},
            "models": {"fake": {"provider": "openai", "model": "fake-model", "base_url": base_url,
                                "api_key_env": None}},
