@@ -29,7 +29,8 @@ from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait
 from harness.errors import FatalAPIError, InputError
 from harness.files import read_text_checked, write_json_atomic
 from harness.model.completion import ChatRequest, Completion
-from harness.model.endpoint import _completion, is_fatal, is_retryable, short_message
+from harness.model.endpoint import completion_from
+from harness.model.faults import is_fatal, is_retryable, short_message
 
 TERMINAL = ("completed", "failed", "expired", "cancelled")
 JOURNAL_VERSION = 1
@@ -324,7 +325,7 @@ def line_completion(line: Mapping[str, Any] | None, batch_id: str, status: str
         except ValueError:
             return Completion(attempts=1, error_kind="invalid_response", batch_id=batch_id,
                               error="the batch line's body is not a chat completion"), False
-        comp = _completion(parsed, 0.0, 1)
+        comp = completion_from(parsed, 0.0, 1)
         return Completion(**{**comp.__dict__, "batch_id": batch_id}), False
     err = body.get("error") if isinstance(body, Mapping) else None
     message = str(err.get("message") if isinstance(err, Mapping) else "") or f"HTTP {status_code}"

@@ -34,7 +34,9 @@ def _reference_frame(records: list[Record], meta: RunMeta) -> pd.DataFrame:
     ex_order = {e: i for i, e in enumerate(meta.examples)}
     rows = sorted(records, key=lambda r: (arm_order.get(r.arm, 1 << 30),
                                           ex_order.get(r.example_id, 1 << 30)))
-    df = pd.DataFrame([r.to_dict() for r in rows], columns=[*RESULT_COLUMNS, "arm"])
+    # (to_dict leaves out `replica` and `batch_id` when they are None; the frame has them)
+    df = pd.DataFrame([{**r.to_dict(), "replica": r.replica, "batch_id": r.batch_id}
+                       for r in rows], columns=[*RESULT_COLUMNS, "arm"])
     costs = []
     for r in rows:
         p = price(meta, r.model, r.model_id)

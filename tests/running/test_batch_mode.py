@@ -95,7 +95,8 @@ def test_batch_and_online_runs_write_the_same_record_fields(tmp_path: Path) -> N
         assert _run(online, tmp_path / "online") == 0
     b, o = _records(tmp_path / "batch"), _records(tmp_path / "online")
     assert set(b[0]) - set(o[0]) == {"batch_id"} and set(o[0]) <= set(b[0])
-    assert [r["prediction"] for r in b] == [r["prediction"] for r in o]
+    assert {r["example_id"]: r["prediction"] for r in b} == \
+        {r["example_id"]: r["prediction"] for r in o}
     for name in ("summary.csv", "report.html", "summary.json", "per_class.csv"):
         assert (tmp_path / "batch" / name).exists()
 

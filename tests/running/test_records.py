@@ -152,7 +152,8 @@ def test_run_meta_round_trips_through_its_json_form() -> None:
     d = json.loads(json.dumps(new.to_dict()))
     assert d["format_version"] == 2 and d["task_type"] == "classification"
     assert d["models"]["api"]["price"] == {"input_per_m": 0.15, "cached_input_per_m": 0.075,
-                                           "output_per_m": 0.6, "training_per_m": 3.0}
+                                           "output_per_m": 0.6, "training_per_m": 3.0,
+                                           "batch_share": 0.5}
     assert RunMeta.from_dict(d) == new
 
 
