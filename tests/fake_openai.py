@@ -454,6 +454,8 @@ class FakeOpenAI:
             next token); that 429 and every admitted JSON answer carry OpenAI's
             ``x-ratelimit-{limit,remaining,reset}-requests`` (limit = the bucket's size,
             remaining = whole tokens left, reset = time until it is full, like ``"250ms"``).
+        slots: If given, at most this many chat completions are served at once (each still
+            takes ``latency_s``); the others wait, as on a server of fixed capacity.
 
     Attributes:
         base_url: ``"http://127.0.0.1:PORT/v1"`` (set on ``__enter__``).
@@ -479,6 +481,7 @@ class FakeOpenAI:
         job_outcome: str = "succeeded",
         rate_limit_rps: float | None = None,
         rate_limit_burst: float | None = None,
+        slots: int | None = None,
     ) -> None:
         if job_outcome not in JOB_OUTCOMES:
             raise ValueError(f"job_outcome must be one of {JOB_OUTCOMES}, not {job_outcome!r}")
@@ -497,6 +500,8 @@ class FakeOpenAI:
         if rate_limit_rps is not None and self.rate_limit_burst < 1:
             raise ValueError("rate_limit_burst must be >= 1")
         self.bucket_log: list[tuple[float, bool]] = []
+        # a server of fixed capacity (like one GPU): the rest wait their turn
+        self._slots = threading.Semaphore(slots) if slots else None
         self._tokens = self.rate_limit_burst
         self._tokens_at = time.monotonic()
 
@@ -675,7 +680,15 @@ class FakeOpenAI:
     # ----------------------------------------------------------------- chat
 
     def _chat(self, h: _Handler, raw: bytes) -> None:
-        """``POST /v1/chat/completions``: faults first, then the responder's reply."""
+        """``POST /v1/chat/completions``, at most ``slots`` at a time when that is set."""
+        if self._slots is None:
+            self._chat_one(h, raw)
+            return
+        with self._slots:
+            self._chat_one(h, raw)
+
+    def _chat_one(self, h: _Handler, raw: bytes) -> None:
+        """One chat completion: faults first, then the responder's reply."""
         try:
             body = json.loads(raw or b"null")
         except ValueError:

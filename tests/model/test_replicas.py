@@ -224,3 +224,11 @@ def test_a_single_base_url_leaves_records_as_they_were(tmp_path: Path) -> None:
         assert main(["run", str(cfg), "--out", str(tmp_path / "out"), "--no-cache"]) == 0
     records = [json.loads(line) for line in (tmp_path / "out/results.jsonl").open()]
     assert records and all("replica" not in r for r in records)
+
+
+def test_the_faster_replica_gets_more_of_the_work() -> None:
+    with FakeOpenAI(latency_s=0.2) as slow, FakeOpenAI(latency_s=0.02) as fast:
+        ep = Endpoint(_model([slow.base_url, fast.base_url]), run=RunConfig())
+        got = asyncio.run(_send(ep, 60, 4))
+    served = Counter(c.replica for c in got)
+    assert served[fast.base_url] > 3 * served[slow.base_url]
