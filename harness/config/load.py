@@ -265,6 +265,8 @@ def _strategy(i: int, d: Mapping[str, Any], models: list[str], problems: list[st
     shots = (shots,) if isinstance(shots, int) else tuple(sorted(shots))
     if d["type"] != "few_shot" and ("shots" in d or "draws" in d or "selection" in d):
         problems.append(f"{where}: shots/draws/selection apply only to type few_shot")
+    if "similarity" in d and d.get("selection") != "similar":
+        problems.append(f"{where}.similarity: applies only to selection: similar")
     ft = d.get("fine_tuned_model")
     if d["type"] != "fine_tuned" and ft is not None:
         problems.append(f"{where}.fine_tuned_model: only for type fine_tuned")
@@ -278,6 +280,7 @@ def _strategy(i: int, d: Mapping[str, Any], models: list[str], problems: list[st
         model=d["model"],
         shots=shots,
         selection=d.get("selection", "stratified"),
+        similarity=d.get("similarity", "tfidf"),
         draws=d.get("draws", 1),
         fine_tuned_model=ft_name,
         train_if_missing=train,

@@ -129,7 +129,8 @@ SCHEMA: dict[str, Any] = {
                             {"type": "array", "items": _POS_INT, "minItems": 1, "uniqueItems": True},
                         ]
                     },
-                    "selection": {"enum": ["random", "stratified"]},
+                    "selection": {"enum": ["random", "stratified", "similar"]},
+                    "similarity": {"enum": ["tfidf", "embedding"]},
                     "draws": _POS_INT,
                     "structured_output": {"enum": ["json_schema", "json_object", "none"]},
                     "fine_tuned_model": {

@@ -103,6 +103,7 @@ class StrategyConfig:
     model: str
     shots: tuple[int, ...] = ()
     selection: str = "stratified"
+    similarity: str = "tfidf"  # selection similar: tfidf | embedding
     draws: int = 1
     fine_tuned_model: str | None = None
     train_if_missing: bool = False

@@ -41,7 +41,7 @@ _RECORD_TYPES: dict[str, tuple[type, ...]] = {
     "cached": (bool,), "lenient": (bool,), "attempts": (int,), "latency_ms": (int, float),
     "prompt_tokens": (int,), "completion_tokens": (int,), "cached_tokens": (int,),
     "error_kind": (str,), "error": (str,), "output": (str,), "format_version": (int,),
-    "replica": (str,), "batch_id": (str,),
+    "replica": (str,), "batch_id": (str,), "shots": (list, tuple),
 }
 
 
@@ -78,6 +78,7 @@ class Record:
     lenient: bool = False  # parsed only after a documented leniency (one Markdown code fence)
     replica: str | None = None  # the base URL that answered, when the model has several
     batch_id: str | None = None  # the Batch API batch that answered (run.mode: batch)
+    shots: tuple[str, ...] | None = None  # ids of the examples shown, when chosen per input
     format_version: int = FORMAT_VERSION
 
     @property
@@ -97,7 +98,7 @@ class Record:
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON form (one line of results.jsonl); `calls` only when there were several,
-        `lenient` only when true, `replica` and `batch_id` only when set."""
+        `lenient` only when true, `replica`, `batch_id` and `shots` only when set."""
         out = {f.name: getattr(self, f.name) for f in fields(self)}
         if self.calls:
             out["calls"] = list(self.calls)
@@ -105,9 +106,11 @@ class Record:
             del out["calls"]
         if not self.lenient:
             del out["lenient"]
-        for name in ("replica", "batch_id"):
+        for name in ("replica", "batch_id", "shots"):
             if out[name] is None:
                 del out[name]
+        if self.shots is not None:
+            out["shots"] = list(self.shots)
         return out
 
     @classmethod
@@ -117,6 +120,8 @@ class Record:
         d.setdefault("format_version", 1)
         d["example_id"] = str(d["example_id"])
         d["calls"] = tuple(d.get("calls") or ())
+        if d.get("shots") is not None:
+            d["shots"] = tuple(str(x) for x in d["shots"])
         d.setdefault("output", "")
         d["output"] = d["output"] or ""
         for name, kinds in _RECORD_TYPES.items():

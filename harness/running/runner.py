@@ -101,7 +101,7 @@ def make_record(strategy: Strategy, example: Example, attempt: Attempt, task: Ta
         cached_tokens=_total(attempt, "cached_tokens"),
         latency_ms=round(sum(c.completion.latency_ms for c in attempt.calls), 2),
         attempts=sum(c.completion.attempts for c in attempt.calls),
-        replica=comp.replica, batch_id=comp.batch_id,
+        replica=comp.replica, batch_id=comp.batch_id, shots=attempt.shots,
         cached=all(c.completion.cached for c in attempt.calls),
         prompt_sha256=arm.prompt_sha256, calls=calls, lenient=lenient,
     )

@@ -87,6 +87,7 @@ class Attempt:
     """A strategy's answer to one example: every call it made and the one that answers."""
 
     calls: tuple[Call, ...]
+    shots: tuple[str, ...] | None = None  # ids of the examples shown, when chosen per input
 
     @property
     def final(self) -> Call:

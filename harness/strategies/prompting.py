@@ -54,9 +54,13 @@ class SingleCall:
 
     async def answer(self, example: Example, generate: Generate) -> Attempt:
         """One call with the arm's model; its answer is the answer."""
-        completion = await generate(self.messages(example), model_id=self.arm.model_id,
-                                    sample=self.arm.draw)
-        return Attempt((Call(self.arm.model_id, completion),))
+        shots = self.shots_for(example)
+        messages = build_messages(self.arm.template, self.instructions, self.task, shots,
+                                  example.input)
+        completion = await generate(messages, model_id=self.arm.model_id, sample=self.arm.draw)
+        per_input = self.selector is not None and self.selector.per_example
+        return Attempt((Call(self.arm.model_id, completion),),
+                       shots=tuple(ex.id for ex in shots) if per_input else None)
 
 
 @dataclass(frozen=True)
@@ -105,6 +109,8 @@ def _few_shot(ctx: Context, i: int, s: StrategyConfig) -> list[Strategy]:
     cfg, data = ctx.cfg, ctx.data
     template = _template(ctx, i, s)
     selector = SELECTORS[s.selection]
+    if selector.bind is not None:  # e.g. similar: one index over the pool for every k and draw
+        selector = selector.bind(data.train, s.similarity)
     out: list[Strategy] = []
     for k in s.shots:
         if k > len(data.train):
@@ -118,7 +124,8 @@ def _few_shot(ctx: Context, i: int, s: StrategyConfig) -> list[Strategy]:
         for draw in range(s.draws):
             seed = hash_seed(cfg.dataset.seed, k, draw)
             shots = () if selector.per_example else selector.pick(data.train, k, seed, None)
-            per = _pool_key(s.selection, k, seed, data.train) if selector.per_example else None
+            selection = s.selection + (f"/{s.similarity}" if s.selection == "similar" else "")
+            per = _pool_key(selection, k, seed, data.train) if selector.per_example else None
             arm = Arm(s.name, s.type, s.model, cfg.models[s.model].model, k, draw, shots, template,
                       _version(ctx, template, shots, per), structured_output=_mode(ctx, s))
             out.append(SingleCall(arm, ctx.task, cfg.task.instructions, data.train, selector, seed))

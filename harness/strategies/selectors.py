@@ -18,6 +18,8 @@ class Selector:
 
     pick: Callable[[Sequence[Example], int, int, Example | None], tuple[Example, ...]]
     per_example: bool = False
+    # builds the selector for one pool once (an index over it), given the strategy's similarity
+    bind: Callable[[Sequence[Example], str], Selector] | None = None
 
 
 def _check(pool: Sequence[Example], k: int) -> None:
@@ -52,9 +54,31 @@ def stratified_shots(pool: Sequence[Example], k: int, seed: int,
     return tuple(chosen)
 
 
+def similar_selector(pool: Sequence[Example], similarity: str = "tfidf") -> Selector:
+    """Per input, the k pool examples most similar to it (see strategies.retrieval)."""
+    from harness.strategies.retrieval import Retriever
+
+    retriever = Retriever(pool, similarity)
+
+    def pick(_pool: Sequence[Example], k: int, _seed: int,
+             example: Example | None) -> tuple[Example, ...]:
+        if example is None:
+            raise InputError("selection similar chooses the examples for each input: give it one")
+        return retriever.nearest(example.input, k)
+
+    return Selector(pick, per_example=True)
+
+
+def _similar_shots(pool: Sequence[Example], k: int, seed: int,
+                   example: Example | None = None) -> tuple[Example, ...]:
+    """selection similar without a prepared index (builds one for this call)."""
+    return similar_selector(pool).pick(pool, k, seed, example)
+
+
 SELECTORS: dict[str, Selector] = {
     "stratified": Selector(stratified_shots),
     "random": Selector(random_shots),
+    "similar": Selector(_similar_shots, per_example=True, bind=similar_selector),
 }
 
 
