@@ -255,6 +255,7 @@ class Runner:
         server: LocalServers | None = None
         endpoints: dict[str, Endpoint] = {}
         batchers: dict[str, BatchQueue] = {}  # models in batch mode
+        journal: BatchJournal | None = None
         generators: dict[tuple[str, str], Generate] = {}  # (model, structured_output) ->
         limiter = AdaptiveLimiter(cfg.run.concurrency, requests_per_minute=cfg.run.requests_per_minute,
                                   tokens_per_minute=cfg.run.tokens_per_minute)
@@ -285,9 +286,9 @@ class Runner:
                          if mc.provider == "local" and m not in self.base_urls
                          else endpoints[m].base_url)
                 if (mc.mode or cfg.run.mode) == "batch":
+                    journal = journal or BatchJournal(self.run_dir / BATCHES)  # one per folder
                     batchers[m] = BatchQueue(
-                        endpoints[m].pool.replicas[0].client, m,
-                        BatchJournal(self.run_dir / BATCHES),
+                        endpoints[m].pool.replicas[0].client, m, journal,
                         BatchSettings(poll_seconds=cfg.run.batch_poll_seconds,
                                       max_attempts=cfg.run.max_attempts), self.log)
                 for mode in sorted({s.arm.structured_output for s, _ in needs_request

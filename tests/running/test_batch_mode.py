@@ -208,3 +208,16 @@ def test_batch_mode_on_the_local_model_is_one_clear_error(tmp_path: Path,
     assert err == [f"error: {cfg}: run.mode: batch mode needs the OpenAI Batch API (provider "
                    f"openai); set models.m.mode: online for the local model"]
     assert not (tmp_path / "out").exists()
+
+
+def test_two_batch_models_share_one_journal(tmp_path: Path) -> None:
+    with FakeOpenAI(responder=_answer) as fake:
+        cfg = _project(tmp_path, fake.base_url, n=6)
+        data = yaml.safe_load(cfg.read_text())
+        data["models"]["m2"] = {**data["models"]["m"], "model": "gpt-4o"}
+        data["strategies"].append({"name": "other", "type": "zero_shot", "model": "m2"})
+        cfg.write_text(yaml.safe_dump(data))
+        assert _run(cfg, tmp_path / "out") == 0
+        assert fake.batches.creates == 2
+    journal = json.loads((tmp_path / "out/batches.json").read_text())
+    assert sorted(b["model"] for b in journal["batches"]) == ["m", "m2"]
