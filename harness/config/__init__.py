@@ -14,10 +14,11 @@ from harness.config.types import (
     RunConfig,
     StrategyConfig,
     TaskConfig,
+    batch_mode,
 )
 
 __all__ = [
     "LOCAL_MODEL_ALIAS", "Config", "DatasetConfig", "DecisionConfig", "FinetuneConfig",
     "GateConfig", "ModelConfig", "Price", "Prompts", "RunConfig", "StrategyConfig", "TaskConfig",
-    "load_config", "parse_config", "slug", "with_overrides",
+    "batch_mode", "load_config", "parse_config", "slug", "with_overrides",
 ]

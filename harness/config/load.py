@@ -30,6 +30,7 @@ from harness.config.types import (
     RunConfig,
     StrategyConfig,
     TaskConfig,
+    batch_mode,
 )
 from harness.errors import InputError
 from harness.files import read_text_checked
@@ -255,7 +256,7 @@ def parse_config(data: Any, path: Path, text: str = "") -> Config:
     run = RunConfig(**data.get("run", {}))
     models = {n: parse_model(n, m, run.timeout, problems) for n, m in data["models"].items()}
     for name, m in models.items():
-        if (m.mode or run.mode) == "batch" and m.provider != "openai":
+        if batch_mode(m, run) and m.provider != "openai":
             where = f"models.{name}.mode" if m.mode else "run.mode"
             problems.append(f"{where}: batch mode needs the OpenAI Batch API (provider openai); "
                             f"set models.{name}.mode: online for the local model")

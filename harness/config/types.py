@@ -130,6 +130,11 @@ class RunConfig:
     batch_poll_seconds: float = 30.0  # batch mode: seconds between status polls
 
 
+def batch_mode(model: ModelConfig, run: RunConfig) -> bool:
+    """True when `model` goes through the Batch API: its own `mode`, else `run.mode`."""
+    return (model.mode or run.mode) == "batch"
+
+
 @dataclass(frozen=True)
 class DecisionConfig:
     min_gain: float = 0.02

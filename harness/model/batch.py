@@ -18,7 +18,7 @@ import asyncio
 import contextlib
 import json
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -178,8 +178,7 @@ class BatchQueue:
                     if retry and tries[key] < self.settings.max_attempts:
                         continue
                     if retry:
-                        comp = Completion(**{**comp.__dict__,
-                                             "error_kind": f"retries_exhausted:{comp.error_kind}"})
+                        comp = replace(comp, error_kind=f"retries_exhausted:{comp.error_kind}")
                     results[key] = comp
                     remaining.pop(key, None)
             if remaining:
@@ -325,8 +324,7 @@ def line_completion(line: Mapping[str, Any] | None, batch_id: str, status: str
         except ValueError:
             return Completion(attempts=1, error_kind="invalid_response", batch_id=batch_id,
                               error="the batch line's body is not a chat completion"), False
-        comp = completion_from(parsed, 0.0, 1)
-        return Completion(**{**comp.__dict__, "batch_id": batch_id}), False
+        return replace(completion_from(parsed, 0.0, 1), batch_id=batch_id), False
     err = body.get("error") if isinstance(body, Mapping) else None
     message = str(err.get("message") if isinstance(err, Mapping) else "") or f"HTTP {status_code}"
     retry = status_code in (408, 409, 429) or status_code >= 500

@@ -174,8 +174,7 @@ class Endpoint:
                 if len(unreachable) > 1 else ""
             raise InputError(f"{name}: cannot reach {replica.url}{more} ({short_message(exc)})")
         for replica, _ in unreachable:
-            for _ in range(self.pool.max_failures):
-                self.pool.connection_failed(replica)
+            self.pool.take_out(replica)
         for page in pages:
             if isinstance(page, BaseException) or page is None:
                 continue

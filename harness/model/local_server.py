@@ -97,7 +97,7 @@ class LocalServer:
     def start(self) -> LocalServer:
         """Start the server and wait until it answers GET /v1/models."""
         self.launch()
-        self._wait_ready()
+        self.wait_ready()
         return self
 
     def launch(self) -> None:
@@ -128,7 +128,8 @@ class LocalServer:
         lines = [ln for ln in text.splitlines() if ln.strip()]
         return lines[-1][:300] if lines else ""
 
-    def _wait_ready(self) -> None:
+    def wait_ready(self) -> None:
+        """Wait until the launched server answers GET /v1/models (RunError if it does not)."""
         assert self._proc is not None
         deadline = time.monotonic() + self.startup_timeout
         while time.monotonic() < deadline:
@@ -204,7 +205,7 @@ class LocalServers:
             for server in self.servers:
                 server.launch()
             for server in self.servers:
-                server._wait_ready()
+                server.wait_ready()
         except BaseException:
             self.stop()
             raise

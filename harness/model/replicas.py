@@ -83,9 +83,14 @@ class Pool(Generic[C]):
         replica.failures += 1
         replica.consecutive_failures += 1
         if replica.consecutive_failures >= self.max_failures:
-            replica.cooldown = min(self.max_cooldown,
-                                   replica.cooldown * 2 if replica.cooldown else self.base_cooldown)
-            replica.down_until = self.clock() + replica.cooldown
+            self.take_out(replica)
+
+    def take_out(self, replica: Replica[C]) -> None:
+        """Out of service for the next cooldown (twice the last one, up to max_cooldown)."""
+        replica.consecutive_failures = max(replica.consecutive_failures, self.max_failures)
+        replica.cooldown = min(self.max_cooldown,
+                               replica.cooldown * 2 if replica.cooldown else self.base_cooldown)
+        replica.down_until = self.clock() + replica.cooldown
 
     def healthy(self) -> list[str]:
         """The URLs in service now."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from harness.config import batch_mode
 from harness.model.endpoint import api_key
 from harness.model.pricing import batch_price, price_of, query_cost
 from harness.running.plan import Plan
@@ -86,7 +87,7 @@ def preflight(p: Plan) -> Preflight:
         tokens = math.ceil(len(rendered_prompt(s, example)) / CHARS_PER_TOKEN)
         model = cfg.models[arm.model]
         price = price_of(model, arm.model_id)
-        if price is not None and (model.mode or cfg.run.mode) == "batch":
+        if price is not None and batch_mode(model, cfg.run):
             price = batch_price(price)
         cost = None if price is None else requests * query_cost(price, tokens, cfg.run.max_tokens)
         arms.append(ArmEstimate(arm.key, arm.model_id, requests, tokens, cost))

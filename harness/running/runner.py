@@ -16,6 +16,7 @@ from pathlib import Path
 
 import openai
 
+from harness.config import batch_mode
 from harness.dataset import Example
 from harness.errors import InputError, RunError
 from harness.model.batch import BatchJournal, BatchQueue, BatchSettings
@@ -285,7 +286,7 @@ class Runner:
                 scope = (f"llama.cpp:{file_sha256(base_model_path())}"
                          if mc.provider == "local" and m not in self.base_urls
                          else endpoints[m].base_url)
-                if (mc.mode or cfg.run.mode) == "batch":
+                if batch_mode(mc, cfg.run):
                     journal = journal or BatchJournal(self.run_dir / BATCHES)  # one per folder
                     batchers[m] = BatchQueue(
                         endpoints[m].pool.replicas[0].client, m, journal,
@@ -296,7 +297,6 @@ class Runner:
                     generators[(m, mode)] = self._generator(endpoints[m], scope, adapter_sha,
                                                             limiter, mode, batchers.get(m))
             await asyncio.gather(*(endpoints[m].probe() for m in models))
-            batched = {m for m in models if (cfg.models[m].mode or cfg.run.mode) == "batch"}
             if self.progress:
                 self.progress(done, total, "")
             queue: asyncio.Queue[tuple[Strategy, Example]] = asyncio.Queue()
@@ -332,12 +332,11 @@ class Runner:
                     needs_request, key=lambda item: (item[0].arm.model, item[0].arm.model_id)):
                 if server is not None and cfg.models[model].provider == "local":
                     await endpoints[model].warm_up(model_id)
-                n = 0
-                for item in group:
+                items = list(group)
+                for item in items:
                     queue.put_nowait(item)
-                    n += 1
                 # batch mode: every request at once, so that they go out in as few batches as can be
-                width = min(n, BATCH_WORKERS) if model in batched else cfg.run.concurrency
+                width = min(len(items), BATCH_WORKERS) if model in batchers else cfg.run.concurrency
                 workers = [asyncio.create_task(worker()) for _ in range(width)]
                 try:
                     await asyncio.gather(*workers)

@@ -47,17 +47,18 @@ class SingleCall:
             return self.arm.shots
         return self.selector.pick(self.pool, self.arm.k, self.seed, example)
 
-    def messages(self, example: Example) -> list[Message]:
-        """System prompt, the shots as turns, then the input."""
-        return build_messages(self.arm.template, self.instructions, self.task,
-                              self.shots_for(example), example.input)
+    def messages(self, example: Example,
+                 shots: tuple[Example, ...] | None = None) -> list[Message]:
+        """System prompt, the shots as turns (default: `shots_for(example)`), then the input."""
+        shots = self.shots_for(example) if shots is None else shots
+        return build_messages(self.arm.template, self.instructions, self.task, shots,
+                              example.input)
 
     async def answer(self, example: Example, generate: Generate) -> Attempt:
         """One call with the arm's model; its answer is the answer."""
         shots = self.shots_for(example)
-        messages = build_messages(self.arm.template, self.instructions, self.task, shots,
-                                  example.input)
-        completion = await generate(messages, model_id=self.arm.model_id, sample=self.arm.draw)
+        completion = await generate(self.messages(example, shots), model_id=self.arm.model_id,
+                                    sample=self.arm.draw)
         per_input = self.selector is not None and self.selector.per_example
         return Attempt((Call(self.arm.model_id, completion),),
                        shots=tuple(ex.id for ex in shots) if per_input else None)

@@ -37,7 +37,9 @@ class Retriever:
                              f"not {similarity!r}")
         self.pool = tuple(pool)
         self.similarity = similarity
-        self._keys = [normalise(ex.input) for ex in self.pool]
+        self._same: dict[str, list[int]] = {}  # normalised input -> its places in the pool
+        for i, ex in enumerate(self.pool):
+            self._same.setdefault(normalise(ex.input), []).append(i)
         texts = [ex.input for ex in self.pool]
         self._encode = _tfidf(texts) if similarity == "tfidf" else _embedding()
         self._matrix = self._encode(texts) if texts else np.zeros((0, 1))
@@ -50,8 +52,7 @@ class Retriever:
         product = self._matrix @ q.T  # sparse for tf-idf, dense for embeddings
         dense = product.toarray() if hasattr(product, "toarray") else np.asarray(product)
         out = dense.reshape(-1).astype(float)
-        key = normalise(text)
-        out[[i for i, k in enumerate(self._keys) if k == key]] = -np.inf
+        out[self._same.get(normalise(text), [])] = -np.inf
         return out
 
     def nearest(self, text: str, k: int) -> tuple[Example, ...]:
