@@ -30,6 +30,7 @@ RESULT_COLUMNS = [
     "prediction", "correct", "parse_ok", "schema_valid", "error_kind", "error", "output",
     "finish_reason", "prompt_tokens", "completion_tokens", "cached_tokens", "latency_ms",
     "attempts", "cached", "cost_usd", "prompt_sha256", "lenient", "replica", "batch_id",
+    "vote_share", "sample_accuracy",
 ]
 
 ArmId = tuple[str, int]  # (strategy, k): one row of the summary, pooled over draws
@@ -98,6 +99,7 @@ def columns_frame(cols: RecordColumns, meta: RunMeta) -> pd.DataFrame:
         df["cost_usd"] = []
         df["lenient"] = np.array([], dtype=bool)
         df["endpoint_failed"] = np.array([], dtype=bool)
+        df["vote_share"] = df["sample_accuracy"] = np.array([], dtype=float)
         return df
     order = np.lexsort((_positions(cols["example_id"], meta.examples),
                         _positions(cols["arm"], [a.key for a in meta.arms])))  # stable
@@ -107,6 +109,11 @@ def columns_frame(cols: RecordColumns, meta: RunMeta) -> pd.DataFrame:
         "lenient": np.array(cols["lenient"], dtype=bool),
         "endpoint_failed": np.fromiter(map(failed.__getitem__, cols["error_kind"]), dtype=bool,
                                        count=n),
+        # self-consistency: the vote's share, and the share of samples right on their own
+        "vote_share": np.array([math.nan if v is None else v for v in cols["vote_share"]],
+                               dtype=float),
+        "sample_accuracy": np.array([math.nan if not c else sum(c) / len(c)
+                                     for c in cols["sample_correct"]], dtype=float),
     }
     take = itemgetter(*order.tolist())
     data: dict[str, Any] = {}
@@ -212,6 +219,7 @@ def summary_frame(df: pd.DataFrame, meta: RunMeta, task: Task
                if p is not None and not math.isnan(m.mean_prompt_tokens) else math.nan)
         rows.append({
             "strategy": strategy, "type": a.type, "model": a.model, "model_id": a.model_id,
+            "variant": a.variant, "selection": a.selection, "samples": a.samples,
             "k": k, "n": int(answered["example_id"].nunique()),
             "draws": draws_of[(strategy, k)], "answers": m.n, "accuracy": m.accuracy,
             "ci_low": ci.low, "ci_high": ci.high, "macro_f1": m.macro_f1,
@@ -231,9 +239,26 @@ def summary_frame(df: pd.DataFrame, meta: RunMeta, task: Task
             "lenient_parses": int(answered["lenient"].astype(bool).sum()) if len(answered) else 0,
             **(task.extra_metrics(answered["expected"].tolist(), answered["prediction"].tolist())
                if len(answered) else {}),
-            **f1ci,
+            **f1ci, **_vote_columns(answered, a.samples, n_boot),
         })
     return pd.DataFrame(rows), mats
+
+
+def _vote_columns(answered: pd.DataFrame, samples: int, n_boot: int) -> dict[str, float]:
+    """Self-consistency figures of one arm (NaN without a vote): the accuracy of a single
+    sample (the mean share of samples right on their own), the vote's paired gain over it with
+    its bootstrap interval, and the mean vote share."""
+    nan = math.nan
+    rows = answered[answered["sample_accuracy"].notna()] if samples > 1 else answered.iloc[:0]
+    if not len(rows):
+        return {"single_sample_accuracy": nan, "vote_gain": nan, "vote_gain_ci_low": nan,
+                "vote_gain_ci_high": nan, "mean_vote_share": nan}
+    single = rows["sample_accuracy"].to_numpy(dtype=float)
+    voted = _truthy(rows["correct"].tolist()).astype(float)
+    gain = stats.paired_difference(voted, single, n_boot=n_boot, seed=0)
+    return {"single_sample_accuracy": float(single.mean()), "vote_gain": gain.estimate,
+            "vote_gain_ci_low": gain.low, "vote_gain_ci_high": gain.high,
+            "mean_vote_share": float(rows["vote_share"].mean())}
 
 
 def per_class_frame(df: pd.DataFrame, task: Task) -> pd.DataFrame:

@@ -14,11 +14,13 @@ from harness.config.types import (
     RunConfig,
     StrategyConfig,
     TaskConfig,
+    Variant,
     batch_mode,
 )
 
 __all__ = [
     "LOCAL_MODEL_ALIAS", "Config", "DatasetConfig", "DecisionConfig", "FinetuneConfig",
     "GateConfig", "ModelConfig", "Price", "Prompts", "RunConfig", "StrategyConfig", "TaskConfig",
+    "Variant",
     "batch_mode", "load_config", "parse_config", "slug", "with_overrides",
 ]

@@ -10,7 +10,7 @@ import difflib
 import hashlib
 import json
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, TypeVar
@@ -20,15 +20,14 @@ import yaml
 
 from harness.config.models import parse_model
 from harness.config.schema import SCHEMA, boolean_problem, describe, path_key, yaml_source
+from harness.config.strategy import parse_prompts, parse_strategy
 from harness.config.types import (
     Config,
     DatasetConfig,
     DecisionConfig,
     FinetuneConfig,
     GateConfig,
-    Prompts,
     RunConfig,
-    StrategyConfig,
     TaskConfig,
     batch_mode,
 )
@@ -187,46 +186,6 @@ def _output_schema(value: Any, base: Path) -> dict[str, Any] | None:
     return dict(value)
 
 
-def _prompts(d: Mapping[str, Any] | None) -> Prompts:
-    d = d or {}
-    return Prompts(d.get("system"), d.get("user"), d.get("fine_tuned_system"))
-
-
-def _strategy(i: int, d: Mapping[str, Any], models: list[str], problems: list[str]) -> StrategyConfig:
-    where = f"strategies[{i}]"
-    if d["model"] not in models:
-        guess = difflib.get_close_matches(d["model"], models, n=1)
-        hint = f" (did you mean {guess[0]!r}?)" if guess else f" (models: {', '.join(models)})"
-        problems.append(f"{where}.model: unknown model {d['model']!r}{hint}")
-    shots = d.get("shots", ())
-    shots = (shots,) if isinstance(shots, int) else tuple(sorted(shots))
-    if d["type"] != "few_shot" and ("shots" in d or "draws" in d or "selection" in d):
-        problems.append(f"{where}: shots/draws/selection apply only to type few_shot")
-    if "similarity" in d and d.get("selection") != "similar":
-        problems.append(f"{where}.similarity: applies only to selection: similar")
-    ft = d.get("fine_tuned_model")
-    if d["type"] != "fine_tuned" and ft is not None:
-        problems.append(f"{where}.fine_tuned_model: only for type fine_tuned")
-    ft_name, train, cost = (
-        (ft.get("name"), bool(ft.get("train_if_missing")), ft.get("training_cost_usd"))
-        if isinstance(ft, dict) else (ft, False, None)
-    )
-    return StrategyConfig(
-        name=d["name"],
-        type=d["type"],
-        model=d["model"],
-        shots=shots,
-        selection=d.get("selection", "stratified"),
-        similarity=d.get("similarity", "tfidf"),
-        draws=d.get("draws", 1),
-        fine_tuned_model=ft_name,
-        train_if_missing=train,
-        training_cost_usd=None if cost is None else float(cost),
-        prompts=_prompts(d.get("prompts")),
-        structured_output=d.get("structured_output"),
-    )
-
-
 def _collect(problems: list[str], fn: Callable[..., _T], *args: Any) -> _T | None:
     """fn(*args), or None with its InputError added to `problems` (to report them all at once)."""
     try:
@@ -260,7 +219,8 @@ def parse_config(data: Any, path: Path, text: str = "") -> Config:
             where = f"models.{name}.mode" if m.mode else "run.mode"
             problems.append(f"{where}: batch mode needs the OpenAI Batch API (provider openai); "
                             f"set models.{name}.mode: online for the local model")
-    strategies = tuple(_strategy(i, s, list(models), problems) for i, s in enumerate(data["strategies"]))
+    strategies = tuple(parse_strategy(i, s, list(models), problems, base, run)
+                       for i, s in enumerate(data["strategies"]))
     names = [s.name for s in strategies]
     for dupe in sorted({n for n in names if names.count(n) > 1}):
         problems.append(f"strategies: duplicate strategy name {dupe!r}")
@@ -310,7 +270,7 @@ def parse_config(data: Any, path: Path, text: str = "") -> Config:
             instructions=t["instructions"].strip(),
             labels=tuple(labels) if labels else None,
             output_schema=schema,
-            prompts=_prompts(t.get("prompts")),
+            prompts=parse_prompts(t.get("prompts")),
             match=dict(t.get("match") or {}),
         ),
         dataset=DatasetConfig(

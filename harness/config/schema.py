@@ -43,6 +43,12 @@ _PROMPTS = {
     "properties": {"system": _STR, "user": _STR, "fine_tuned_system": _STR},
 }
 
+_VARIANT = {
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {"system": _STR, "user": _STR},
+}
+
 SCHEMA: dict[str, Any] = {
     "$schema": "https://json-schema.org/draft/2020-12/schema",
     "type": "object",
@@ -149,6 +155,15 @@ SCHEMA: dict[str, Any] = {
                         ]
                     },
                     "prompts": _PROMPTS,
+                    "samples": _POS_INT,
+                    "temperature": {"type": "number", "minimum": 0, "maximum": 2},
+                    "variants": {
+                        "type": "object",
+                        "minProperties": 1,
+                        "propertyNames": {"pattern": "^[A-Za-z0-9][A-Za-z0-9_.-]*$"},
+                        # a mapping of templates, or the path of a YAML file holding one
+                        "additionalProperties": {"oneOf": [_VARIANT, _STR]},
+                    },
                 },
                 "allOf": [
                     {

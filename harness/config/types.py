@@ -97,6 +97,15 @@ class ModelConfig:
 
 
 @dataclass(frozen=True)
+class Variant:
+    """One prompt variant of a strategy (`variants: {NAME: {system, user}}`): its own arm,
+    named `STRATEGY:NAME`, with these templates over the strategy's."""
+
+    name: str
+    prompts: Prompts
+
+
+@dataclass(frozen=True)
 class StrategyConfig:
     name: str
     type: str
@@ -110,6 +119,16 @@ class StrategyConfig:
     training_cost_usd: float | None = None  # what training cost (0: already paid); None: unknown
     prompts: Prompts = field(default_factory=Prompts)
     structured_output: str | None = None  # overrides the model's: json_schema | json_object | none
+    samples: int = 1  # self-consistency: answers per example, majority-voted through the task
+    temperature: float | None = None  # overrides run.temperature for this strategy's requests
+    variants: tuple[Variant, ...] = ()  # prompt variants: one arm each (see Variant)
+    variant: str | None = None  # set on the strategy a variant expands into: its name
+
+    def __post_init__(self) -> None:
+        # run.json stores the variants as mappings: read them back as such
+        object.__setattr__(self, "variants", tuple(
+            v if isinstance(v, Variant) else Variant(v["name"], Prompts(**v["prompts"]))
+            for v in self.variants))
 
 
 @dataclass(frozen=True)

@@ -31,7 +31,9 @@ SUMMARY_COLUMNS = [
     "mean_prompt_tokens", "mean_completion_tokens", "cost_per_1k", "run_cost_usd",
     "latency_p50_ms", "latency_p95_ms", "model_id", "prompt_sha256", "unavailable",
     "structured_output", "lenient_parses", "field_precision", "field_recall", "field_f1",
-    "field_f1_ci_low", "field_f1_ci_high",
+    "field_f1_ci_low", "field_f1_ci_high", "variant", "selection", "samples",
+    "single_sample_accuracy", "vote_gain", "vote_gain_ci_low", "vote_gain_ci_high",
+    "mean_vote_share",
 ]
 
 

@@ -106,7 +106,8 @@ def build_meta(p: Plan) -> RunMeta:
                 draw=s.arm.draw, prompt_sha256=s.arm.prompt_sha256,
                 shots=tuple(ex.id for ex in s.arm.shots),
                 prompt_example=rendered_prompt(s, example), unavailable=s.arm.unavailable,
-                structured_output=s.arm.structured_output)
+                structured_output=s.arm.structured_output, selection=s.arm.selection,
+                variant=s.arm.variant, samples=s.arm.samples, temperature=s.arm.temperature)
         for s in p.strategies
     )
     return RunMeta(

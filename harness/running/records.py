@@ -14,8 +14,13 @@ from dataclasses import dataclass, field, fields
 from typing import Any, TypeVar
 
 from harness.config import DecisionConfig, GateConfig, ModelConfig, Price, RunConfig
-from harness.model.completion import is_endpoint_failure, is_request_error
-from harness.tasks import Task
+from harness.model.completion import (
+    Completion,
+    is_endpoint_failure,
+    is_request_error,
+    request_failure,
+)
+from harness.tasks import Task, vote_outputs
 
 FORMAT_VERSION = 2
 
@@ -42,6 +47,7 @@ _RECORD_TYPES: dict[str, tuple[type, ...]] = {
     "prompt_tokens": (int,), "completion_tokens": (int,), "cached_tokens": (int,),
     "error_kind": (str,), "error": (str,), "output": (str,), "format_version": (int,),
     "replica": (str,), "batch_id": (str,), "shots": (list, tuple),
+    "vote_share": (int, float), "sample_correct": (list, tuple),
 }
 
 
@@ -79,6 +85,10 @@ class Record:
     replica: str | None = None  # the base URL that answered, when the model has several
     batch_id: str | None = None  # the Batch API batch that answered (run.mode: batch)
     shots: tuple[str, ...] | None = None  # ids of the examples shown, when chosen per input
+    # self-consistency (`samples: n`): the share of samples agreeing with the voted answer, and
+    # each sample's own correctness; None for a single answer
+    vote_share: float | None = None
+    sample_correct: tuple[bool, ...] | None = None
     format_version: int = FORMAT_VERSION
 
     @property
@@ -98,7 +108,8 @@ class Record:
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON form (one line of results.jsonl); `calls` only when there were several,
-        `lenient` only when true, `replica`, `batch_id` and `shots` only when set."""
+        `lenient` only when true, `replica`, `batch_id`, `shots`, `vote_share` and
+        `sample_correct` only when set."""
         out = {f.name: getattr(self, f.name) for f in fields(self)}
         if self.calls:
             out["calls"] = list(self.calls)
@@ -106,11 +117,11 @@ class Record:
             del out["calls"]
         if not self.lenient:
             del out["lenient"]
-        for name in ("replica", "batch_id", "shots"):
+        for name in ("replica", "batch_id", "shots", "vote_share", "sample_correct"):
             if out[name] is None:
                 del out[name]
-        if self.shots is not None:
-            out["shots"] = list(self.shots)
+            elif isinstance(out[name], tuple):
+                out[name] = list(out[name])
         return out
 
     @classmethod
@@ -122,6 +133,8 @@ class Record:
         d["calls"] = tuple(d.get("calls") or ())
         if d.get("shots") is not None:
             d["shots"] = tuple(str(x) for x in d["shots"])
+        if isinstance(d.get("sample_correct"), list):
+            d["sample_correct"] = tuple(d["sample_correct"])
         d.setdefault("output", "")
         d["output"] = d["output"] or ""
         for name, kinds in _RECORD_TYPES.items():
@@ -140,6 +153,14 @@ class Record:
         """
         if self.request_failed:
             return self
+        if self.vote_share is not None and self.calls:  # a vote: every sample again
+            comps = [_known(Completion, c) for c in self.calls]
+            samples = [(c.content, c.finish_reason, request_failure(c)) for c in comps]
+            s, share, correct, output = vote_outputs(task, samples, self.expected)
+            return dataclasses.replace(self, prediction=s.prediction, correct=s.correct,
+                                       parse_ok=s.parse_ok, schema_valid=s.schema_valid,
+                                       error_kind=s.error_kind, error=s.error, lenient=s.lenient,
+                                       vote_share=share, sample_correct=correct, output=output)
         s = task.score(self.output, self.finish_reason, self.expected)
         return dataclasses.replace(self, prediction=s.prediction, correct=s.correct,
                                    parse_ok=s.parse_ok, schema_valid=s.schema_valid,
@@ -163,6 +184,10 @@ class ArmMeta:
     prompt_example: str
     unavailable: str | None = None
     structured_output: str = "json_schema"  # how its answers were constrained (none: not at all)
+    selection: str | None = None  # few-shot: how the shots were chosen (similar/tfidf, ...)
+    variant: str | None = None  # the prompt variant the arm runs
+    samples: int = 1  # self-consistency: samples voted per example
+    temperature: float | None = None  # the strategy's temperature; None: run.temperature
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,7 @@ from harness.dataset import Example
 from harness.errors import InputError, RunError
 from harness.model.batch import BatchJournal, BatchQueue, BatchSettings
 from harness.model.cache import cache_key, open_cache
-from harness.model.completion import ChatRequest, Completion, is_endpoint_failure, request_failure
+from harness.model.completion import ChatRequest, Completion, is_endpoint_failure
 from harness.model.endpoint import Endpoint, error_kind, response_format_for, retry_after_seconds
 from harness.model.limits import AdaptiveLimiter
 from harness.model.local_server import LocalServers, base_model_path
@@ -29,10 +29,10 @@ from harness.paths import cache_dir
 from harness.running.plan import Plan, build_meta, file_sha256
 from harness.running.records import Record, RunMeta, endpoint_failure_share
 from harness.running.resume import check_resumable
+from harness.running.scoring import make_record
 from harness.running.store import ResultStore, read_records, write_meta
 from harness.strategies import Attempt, Call, Generate, Strategy
 from harness.strategies.prompts import Message
-from harness.tasks import Task
 
 Progress = Callable[[int, int, str], None]
 BATCHES = "batches.json"  # the run folder's journal of Batch API batches
@@ -74,44 +74,6 @@ class Counts:
         self.failures += 1
         self.endpoint_failures += is_endpoint_failure(kind)
         self.by_error[kind] = self.by_error.get(kind, 0) + 1
-
-
-def make_record(strategy: Strategy, example: Example, attempt: Attempt, task: Task) -> Record:
-    """The record of one answered example: the final call's output scored through the task."""
-    arm, final = strategy.arm, attempt.final
-    comp = final.completion
-    failed = request_failure(comp)
-    kind: str | None
-    lenient = False
-    if failed is not None:
-        prediction, correct, parse_ok, valid, (kind, detail) = None, False, False, False, failed
-    else:
-        s = task.score(comp.content, comp.finish_reason, example.target)
-        prediction, correct, parse_ok, valid = s.prediction, s.correct, s.parse_ok, s.schema_valid
-        kind, detail, lenient = s.error_kind, s.error, s.lenient
-    calls = tuple({"model_id": c.model_id, **asdict(c.completion)} for c in attempt.calls) \
-        if len(attempt.calls) > 1 else ()
-    return Record(
-        arm=arm.key, strategy=arm.strategy, type=arm.type, model=arm.model, model_id=final.model_id,
-        k=arm.k, draw=arm.draw, example_id=example.id, input=example.input,
-        expected=example.target, prediction=prediction, correct=correct, parse_ok=parse_ok,
-        schema_valid=valid, error_kind=kind, error=detail, output=comp.content or "",
-        finish_reason=comp.finish_reason,
-        prompt_tokens=_total(attempt, "prompt_tokens"),
-        completion_tokens=_total(attempt, "completion_tokens"),
-        cached_tokens=_total(attempt, "cached_tokens"),
-        latency_ms=round(sum(c.completion.latency_ms for c in attempt.calls), 2),
-        attempts=sum(c.completion.attempts for c in attempt.calls),
-        replica=comp.replica, batch_id=comp.batch_id, shots=attempt.shots,
-        cached=all(c.completion.cached for c in attempt.calls),
-        prompt_sha256=arm.prompt_sha256, calls=calls, lenient=lenient,
-    )
-
-
-def _total(attempt: Attempt, name: str) -> int | None:
-    values = [getattr(c.completion, name) for c in attempt.calls]
-    known = [v for v in values if v is not None]
-    return sum(known) if known else None
 
 
 class Runner:
@@ -362,10 +324,11 @@ class Runner:
         model = endpoint.config
         response_format = response_format_for(model, self.p.task.output_schema(), mode)
 
-        async def generate(messages: Sequence[Message], *, model_id: str,
-                           sample: int = 0) -> Completion:
+        async def generate(messages: Sequence[Message], *, model_id: str, sample: int = 0,
+                           temperature: float | None = None) -> Completion:
             request = ChatRequest(
-                model=model_id, messages=tuple(messages), temperature=cfg.run.temperature,
+                model=model_id, messages=tuple(messages),
+                temperature=cfg.run.temperature if temperature is None else temperature,
                 max_tokens=cfg.run.max_tokens, token_param=model.token_param, seed=cfg.run.seed,
                 response_format=response_format, sample=sample,
             )

@@ -55,6 +55,10 @@ class Arm:
     unavailable: str | None = None  # why this arm cannot be run (e.g. fine-tune missing)
     # how answers are constrained: json_schema | json_object (grammar) | none (the raw text)
     structured_output: str = "json_schema"
+    selection: str | None = None  # few-shot: random | stratified | similar/tfidf | similar/embedding
+    variant: str | None = None  # the prompt variant (`variants:`), part of `strategy` as S:V
+    samples: int = 1  # self-consistency: answers voted per example
+    temperature: float | None = None  # the strategy's own; None: run.temperature
 
     @property
     def key(self) -> str:
@@ -68,10 +72,14 @@ class Arm:
 
 
 class Generate(Protocol):
-    """One model call: messages in, one Completion out (cache, limiter and retries inside)."""
+    """One model call: messages in, one Completion out (cache, limiter and retries inside).
+
+    `sample` tells repeated samples apart (part of the cache key when the temperature is above
+    0); `temperature` overrides run.temperature.
+    """
 
     async def __call__(self, messages: Sequence[Message], *, model_id: str,
-                       sample: int = 0) -> Completion: ...
+                       sample: int = 0, temperature: float | None = None) -> Completion: ...
 
 
 @dataclass(frozen=True)
@@ -88,10 +96,11 @@ class Attempt:
 
     calls: tuple[Call, ...]
     shots: tuple[str, ...] | None = None  # ids of the examples shown, when chosen per input
+    voted: bool = False  # the calls are samples of one prompt, to be majority-voted
 
     @property
     def final(self) -> Call:
-        """The call whose output is the answer."""
+        """The call whose output is the answer (of a vote: the last sample)."""
         return self.calls[-1]
 
 

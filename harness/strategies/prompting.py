@@ -6,10 +6,13 @@ expands one strategy of the config into its arms.
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import hashlib
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from harness.config import Config, StrategyConfig
 from harness.dataset import Data, Example
@@ -54,14 +57,27 @@ class SingleCall:
         return build_messages(self.arm.template, self.instructions, self.task, shots,
                               example.input)
 
+    @property
+    def calls_per_example(self) -> int:
+        """Requests per example: one, or one per sample of a vote."""
+        return self.arm.samples
+
     async def answer(self, example: Example, generate: Generate) -> Attempt:
-        """One call with the arm's model; its answer is the answer."""
+        """One call with the arm's model, whose answer is the answer; with `samples: n`, n
+        calls of the same prompt (samples draw*n .. draw*n+n-1, so each is its own cache
+        entry), majority-voted when the record is made."""
         shots = self.shots_for(example)
-        completion = await generate(self.messages(example, shots), model_id=self.arm.model_id,
-                                    sample=self.arm.draw)
+        messages = self.messages(example, shots)
+        arm = self.arm
+        extra: dict[str, Any] = {} if arm.temperature is None else {"temperature": arm.temperature}
+        first = arm.draw * arm.samples
+        completions = await asyncio.gather(*(
+            generate(messages, model_id=arm.model_id, sample=first + i, **extra)
+            for i in range(arm.samples)))
         per_input = self.selector is not None and self.selector.per_example
-        return Attempt((Call(self.arm.model_id, completion),),
-                       shots=tuple(ex.id for ex in shots) if per_input else None)
+        return Attempt(tuple(Call(arm.model_id, c) for c in completions),
+                       shots=tuple(ex.id for ex in shots) if per_input else None,
+                       voted=arm.samples > 1)
 
 
 @dataclass(frozen=True)
@@ -75,7 +91,8 @@ class Context:
 
 
 def _template(ctx: Context, i: int, s: StrategyConfig, *, fine_tuned: bool = False) -> PromptTemplate:
-    return resolve_template(ctx.cfg.task, s.prompts, fine_tuned=fine_tuned, where=f"strategies[{i}]",
+    return resolve_template(ctx.cfg.task, s.prompts, fine_tuned=fine_tuned,
+                            where=f"strategies[{i}]" + (f".variants.{s.variant}" if s.variant else ""),
                             task_fields=frozenset(ctx.task.prompt_fields()))
 
 
@@ -98,11 +115,17 @@ def _mode(ctx: Context, s: StrategyConfig) -> str:
     return s.structured_output or ctx.cfg.models[s.model].structured_output
 
 
+def _settings(ctx: Context, s: StrategyConfig) -> dict[str, Any]:
+    """The Arm fields every arm of a strategy shares besides its prompt."""
+    return {"structured_output": _mode(ctx, s), "variant": s.variant, "samples": s.samples,
+            "temperature": s.temperature}
+
+
 def _zero_shot(ctx: Context, i: int, s: StrategyConfig) -> list[Strategy]:
     model_id = ctx.cfg.models[s.model].model
     template = _template(ctx, i, s)
     arm = Arm(s.name, s.type, s.model, model_id, 0, 0, (), template, _version(ctx, template),
-              structured_output=_mode(ctx, s))
+              **_settings(ctx, s))
     return [SingleCall(arm, ctx.task, ctx.cfg.task.instructions)]
 
 
@@ -128,7 +151,7 @@ def _few_shot(ctx: Context, i: int, s: StrategyConfig) -> list[Strategy]:
             selection = s.selection + (f"/{s.similarity}" if s.selection == "similar" else "")
             per = _pool_key(selection, k, seed, data.train) if selector.per_example else None
             arm = Arm(s.name, s.type, s.model, cfg.models[s.model].model, k, draw, shots, template,
-                      _version(ctx, template, shots, per), structured_output=_mode(ctx, s))
+                      _version(ctx, template, shots, per), selection=selection, **_settings(ctx, s))
             out.append(SingleCall(arm, ctx.task, cfg.task.instructions, data.train, selector, seed))
     return out
 
@@ -137,7 +160,7 @@ def _fine_tuned(ctx: Context, i: int, s: StrategyConfig) -> list[Strategy]:
     model_id, reason = ctx.resolve_ft(s)
     template = _template(ctx, i, s, fine_tuned=True)
     arm = Arm(s.name, s.type, s.model, model_id or str(s.fine_tuned_model), 0, 0, (), template,
-              _version(ctx, template), unavailable=reason, structured_output=_mode(ctx, s))
+              _version(ctx, template), unavailable=reason, **_settings(ctx, s))
     return [SingleCall(arm, ctx.task, ctx.cfg.task.instructions)]
 
 
@@ -149,12 +172,22 @@ STRATEGIES: dict[str, Callable[[Context, int, StrategyConfig], list[Strategy]]] 
 }
 
 
+def variants_of(s: StrategyConfig) -> list[StrategyConfig]:
+    """The strategy itself, or one strategy per prompt variant: named `S:VARIANT`, the
+    variant's templates over the strategy's own."""
+    if not s.variants:
+        return [s]
+    return [dataclasses.replace(s, name=f"{s.name}:{v.name}", prompts=s.prompts.merged(v.prompts),
+                                variants=(), variant=v.name) for v in s.variants]
+
+
 def expand(cfg: Config, data: Data, task: Task, resolve_ft: FineTuneResolver) -> list[Strategy]:
-    """All arms of a run, in a stable order (strategy order, then k, then draw)."""
+    """All arms of a run, in a stable order (strategy order, then variant, k and draw)."""
     ctx = Context(cfg, data, task, resolve_ft)
     out: list[Strategy] = []
     for i, s in enumerate(cfg.strategies):
-        out.extend(STRATEGIES[s.type](ctx, i, s))
+        for one in variants_of(s):
+            out.extend(STRATEGIES[one.type](ctx, i, one))
     return out
 
 
@@ -163,5 +196,6 @@ def rendered_prompt(strategy: Strategy, example: Example) -> str:
     return render(strategy.messages(example))
 
 
-__all__ = ["STRATEGIES", "FineTuneResolver", "SingleCall", "expand", "rendered_prompt"]
+__all__ = ["STRATEGIES", "FineTuneResolver", "SingleCall", "expand", "rendered_prompt",
+           "variants_of"]
 

@@ -1,0 +1,101 @@
+"""One `strategies[i]` entry of a config, checked and typed (problems gathered, not raised)."""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from harness.config.types import Prompts, RunConfig, StrategyConfig, Variant
+from harness.errors import InputError
+from harness.files import read_text_checked
+
+
+def _resolve(base: Path, value: str) -> Path:
+    p = Path(value).expanduser()
+    return p if p.is_absolute() else (base / p).resolve()
+
+
+def parse_prompts(d: Mapping[str, Any] | None) -> Prompts:
+    """The `prompts:` mapping of a task or strategy."""
+    d = d or {}
+    return Prompts(d.get("system"), d.get("user"), d.get("fine_tuned_system"))
+
+
+def _variant(where: str, name: str, value: Any, base: Path) -> Variant:
+    """One entry of `variants`: a mapping of templates, or a YAML file holding one."""
+    if isinstance(value, str):
+        path = _resolve(base, value)
+        text = read_text_checked(path, f"{where}.variants.{name}", "variant file")
+        try:
+            value = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            raise InputError(f"{where}.variants.{name}: {path} is not valid YAML ({exc})") from None
+        extra = sorted(set(value) - {"system", "user"}) if isinstance(value, dict) else []
+        if not isinstance(value, dict) or extra or not all(
+                isinstance(v, str) and v for v in value.values()):
+            raise InputError(f"{where}.variants.{name}: {path} must hold a mapping of system "
+                             "and/or user templates (non-empty strings)"
+                             + (f"; unknown key {extra[0]!r}" if extra else ""))
+    return Variant(name, Prompts(value.get("system"), value.get("user")))
+
+
+def parse_strategy(i: int, d: Mapping[str, Any], models: list[str], problems: list[str],
+              base: Path, run: RunConfig) -> StrategyConfig:
+    """`strategies[i]`, its problems appended to `problems` (variant files read from `base`)."""
+    where = f"strategies[{i}]"
+    if d["model"] not in models:
+        guess = difflib.get_close_matches(d["model"], models, n=1)
+        hint = f" (did you mean {guess[0]!r}?)" if guess else f" (models: {', '.join(models)})"
+        problems.append(f"{where}.model: unknown model {d['model']!r}{hint}")
+    shots = d.get("shots", ())
+    shots = (shots,) if isinstance(shots, int) else tuple(sorted(shots))
+    if d["type"] != "few_shot" and ("shots" in d or "draws" in d or "selection" in d):
+        problems.append(f"{where}: shots/draws/selection apply only to type few_shot")
+    if "similarity" in d and d.get("selection") != "similar":
+        problems.append(f"{where}.similarity: applies only to selection: similar")
+    samples, temperature = d.get("samples", 1), d.get("temperature")
+    prompting = d["type"] in ("zero_shot", "few_shot")
+    if samples > 1 and not prompting:
+        problems.append(f"{where}.samples: self-consistency applies to prompting strategies "
+                        "(zero_shot, few_shot)")
+    elif samples > 1 and (run.temperature if temperature is None else temperature) == 0:
+        problems.append(f"{where}.samples: {samples} samples at temperature 0 are {samples} "
+                        "copies of one answer; set temperature (e.g. 0.7) on the strategy or "
+                        "in run")
+    variants: list[Variant] = []
+    if d.get("variants") is not None and not prompting:
+        problems.append(f"{where}.variants: prompt variants apply to prompting strategies "
+                        "(zero_shot, few_shot)")
+    for vname, value in (d.get("variants") or {}).items():
+        try:
+            variants.append(_variant(where, vname, value, base))
+        except InputError as exc:
+            problems.append(str(exc))
+    ft = d.get("fine_tuned_model")
+    if d["type"] != "fine_tuned" and ft is not None:
+        problems.append(f"{where}.fine_tuned_model: only for type fine_tuned")
+    ft_name, train, cost = (
+        (ft.get("name"), bool(ft.get("train_if_missing")), ft.get("training_cost_usd"))
+        if isinstance(ft, dict) else (ft, False, None)
+    )
+    return StrategyConfig(
+        name=d["name"],
+        type=d["type"],
+        model=d["model"],
+        shots=shots,
+        selection=d.get("selection", "stratified"),
+        similarity=d.get("similarity", "tfidf"),
+        draws=d.get("draws", 1),
+        fine_tuned_model=ft_name,
+        train_if_missing=train,
+        training_cost_usd=None if cost is None else float(cost),
+        prompts=parse_prompts(d.get("prompts")),
+        structured_output=d.get("structured_output"),
+        samples=samples,
+        temperature=None if temperature is None else float(temperature),
+        variants=tuple(variants),
+    )
