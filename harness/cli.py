@@ -102,6 +102,7 @@ def _log(message: str) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from harness.analysis.space import untried_text
     from harness.api import load_config, run
     from harness.config import with_overrides
     from harness.report import format_table
@@ -116,6 +117,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     a, counts, out = result.analysis, result.counts, result.out
     print(format_table(a))
     print(f"\nverdict: {a.verdict.recommendation}: {a.verdict.sentence}")
+    if a.untried and not a.withheld:
+        print(untried_text(a.untried))
     kinds = ", ".join(f"{k} {v}" for k, v in sorted(counts.retries_by_kind.items()))
     again = (f", re-requested {counts.rerequested} that the endpoint failed on before"
              if counts.rerequested else "")

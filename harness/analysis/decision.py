@@ -9,10 +9,9 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
-from harness.analysis import compliance, guard, rules, stats
+from harness.analysis import compliance, guard, rules, space, stats
 from harness.analysis.tables import (
     Matrices,
     best_prompting_arm,
@@ -20,13 +19,11 @@ from harness.analysis.tables import (
     comparisons_frame,
     count_matrices,
     paired,
-    paired_mean_difference,
     per_class_frame,
     price,
     reference_arm,
     row_name,
     summary_frame,
-    sweep_rows,
 )
 from harness.config import DecisionConfig
 from harness.errors import InputError
@@ -51,81 +48,20 @@ class Analysis:
     evidence: dict[str, Any]
     complete: bool
     withheld: tuple[str, ...] = ()  # why no verdict may be given (empty: the verdict stands)
-
-
-CURVE_COLUMNS = ["strategy", "k", "accuracy", "ci_low", "ci_high", "step_from", "gain",
-                 "gain_ci_low", "gain_ci_high", "step_n", "step"]
-
-
-F1_CURVE_COLUMNS = ["field_f1", "field_f1_ci_low", "field_f1_ci_high"]
+    plateaus: tuple[rules.PlateauResult, ...] = ()  # each few-shot curve's own judgement
+    tried: pd.DataFrame | None = None  # what was tried of the prompt design space (space.tried_frame)
+    untried: tuple[str, ...] = ()  # cheap prompting levers the run did not try
 
 
 def curve_and_plateau(summary: pd.DataFrame, mats: Matrices, decision: DecisionConfig,
                       counts: Matrices | None = None
                       ) -> tuple[pd.DataFrame, rules.PlateauResult | None]:
-    """The learning curve of the first few-shot strategy (with zero-shot of the same model as
-    k=0), and whether it has plateaued.
-
-    With `decision.metric: field_f1` the plateau and the steps are on micro field F1, from the
-    per-example ``counts`` (tables.count_matrices; paired bootstrap of the F1 difference, as
-    the comparisons table), and the curve has the F1 and its interval (F1_CURVE_COLUMNS) after
-    the accuracy columns.
-
-    Each row is one k: its accuracy and interval (the summary's), and the plateau rule's step
-    into it from the previous k (step_from): the paired gain with its interval, the number of
-    examples scored at both ks (step_n) and the step's kind (rules.step_kind; empty on the first
-    row). A step is computed exactly as the comparisons table computes a pair (the examples
-    with results at both ks, the same paired bootstrap and seed), so where the table has the
-    same two arms (e.g. a k against the best prompt, or k=1 against zero-shot) its delta and
-    interval are the step's gain, with the sign flipped when the table lists them the other
-    way round.
-    """
-    fs = sweep_rows(summary)
-    if fs.empty:
-        return pd.DataFrame(columns=CURVE_COLUMNS), None
-    strategy = fs.iloc[0]["strategy"]
-    model = fs.iloc[0]["model"]
-    # k=0 is the zero-shot arm of the same model, constrained the same way
-    mode = fs.iloc[0].get("structured_output")
-    zs = summary[(summary["type"] == "zero_shot") & (summary["model"] == model)]
-    if "structured_output" in zs and mode is not None:
-        zs = zs[zs["structured_output"] == mode]
-    points = summary[summary["strategy"] == strategy]
-    if len(zs):
-        points = pd.concat([zs.iloc[[0]], points])
-    f1 = decision.metric == "field_f1"
-    head = ["strategy", "k", "accuracy", "ci_low", "ci_high", *(F1_CURVE_COLUMNS if f1 else [])]
-    curve = points[head].reset_index(drop=True)
-    if f1:
-        if counts is None:
-            raise ValueError("decision.metric field_f1 needs the count matrices")
-        n_boot = decision.bootstrap
-
-        def f1_gain(later: np.ndarray, earlier: np.ndarray) -> stats.Interval:
-            return stats.paired_f1_difference(later, earlier, n_boot=n_boot, seed=0).difference
-
-        per_k = {int(row["k"]): counts[(row["strategy"], row["k"])] for _, row in points.iterrows()}
-        plateau = rules.detect_plateau(per_k, min_gain=decision.min_gain, n_boot=n_boot, seed=0,
-                                       difference=f1_gain, unit=" field F1")
-    else:
-        n_boot = decision.bootstrap
-
-        def mean_gain(later: np.ndarray, earlier: np.ndarray) -> stats.Interval:
-            # rules.detect_plateau's own difference, through the comparisons table's memory
-            return paired_mean_difference(later.mean(axis=1), earlier.mean(axis=1), n_boot=n_boot)
-
-        scores = {int(row["k"]): mats[(row["strategy"], row["k"])] for _, row in points.iterrows()}
-        plateau = rules.detect_plateau(scores, min_gain=decision.min_gain, n_boot=n_boot, seed=0,
-                                       difference=mean_gain)
-    into = [next((s for s in plateau.steps if s.k_to == int(k)), None) for k in curve["k"]]
-    nan = math.nan
-    curve["step_from"] = pd.Series([s.k_from if s else None for s in into], dtype=object)
-    curve["gain"] = [s.gain.estimate if s else nan for s in into]
-    curve["gain_ci_low"] = [s.gain.low if s else nan for s in into]
-    curve["gain_ci_high"] = [s.gain.high if s else nan for s in into]
-    curve["step_n"] = pd.Series([s.n if s else None for s in into], dtype=object)
-    curve["step"] = [s.kind if s else "" for s in into]
-    return curve[[*head, *CURVE_COLUMNS[5:]]], plateau
+    """The learning curves and the one plateau judgement over them (space.curves_and_plateau,
+    the best prompting arm's curve first)."""
+    best = reference_arm(summary, decision.metric, decision.min_schema_compliance)
+    curve, plateau, _ = space.curves_and_plateau(
+        summary, mats, decision, counts, None if best is None else str(best["strategy"]))
+    return curve, plateau
 
 
 def _configured_training_cost(meta: RunMeta, strategy: str) -> float | None:
@@ -281,15 +217,20 @@ def analyse_columns(cols: RecordColumns, meta: RunMeta) -> Analysis:
     comparisons = comparisons_frame(summary, chosen, n_boot=decision.bootstrap,
                                     alpha=decision.alpha, metric=decision.metric,
                                     min_compliance=decision.min_schema_compliance)
-    curve, plateau = curve_and_plateau(summary, mats, decision, counts)
+    best = reference_arm(summary, decision.metric, decision.min_schema_compliance)
+    curve, plateau, plateaus = space.curves_and_plateau(
+        summary, mats, decision, counts, None if best is None else str(best["strategy"]))
     v, evidence = verdict(summary, comparisons, plateau, chosen, meta)
+    levers = space.untried(summary)
+    v = space.with_untried(v, levers)
     complete = meta.status == "complete" and len(df) == meta.expected_records
     reasons = guard.withhold_reasons(df, summary, meta, task, complete, _expected(cols, meta))
     if reasons:
         v = guard.withheld(reasons, v)
     per_class = per_class_frame(df, task)
     return Analysis(df.drop(columns=["arm"]), summary, per_class, comparisons,
-                    curve, plateau, v, evidence, complete, tuple(reasons))
+                    curve, plateau, v, evidence, complete, tuple(reasons), plateaus,
+                    space.tried_frame(summary, comparisons, decision.metric), levers)
 
 
 def _expected(cols: RecordColumns, meta: RunMeta) -> list[Any]:

@@ -59,6 +59,7 @@ class PlateauResult:
     next_k: int | None
     steps: tuple[CurveStep, ...]
     reason: str
+    strategy: str | None = None  # the curve judged (of several: see analysis.space)
 
 
 def _step_text(step: CurveStep, confidence: float, unit: str = "") -> str:

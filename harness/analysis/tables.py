@@ -330,16 +330,18 @@ def paired(mats: Matrices, a: ArmId, b: ArmId, *, n_boot: int, metric: str = "ac
 
 
 @functools.lru_cache(maxsize=8)
-def _paired_difference(a: bytes, b: bytes, n_boot: int) -> stats.Interval:
-    return stats.paired_difference(np.frombuffer(a), np.frombuffer(b), n_boot=n_boot, seed=0)
+def _paired_difference(a: bytes, b: bytes, n_boot: int, confidence: float) -> stats.Interval:
+    return stats.paired_difference(np.frombuffer(a), np.frombuffer(b), n_boot=n_boot, seed=0,
+                                   confidence=confidence)
 
 
-def paired_mean_difference(a: np.ndarray, b: np.ndarray, *, n_boot: int) -> stats.Interval:
+def paired_mean_difference(a: np.ndarray, b: np.ndarray, *, n_boot: int,
+                           confidence: float = 0.95) -> stats.Interval:
     """stats.paired_difference(a, b, seed=0) of two per-example score vectors, remembered for
     the last few pairs: the comparisons table, the plateau's steps and the verdict weigh some
     pairs more than once, and each is a bootstrap over every example."""
     return _paired_difference(np.ascontiguousarray(a, dtype=float).tobytes(),
-                              np.ascontiguousarray(b, dtype=float).tobytes(), n_boot)
+                              np.ascontiguousarray(b, dtype=float).tobytes(), n_boot, confidence)
 
 
 def comparisons_frame(summary: pd.DataFrame, mats: Matrices, *, n_boot: int, alpha: float,

@@ -19,8 +19,12 @@ def _missing(x: Any) -> bool:
     return x is None or x is pd.NA or (isinstance(x, float) and math.isnan(x))
 
 
+COLORS = ("#1f5fbf", "#b3411f", "#6a3d9a", "#1b7f79", "#8c6d1f", "#c2185b")
+
+
 def curve_svg(a: Analysis) -> str:
-    """Accuracy vs k with its interval band, zero-shot / fine-tuned reference lines, plateau mark.
+    """Accuracy vs k with its interval band (one line per few-shot curve), zero-shot and
+    fine-tuned reference lines, and the plateau mark on the curve it was judged on.
 
     k is placed on evenly spaced categories (0, 1, 2, 4, ...), so doubling steps look alike and
     zero-shot (k=0) sits on the curve. The SVG is deterministic (fixed hash salt, no date).
@@ -37,9 +41,10 @@ def curve_svg(a: Analysis) -> str:
         c = c.assign(accuracy=c["field_f1"], ci_low=c["field_f1_ci_low"],
                      ci_high=c["field_f1_ci_high"])
         summary = summary.assign(accuracy=summary["field_f1"])
-    ks = [int(k) for k in c["k"]]
+    ks = sorted({int(k) for k in c["k"]})
     xs = list(range(len(ks)))
-    fs = c[c["k"] > 0]
+    x_of = {k: i for i, k in enumerate(ks)}
+    curves = list(dict.fromkeys(c["strategy"]))
     zs = summary[(summary["type"] == "zero_shot") & (summary["n"] > 0)]
     ft = summary[summary["type"].map(is_fine_tuned).astype(bool) & (summary["errors"] < summary["n"])]
     lows = [v for v in [*c["ci_low"], *zs["accuracy"], *ft["accuracy"]] if not _missing(v)]
@@ -49,19 +54,24 @@ def curve_svg(a: Analysis) -> str:
         fig = Figure(figsize=(10, 4.4), layout="constrained")
         ax = fig.subplots()
         ax.patch.set_gid("plot-area")
-        ax.fill_between(xs, c["ci_low"], c["ci_high"], alpha=0.18, color="#1f5fbf", lw=0,
-                        label="95% CI")
-        ax.plot(xs, c["accuracy"], "o-", color="#1f5fbf",
-                label=str(fs.iloc[0]["strategy"]) if len(fs) else "accuracy")
+        for n, strategy in enumerate(curves):  # one line (and interval band) per curve
+            part = c[c["strategy"] == strategy]
+            px = [x_of[int(k)] for k in part["k"]]
+            color = COLORS[n % len(COLORS)]
+            ax.fill_between(px, part["ci_low"], part["ci_high"], alpha=0.18 if n == 0 else 0.08,
+                            color=color, lw=0, label="95% CI" if n == 0 else None)
+            ax.plot(px, part["accuracy"], "o-", color=color, label=str(strategy))
         if len(zs):
             ax.axhline(float(zs.iloc[0]["accuracy"]), color="#777", ls="--", lw=1, label="zero-shot")
         if len(ft):
             ax.axhline(float(ft.iloc[0]["accuracy"]), color="#2e7d32", ls="-.", lw=1.5,
                        label=f"fine-tuned ({ft.iloc[0]['strategy']})")
-        if a.plateau is not None and a.plateau.k_star in ks:
-            i = ks.index(int(a.plateau.k_star))
-            ax.plot([i], [float(c.loc[i, "accuracy"])], marker="*", ms=16, color="#c77700",
-                    ls="none", label=f"plateau (k={a.plateau.k_star})")
+        star = c[(c["strategy"] == (a.plateau.strategy or curves[0]))
+                 & (c["k"] == a.plateau.k_star)] if a.plateau is not None else c.iloc[:0]
+        if len(star) and a.plateau is not None:
+            ax.plot([x_of[int(a.plateau.k_star or 0)]], [float(star.iloc[0]["accuracy"])],
+                    marker="*", ms=16, color="#c77700", ls="none",
+                    label=f"plateau (k={a.plateau.k_star})")
         ax.set_xticks(xs, [str(k) for k in ks])
         ax.set_xlim(-0.3, len(xs) - 0.7)
         ax.set_xlabel("examples in the prompt (k)")

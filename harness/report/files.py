@@ -97,6 +97,9 @@ def summary_json(a: Analysis, meta: RunMeta) -> dict[str, Any]:
         "sentence": a.verdict.sentence,
         "reasons": list(a.verdict.reasons),
         "plateau": plateau,
+        # each few-shot curve's own judgement (the plateau above is the one over all of them)
+        "curves": [asdict(p) for p in a.plateaus],
+        "untried": list(a.untried),
         "fine_tune": a.evidence,
     }
     out: dict[str, Any] = _clean({
@@ -108,6 +111,7 @@ def summary_json(a: Analysis, meta: RunMeta) -> dict[str, Any]:
         "arms": a.summary[[c for c in SUMMARY_COLUMNS if c in a.summary]].to_dict("records"),
         "comparisons": a.comparisons.to_dict("records"),
         "learning_curve": a.curve.to_dict("records"),
+        "tried": [] if a.tried is None else a.tried.to_dict("records"),
         "meta": run_meta,
     })
     return out
@@ -150,6 +154,8 @@ def write_reports(run_dir: Path, *, rescore: bool = False) -> Analysis:
     write_text_atomic(run_dir / "summary.csv",
                       _csv(a.summary[[c for c in SUMMARY_COLUMNS if c in a.summary]]))
     write_text_atomic(run_dir / "comparisons.csv", _csv(a.comparisons))
+    if a.tried is not None:
+        write_text_atomic(run_dir / "tried.csv", _csv(a.tried))
     per = "per_field.csv" if "field" in a.per_class.columns else "per_class.csv"
     write_text_atomic(run_dir / per, _csv(a.per_class))
     write_json_atomic(run_dir / "summary.json", summary_json(a, meta))

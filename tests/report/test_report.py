@@ -20,7 +20,7 @@ from harness.running.store import read_meta, read_records
 
 TIMESTAMP = re.compile(rb"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2}(?:\.\d+)?(?:Z|[+-]\d{2}:?\d{2})?")
 REPORT_FILES = {"report.html", "summary.json", "summary.csv", "results.csv", "comparisons.csv",
-                "per_class.csv"}
+                "per_class.csv", "tried.csv"}
 FIXTURES = ["complete", "interrupted", "version1"]
 
 
