@@ -160,7 +160,14 @@ def cmd_finetune(args: argparse.Namespace) -> int:
 
 
 def cmd_history(args: argparse.Namespace) -> int:
-    from harness.analysis.history import HISTORY_ENV, history_path, read_history, trajectory
+    from harness.analysis.history import (
+        HISTORY_ENV,
+        describe_dimensions,
+        history_path,
+        read_history,
+        trajectory,
+        tried_across,
+    )
     from harness.api import load_config
 
     cfg = load_config(args.config)
@@ -171,12 +178,16 @@ def cmd_history(args: argparse.Namespace) -> int:
                          f"first; the file is --history FILE, else ${HISTORY_ENV}, else "
                          "reports/history.jsonl)")
     for arm in trajectory(records, window=args.window or cfg.decision.history_window):
-        print(f"{arm.arm}:")
+        dims = describe_dimensions(arm.versions[-1])
+        print(f"{arm.arm}{f' ({dims})' if dims else ''}:")
         for i, v in enumerate(arm.versions, start=1):
             print(f"  v{i} prompt {v['prompt_sha256']}  acc {v['accuracy']:.3f} "
                   f"[{v['ci_low']:.3f}, {v['ci_high']:.3f}]  n={v['n']}  {v['timestamp']}")
         flag = "PLATEAU" if arm.plateaued else "no plateau"
         print(f"  {flag}: {arm.reason}")
+    print("tried across runs (best prompting arm per setting):")
+    for dimension, setting, best, acc, runs in tried_across(records):
+        print(f"  {dimension:<10} {setting:<22} best {best} {acc:.3f}  ({runs} run(s))")
     return 0
 
 

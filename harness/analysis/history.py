@@ -96,7 +96,7 @@ def append_history(history: str | Path | None, run_dir: Path, summary: pd.DataFr
             "prompt_sha256": r["prompt_sha256"], "model": r["model_id"],
             "dataset_sha256": meta.dataset.sha256, "n": int(r["n"]),
             "accuracy": _num(r["accuracy"]), "ci_low": _num(r["ci_low"]), "ci_high": _num(r["ci_high"]),
-            "timestamp": stamp,
+            "timestamp": stamp, **_dimensions(r),
         }))
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a+b") as f:
@@ -114,6 +114,47 @@ def append_history(history: str | Path | None, run_dir: Path, summary: pd.DataFr
 def _num(x: Any) -> float | None:
     x = float(x)
     return None if math.isnan(x) else x
+
+
+def _dimensions(r: pd.Series) -> dict[str, Any]:
+    """Where an arm sits in the prompt design space: its variant, selection and samples."""
+    out: dict[str, Any] = {}
+    for name in ("variant", "selection"):
+        if isinstance(r.get(name), str):
+            out[name] = r[name]
+    samples = r.get("samples")
+    if samples is not None and not pd.isna(samples) and int(samples) > 1:
+        out["samples"] = int(samples)
+    return out
+
+
+def describe_dimensions(rec: Mapping[str, Any]) -> str:
+    """`variant cot, selection similar/tfidf, 5 samples` for a history record ("" if none)."""
+    parts = [f"variant {rec['variant']}" if rec.get("variant") else "",
+             f"selection {rec['selection']}" if rec.get("selection") else "",
+             f"{rec['samples']} samples" if rec.get("samples") else ""]
+    return ", ".join(p for p in parts if p)
+
+
+def tried_across(records: Sequence[Mapping[str, Any]]) -> list[tuple[str, str, str, float, int]]:
+    """The prompt design space over every recorded run: (dimension, setting, best arm, its
+    accuracy, runs that tried the setting) for each k, selection, variant and voting setting."""
+    best: dict[tuple[str, str], tuple[str, float, set[str]]] = {}
+    for rec in records:
+        acc = rec.get("accuracy")
+        if acc is None or rec.get("type") == "fine_tuned":
+            continue
+        keys = [("k", str(rec.get("k", 0)))]
+        keys += [(d, str(rec[d])) for d in ("selection", "variant") if rec.get(d)]
+        keys += [("voting", f"{rec['samples']} samples")] if rec.get("samples") else []
+        for key in keys:
+            arm, top, runs = best.get(key, ("", -1.0, set()))
+            runs = runs | {str(rec.get("run_dir"))}
+            best[key] = (rec["arm"], float(acc), runs) if acc > top else (arm, top, runs)
+    order = {"k": 0, "selection": 1, "variant": 2, "voting": 3}
+    rows = sorted(best.items(), key=lambda kv: (order[kv[0][0]], kv[0][0] == "k" and int(kv[0][1]),
+                                                kv[0][1]))
+    return [(d, setting, arm, acc, len(runs)) for (d, setting), (arm, acc, runs) in rows]
 
 
 def read_history(path: Path, config_name: str) -> list[dict[str, Any]]:
