@@ -46,7 +46,7 @@ _PROMPTS = {
 _VARIANT = {
     "type": "object",
     "additionalProperties": False,
-    "properties": {"system": _STR, "user": _STR},
+    "properties": {"system": _STR, "user": _STR, "reasoning": {"type": "boolean"}},
 }
 
 SCHEMA: dict[str, Any] = {

@@ -34,13 +34,15 @@ def _variant(where: str, name: str, value: Any, base: Path) -> Variant:
             value = yaml.safe_load(text)
         except yaml.YAMLError as exc:
             raise InputError(f"{where}.variants.{name}: {path} is not valid YAML ({exc})") from None
-        extra = sorted(set(value) - {"system", "user"}) if isinstance(value, dict) else []
+        extra = sorted(set(value) - {"system", "user", "reasoning"}) if isinstance(value, dict) else []
         if not isinstance(value, dict) or extra or not all(
-                isinstance(v, str) and v for v in value.values()):
+                isinstance(v, str) and v for k, v in value.items() if k != "reasoning") or not (
+                isinstance(value.get("reasoning", False), bool)):
             raise InputError(f"{where}.variants.{name}: {path} must hold a mapping of system "
-                             "and/or user templates (non-empty strings)"
-                             + (f"; unknown key {extra[0]!r}" if extra else ""))
-    return Variant(name, Prompts(value.get("system"), value.get("user")))
+                             "and/or user templates (non-empty strings) and reasoning (true or "
+                             "false)" + (f"; unknown key {extra[0]!r}" if extra else ""))
+    return Variant(name, Prompts(value.get("system"), value.get("user")),
+                   bool(value.get("reasoning", False)))
 
 
 def parse_strategy(i: int, d: Mapping[str, Any], models: list[str], problems: list[str],
@@ -75,6 +77,10 @@ def parse_strategy(i: int, d: Mapping[str, Any], models: list[str], problems: li
             variants.append(_variant(where, vname, value, base))
         except InputError as exc:
             problems.append(str(exc))
+            continue
+        if variants[-1].reasoning and d["type"] != "zero_shot":
+            problems.append(f"{where}.variants.{vname}.reasoning: applies to zero_shot strategies "
+                            "(few-shot examples carry no reasoning to show)")
     ft = d.get("fine_tuned_model")
     if d["type"] != "fine_tuned" and ft is not None:
         problems.append(f"{where}.fine_tuned_model: only for type fine_tuned")

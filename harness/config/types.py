@@ -103,6 +103,7 @@ class Variant:
 
     name: str
     prompts: Prompts
+    reasoning: bool = False  # the answer starts with a `reasoning` string (tasks.reasoning)
 
 
 @dataclass(frozen=True)
@@ -123,11 +124,13 @@ class StrategyConfig:
     temperature: float | None = None  # overrides run.temperature for this strategy's requests
     variants: tuple[Variant, ...] = ()  # prompt variants: one arm each (see Variant)
     variant: str | None = None  # set on the strategy a variant expands into: its name
+    reasoning: bool = False  # set from its variant: reasoning before the answer
 
     def __post_init__(self) -> None:
         # run.json stores the variants as mappings: read them back as such
         object.__setattr__(self, "variants", tuple(
-            v if isinstance(v, Variant) else Variant(v["name"], Prompts(**v["prompts"]))
+            v if isinstance(v, Variant) else Variant(v["name"], Prompts(**v["prompts"]),
+                                                     bool(v.get("reasoning")))
             for v in self.variants))
 
 

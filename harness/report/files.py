@@ -23,6 +23,7 @@ from harness.files import atomic_writer, write_json_atomic, write_text_atomic
 from harness.report.html import render_html
 from harness.running.records import Record, RunMeta
 from harness.running.store import RESULTS, read_columns, read_meta, read_records
+from harness.tasks import ReasoningFirst
 
 SUMMARY_COLUMNS = [
     "strategy", "type", "model", "k", "n", "draws", "answers", "coverage", "accuracy", "ci_low",
@@ -126,7 +127,9 @@ def rescore_records(run_dir: Path, meta: RunMeta, records: list[Record]) -> list
     recorded is lost.
     """
     task = meta_task(meta)
-    rescored = [r.rescored(task) for r in records]
+    reasoning = {a.key for a in meta.arms if a.reasoning}  # scored through ReasoningFirst
+    wrapped = ReasoningFirst(task)
+    rescored = [r.rescored(wrapped if r.arm in reasoning else task) for r in records]
     if rescored == records:
         return records
     path = run_dir / RESULTS

@@ -107,7 +107,8 @@ def build_meta(p: Plan) -> RunMeta:
                 shots=tuple(ex.id for ex in s.arm.shots),
                 prompt_example=rendered_prompt(s, example), unavailable=s.arm.unavailable,
                 structured_output=s.arm.structured_output, selection=s.arm.selection,
-                variant=s.arm.variant, samples=s.arm.samples, temperature=s.arm.temperature)
+                variant=s.arm.variant, samples=s.arm.samples, temperature=s.arm.temperature,
+                reasoning=s.arm.reasoning)
         for s in p.strategies
     )
     return RunMeta(

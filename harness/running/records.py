@@ -188,6 +188,7 @@ class ArmMeta:
     variant: str | None = None  # the prompt variant the arm runs
     samples: int = 1  # self-consistency: samples voted per example
     temperature: float | None = None  # the strategy's temperature; None: run.temperature
+    reasoning: bool = False  # answers start with a reasoning string (tasks.ReasoningFirst)
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import openai
 
@@ -208,7 +209,7 @@ class Runner:
             if s.arm.unavailable is not None:
                 comp = Completion(attempts=0, error_kind="model_unavailable", error=s.arm.unavailable)
                 self._append(store, make_record(s, ex, Attempt((Call(s.arm.model_id, comp),)),
-                                                self.p.task))
+                                                s.task))
                 done += 1
         if not needs_request:
             if self.progress:
@@ -219,7 +220,8 @@ class Runner:
         endpoints: dict[str, Endpoint] = {}
         batchers: dict[str, BatchQueue] = {}  # models in batch mode
         journal: BatchJournal | None = None
-        generators: dict[tuple[str, str], Generate] = {}  # (model, structured_output) ->
+        # (model, structured_output, reasoning first) -> its generate
+        generators: dict[tuple[str, str, bool], Generate] = {}
         limiter = AdaptiveLimiter(cfg.run.concurrency, requests_per_minute=cfg.run.requests_per_minute,
                                   tokens_per_minute=cfg.run.tokens_per_minute)
 
@@ -254,10 +256,12 @@ class Runner:
                         endpoints[m].pool.replicas[0].client, m, journal,
                         BatchSettings(poll_seconds=cfg.run.batch_poll_seconds,
                                       max_attempts=cfg.run.max_attempts), self.log)
-                for mode in sorted({s.arm.structured_output for s, _ in needs_request
-                                    if s.arm.model == m}):
-                    generators[(m, mode)] = self._generator(endpoints[m], scope, adapter_sha,
-                                                            limiter, mode, batchers.get(m))
+                for s in {(s.arm.structured_output, s.arm.reasoning): s
+                          for s, _ in needs_request if s.arm.model == m}.values():
+                    mode = s.arm.structured_output
+                    generators[(m, mode, s.arm.reasoning)] = self._generator(
+                        endpoints[m], scope, adapter_sha, limiter, mode, s.task.output_schema(),
+                        batchers.get(m))
             await asyncio.gather(*(endpoints[m].probe() for m in models))
             if self.progress:
                 self.progress(done, total, "")
@@ -278,8 +282,8 @@ class Runner:
                     else:
                         arm = strategy.arm
                         attempt = await strategy.answer(
-                            ex, generators[(arm.model, arm.structured_output)])
-                    rec = make_record(strategy, ex, attempt, self.p.task)
+                            ex, generators[(arm.model, arm.structured_output, arm.reasoning)])
+                    rec = make_record(strategy, ex, attempt, strategy.task)
                     if rec.error_kind and rec.error_kind.startswith("not_found"):
                         self.missing.setdefault(model_id, f"the endpoint does not know model "
                                                 f"{model_id!r} ({rec.error})")
@@ -316,13 +320,13 @@ class Runner:
                 server.stop()
 
     def _generator(self, endpoint: Endpoint, scope: str, adapter_sha: dict[str, str],
-                   limiter: AdaptiveLimiter, mode: str,
+                   limiter: AdaptiveLimiter, mode: str, schema: dict[str, Any],
                    batcher: BatchQueue | None = None) -> Generate:
-        """The `generate` a strategy calls for one model and structured-output mode: cache,
-        then limiter and endpoint (online) or the batch queue (batch mode)."""
+        """The `generate` a strategy calls for one model, structured-output mode and answer
+        schema: cache, then limiter and endpoint (online) or the batch queue (batch mode)."""
         cfg = self.p.cfg
         model = endpoint.config
-        response_format = response_format_for(model, self.p.task.output_schema(), mode)
+        response_format = response_format_for(model, schema, mode)
 
         async def generate(messages: Sequence[Message], *, model_id: str, sample: int = 0,
                            temperature: float | None = None) -> Completion:

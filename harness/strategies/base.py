@@ -9,6 +9,7 @@ from typing import Protocol
 from harness.dataset import Example
 from harness.model.completion import Completion
 from harness.strategies.prompts import Message, PromptTemplate
+from harness.tasks import Task
 
 # Strategy types (config `type:`) and what they are, in one place.
 PROMPTING_TYPES = frozenset({"zero_shot", "few_shot"})
@@ -59,6 +60,7 @@ class Arm:
     variant: str | None = None  # the prompt variant (`variants:`), part of `strategy` as S:V
     samples: int = 1  # self-consistency: answers voted per example
     temperature: float | None = None  # the strategy's own; None: run.temperature
+    reasoning: bool = False  # answers start with a reasoning string (tasks.reasoning)
 
     @property
     def key(self) -> str:
@@ -110,6 +112,11 @@ class Strategy(Protocol):
     @property
     def arm(self) -> Arm:
         """The arm this strategy answers for."""
+        ...
+
+    @property
+    def task(self) -> Task:
+        """The task its answers are scored by (the run's, or it wrapped: tasks.ReasoningFirst)."""
         ...
 
     def messages(self, example: Example) -> list[Message]:

@@ -27,7 +27,7 @@ from harness.strategies.prompts import (
     resolve_template,
 )
 from harness.strategies.selectors import SELECTORS, Selector, hash_seed
-from harness.tasks import Task
+from harness.tasks import ReasoningFirst, Task
 
 # Given a fine_tuned strategy, return (model id, None) or (None, reason it is unavailable).
 FineTuneResolver = Callable[[StrategyConfig], tuple[str | None, str | None]]
@@ -118,15 +118,21 @@ def _mode(ctx: Context, s: StrategyConfig) -> str:
 def _settings(ctx: Context, s: StrategyConfig) -> dict[str, Any]:
     """The Arm fields every arm of a strategy shares besides its prompt."""
     return {"structured_output": _mode(ctx, s), "variant": s.variant, "samples": s.samples,
-            "temperature": s.temperature}
+            "temperature": s.temperature, "reasoning": s.reasoning}
+
+
+def _task(ctx: Context, s: StrategyConfig) -> Task:
+    """The task the strategy's answers are scored by: the run's, with reasoning first if asked."""
+    return ReasoningFirst(ctx.task) if s.reasoning else ctx.task
 
 
 def _zero_shot(ctx: Context, i: int, s: StrategyConfig) -> list[Strategy]:
     model_id = ctx.cfg.models[s.model].model
     template = _template(ctx, i, s)
-    arm = Arm(s.name, s.type, s.model, model_id, 0, 0, (), template, _version(ctx, template),
-              **_settings(ctx, s))
-    return [SingleCall(arm, ctx.task, ctx.cfg.task.instructions)]
+    task = _task(ctx, s)
+    version = prompt_sha256(template, ctx.cfg.task.instructions, task, ())
+    arm = Arm(s.name, s.type, s.model, model_id, 0, 0, (), template, version, **_settings(ctx, s))
+    return [SingleCall(arm, task, ctx.cfg.task.instructions)]
 
 
 def _few_shot(ctx: Context, i: int, s: StrategyConfig) -> list[Strategy]:
@@ -178,7 +184,8 @@ def variants_of(s: StrategyConfig) -> list[StrategyConfig]:
     if not s.variants:
         return [s]
     return [dataclasses.replace(s, name=f"{s.name}:{v.name}", prompts=s.prompts.merged(v.prompts),
-                                variants=(), variant=v.name) for v in s.variants]
+                                variants=(), variant=v.name, reasoning=v.reasoning)
+            for v in s.variants]
 
 
 def expand(cfg: Config, data: Data, task: Task, resolve_ft: FineTuneResolver) -> list[Strategy]:

@@ -11,6 +11,7 @@ from harness.tasks.base import Score, Task
 from harness.tasks.classification import ClassificationTask, check_schema
 from harness.tasks.extraction import MATCHES, ExtractionTask
 from harness.tasks.extraction import check_schema as check_extraction_schema
+from harness.tasks.reasoning import ReasoningFirst
 from harness.tasks.vote import Vote, vote, vote_outputs
 
 
@@ -80,5 +81,6 @@ def task_from_meta(task_type: str, labels: Sequence[str], schema: dict[str, Any]
     return TASKS[task_type](cfg, labels)
 
 
-__all__ = ["TASKS", "ClassificationTask", "ExtractionTask", "Score", "Task", "Vote", "gold_reader",
-           "make_task", "task_from_meta", "task_problems", "vote", "vote_outputs"]
+__all__ = ["TASKS", "ClassificationTask", "ExtractionTask", "ReasoningFirst", "Score", "Task",
+           "Vote", "gold_reader", "make_task", "task_from_meta", "task_problems", "vote",
+           "vote_outputs"]

@@ -70,3 +70,55 @@ def test_a_missing_variant_file_is_named(make_config, tmp_path, capsys):
     assert main(["validate", str(cfg)]) == 2
     err = capsys.readouterr().err
     assert "strategies[0].variants.a" in err and "nope.yaml" in err
+
+
+def test_a_reasoning_variant_scores_only_the_answer(make_config, tmp_path, monkeypatch):
+    monkeypatch.setenv("TEST_API_KEY", "x")
+    schemas = []
+
+    def responder(body: dict) -> str:
+        schema = body["response_format"]["json_schema"]["schema"]
+        schemas.append(schema)
+        text = body["messages"][-1]["content"]
+        label = text.splitlines()[0]
+        if "reasoning" not in schema["properties"]:
+            return json.dumps({"label": label})
+        if "returns" in label:  # no reasoning where it is required: breaks the schema
+            return json.dumps({"label": label})
+        return json.dumps({"reasoning": "The first line names the topic, so " * 3,
+                           "label": label})
+
+    with FakeOpenAI(responder=responder) as server:
+        cfg = make_config(server.base_url, n_eval=2, strategies=[
+            {"name": "zs", "type": "zero_shot", "model": "fake",
+             "variants": {"plain": {}, "think": {"reasoning": True}}}])
+        assert main(["run", str(cfg), "--out", str(tmp_path / "run")]) == 0
+    think = [s for s in schemas if "reasoning" in s["properties"]]
+    assert len(think) == 8 and list(think[0]["properties"])[0] == "reasoning"
+    assert think[0]["required"][0] == "reasoning"
+    summary = pd.read_csv(tmp_path / "run" / "summary.csv").set_index("strategy")
+    plain, reasoned = summary.loc["zs:plain"], summary.loc["zs:think"]
+    assert plain["accuracy"] == 1.0 and plain["schema_compliance"] == 1.0
+    # 6 of 8 answers reason first and are right; the 2 "returns" answers break the schema
+    assert reasoned["accuracy"] == 0.75 and reasoned["schema_compliance"] == 0.75
+    assert reasoned["mean_completion_tokens"] > 3 * plain["mean_completion_tokens"]
+    assert plain["prompt_sha256"] != reasoned["prompt_sha256"]
+    results = pd.read_csv(tmp_path / "run" / "results.csv")
+    ok = results[(results["strategy"] == "zs:think") & results["correct"]]
+    assert set(ok["prediction"]) <= {"billing", "shipping", "account"}
+    run = json.loads((tmp_path / "run" / "run.json").read_text())
+    arm = next(a for a in run["arms"] if a["strategy"] == "zs:think")
+    assert arm["reasoning"] is True and '{"reasoning": "<your reasoning' in arm["prompt_example"]
+    # re-scored from the stored outputs: the same figures
+    assert main(["report", str(tmp_path / "run"), "--rescore"]) == 0
+    again = pd.read_csv(tmp_path / "run" / "summary.csv").set_index("strategy")
+    assert again.loc["zs:think", "accuracy"] == 0.75
+    assert not (tmp_path / "run" / "results.before-rescore.jsonl").exists()
+
+
+def test_reasoning_variants_need_a_zero_shot_strategy(make_config, capsys):
+    cfg = make_config(strategies=[
+        {"name": "fs", "type": "few_shot", "model": "fake", "shots": [1],
+         "variants": {"think": {"reasoning": True}}}])
+    assert main(["validate", str(cfg)]) == 2
+    assert "strategies[0].variants.think.reasoning" in capsys.readouterr().err
