@@ -185,9 +185,11 @@ def cmd_history(args: argparse.Namespace) -> int:
                   f"[{v['ci_low']:.3f}, {v['ci_high']:.3f}]  n={v['n']}  {v['timestamp']}")
         flag = "PLATEAU" if arm.plateaued else "no plateau"
         print(f"  {flag}: {arm.reason}")
-    print("tried across runs (best prompting arm per setting):")
-    for dimension, setting, best, acc, runs in tried_across(records):
-        print(f"  {dimension:<10} {setting:<22} best {best} {acc:.3f}  ({runs} run(s))")
+    space = tried_across(records)
+    if len(space) > 1:  # more than one setting was tried: show the space across runs
+        print("tried across runs (best prompting arm per setting):")
+        for dimension, setting, best, acc, runs in space:
+            print(f"  {dimension:<10} {setting:<22} best {best} {acc:.3f}  ({runs} run(s))")
     return 0
 
 

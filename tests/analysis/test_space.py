@@ -3,6 +3,8 @@ with Bonferroni-widened intervals, the "what was tried" table and the untried le
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -57,7 +59,7 @@ def test_each_curve_is_judged_at_bonferroni_confidence_and_one_rising_curve_deci
     for p in each:
         ks = [0, 1, 2]
         arms = {0: ("zero-shot", 0), 1: (p.strategy, 1), 2: (p.strategy, 2)}
-        for step, (k0, k1) in zip(p.steps, zip(ks, ks[1:], strict=False), strict=True):
+        for step, (k0, k1) in zip(p.steps, itertools.pairwise(ks), strict=True):
             ref = stats.paired_difference(mats[arms[k1]][:, 0], mats[arms[k0]][:, 0],
                                           n_boot=500, seed=0, confidence=0.975)
             assert (step.gain.estimate, step.gain.low, step.gain.high) == pytest.approx(

