@@ -24,7 +24,7 @@ from harness.running.lock import LOCK, RunLock
 from harness.running.plan import check_task, default_out_dir, plan
 from harness.running.preflight import preflight
 from harness.running.runner import Counts, Progress, Runner
-from harness.running.store import META, read_meta, read_records
+from harness.running.store import META, read_columns, read_meta
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -180,10 +180,10 @@ def read_run(run_dir: str | Path) -> tuple[pd.DataFrame, pd.DataFrame]:
 
 def analyse(run_dir: str | Path) -> Analysis:
     """Every table and the verdict of a run folder, computed from its records (no model call)."""
-    from harness.analysis import analyse as _analyse
+    from harness.analysis.decision import analyse_columns
 
     d = Path(run_dir)
-    return _analyse(read_records(d), read_meta(d))
+    return analyse_columns(read_columns(d), read_meta(d))
 
 
 def write_reports(run_dir: str | Path, *, rescore: bool = False) -> Analysis:

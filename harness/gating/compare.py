@@ -58,8 +58,9 @@ import numpy as np
 
 from harness.analysis import stats
 from harness.errors import InputError
-from harness.running.records import Record, RunMeta
-from harness.running.store import read_meta, read_records
+from harness.model.completion import is_endpoint_failure
+from harness.running.records import RunMeta
+from harness.running.store import RecordColumns, read_columns, read_meta
 from harness.strategies import arm_name
 
 METRICS = {"accuracy": "correct", "schema_compliance": "schema_valid"}
@@ -156,8 +157,8 @@ def snapshot_from_run(run_dir: Path) -> Snapshot:
     summary; an arm with no answer at all is in `missing`, not in `arms`.
     """
     meta = read_meta(run_dir)
-    records = read_records(run_dir)
-    if not records:
+    cols = read_columns(run_dir)  # columns, not a Record per line: a large run stays small
+    if not cols["arm"]:
         raise InputError(f"{run_dir}: the run holds no results yet")
     try:
         kinds: dict[tuple[str, int], str] = {}
@@ -165,39 +166,42 @@ def snapshot_from_run(run_dir: Path) -> Snapshot:
         for a in meta.arms:
             kinds[(a.strategy, a.k)] = a.type
             draws[(a.strategy, a.k)] += 1
-        by_arm: dict[tuple[str, int], list[Record]] = defaultdict(list)
-        failed: dict[tuple[str, int], Record] = {}
-        for r in records:
-            if r.endpoint_failed:
-                failed.setdefault((r.strategy, r.k), r)
+        endpoint = {kind: is_endpoint_failure(kind) for kind in set(cols["error_kind"])}
+        by_arm: dict[tuple[str, int], list[int]] = defaultdict(list)  # -> row numbers
+        failed: dict[tuple[str, int], int] = {}
+        for i, (strategy, k, kind) in enumerate(zip(cols["strategy"], cols["k"],
+                                                    cols["error_kind"], strict=True)):
+            if endpoint[kind]:
+                failed.setdefault((strategy, k), i)
             else:
-                by_arm[(r.strategy, r.k)].append(r)
+                by_arm[(strategy, k)].append(i)
         arms, missing = {}, {}
         for (strategy, k), kind in kinds.items():
-            if not (recs := by_arm.get((strategy, k))):
+            if not (rows := by_arm.get((strategy, k))):
                 why = failed.get((strategy, k))
                 missing[arm_name(strategy, k, kind)] = (
-                    f"no answers ({why.error_kind}: {why.error})" if why is not None
-                    else "no results")
+                    f"no answers ({cols['error_kind'][why]}: {cols['error'][why]})"
+                    if why is not None else "no results")
                 continue
-            per = {m: _per_example(recs, col) for m, col in METRICS.items()}
-            values = {m: sum(bool(getattr(r, col)) for r in recs) / len(recs)
+            per = {m: _per_example(cols, rows, col) for m, col in METRICS.items()}
+            values = {m: sum(bool(cols[col][i]) for i in rows) / len(rows)
                       for m, col in METRICS.items()}
             name = arm_name(strategy, k, kind)
             arms[name] = ArmData(name, strategy, kind, k, len(per["accuracy"]), draws[(strategy, k)],
                                  values, per)
-        complete = meta.status == "complete" and len(records) >= meta.expected_records
+        complete = meta.status == "complete" and len(cols["arm"]) >= meta.expected_records
         return Snapshot(str(run_dir), meta.name, meta.dataset.sha256, arms, complete, meta.status,
                         meta, meta.task_type, tuple(meta.labels), "run", missing)
     except (KeyError, TypeError, ValueError) as exc:
         raise InputError(f"{run_dir}: malformed run ({exc!r})") from None
 
 
-def _per_example(records: Sequence[Record], col: str) -> dict[str, float]:
-    """Example id -> mean of a 0/1 field over the example's draws."""
+def _per_example(cols: RecordColumns, rows: Sequence[int], col: str) -> dict[str, float]:
+    """Example id -> mean of a 0/1 field over the example's draws (the given rows)."""
     by_ex: dict[str, list[bool]] = defaultdict(list)
-    for r in records:
-        by_ex[r.example_id].append(bool(getattr(r, col)))
+    ids, values = cols["example_id"], cols[col]
+    for i in rows:
+        by_ex[ids[i]].append(bool(values[i]))
     return {ex: sum(v) / len(v) for ex, v in by_ex.items()}
 
 

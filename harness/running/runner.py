@@ -31,7 +31,7 @@ from harness.running.plan import Plan, build_meta, file_sha256
 from harness.running.records import Record, RunMeta, endpoint_failure_share
 from harness.running.resume import check_resumable
 from harness.running.scoring import make_record
-from harness.running.store import ResultStore, read_records, write_meta
+from harness.running.store import ResultStore, read_columns, write_meta
 from harness.strategies import Attempt, Call, Generate, Strategy
 from harness.strategies.prompts import Message
 
@@ -119,13 +119,15 @@ class Runner:
         if old is not None:
             meta = dataclasses.replace(meta, started_at=old.started_at or meta.started_at)
         write_meta(self.run_dir, meta)
-        records = read_records(self.run_dir)
+        cols = read_columns(self.run_dir)  # columns, not a Record per line: a large run stays small
         missing = {s.arm.key for s in self.p.strategies if s.arm.unavailable}  # nothing to ask
-        redo = [] if self.keep_failures else [r for r in records
-                                              if r.endpoint_failed and r.arm not in missing]
+        endpoint = {kind: is_endpoint_failure(kind) for kind in set(cols["error_kind"])}
+        keys = list(zip(cols["arm"], cols["example_id"], strict=True))
+        failed = [key for key, kind in zip(keys, cols["error_kind"], strict=True) if endpoint[kind]]
+        redo = set() if self.keep_failures else {key for key in failed if key[0] not in missing}
         self.counts.rerequested = len(redo)
-        done = {r.key for r in records} - {r.key for r in redo}
-        self.endpoint_failed = Counter(r.arm for r in records if r.endpoint_failed and r.key in done)
+        done = set(keys) - redo
+        self.endpoint_failed = Counter(arm for arm, ex in failed if (arm, ex) in done)
         todo = self._todo(done)
         store = ResultStore(self.run_dir)
         status, message = "failed", None
