@@ -97,6 +97,37 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _fraction(name: str, value: float) -> float:
+    if not 0 < value < 1:
+        raise InputError(f"{name} must lie between 0 and 1 (a fraction: 0.03 = 3 points), "
+                         f"got {value:g}")
+    return value
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    from harness.analysis.planner import plan_eval, plan_lines
+    from harness.api import analyse, load_config
+    from harness.running import plan
+    from harness.running.store import META
+
+    delta, target = _fraction("--delta", args.delta), _fraction("--power", args.power)
+    alpha = _fraction("--alpha", args.alpha)
+    cfg = load_config(args.config)
+    p = plan(cfg)
+    arms = {(s.arm.strategy, s.arm.k) for s in p.strategies}
+    zero = any(s.arm.type == "zero_shot" for s in p.strategies)
+    pilot = None
+    if args.pilot is not None:
+        if not (Path(args.pilot) / META).is_file():
+            raise InputError(f"--pilot {args.pilot}: not a run folder (no {META})")
+        pilot = analyse(args.pilot)
+    result = plan_eval(len(p.data.eval), len(arms), zero, pilot=pilot, delta=delta,
+                       target=target, alpha=alpha, pilot_name=str(args.pilot or ""))
+    for line in plan_lines(result, cfg.name):
+        print(line)
+    return 0
+
+
 def _log(message: str) -> None:
     print(message, file=sys.stderr)
 
@@ -259,6 +290,13 @@ def build_parser() -> argparse.ArgumentParser:
     val.add_argument("config")
     val.set_defaults(func=cmd_validate)
 
+    pl = sub.add_parser("plan", help="what the eval can detect, and the size it needs (no model call)")
+    pl.add_argument("config")
+    pl.add_argument("--pilot", metavar="RUN_DIR", help="a run folder whose arms' disagreement to plan with")
+    pl.add_argument("--delta", type=float, default=0.03, help="paired difference to detect (0.03 = 3 points)")
+    pl.add_argument("--power", type=float, default=0.8)
+    pl.add_argument("--alpha", type=float, default=0.05, help="familywise; Holm over the comparisons")
+    pl.set_defaults(func=cmd_plan)
     rep = sub.add_parser("report", help="rebuild every report file of a run folder (no model call)")
     rep.add_argument("run_dir")
     rep.add_argument("--rescore", action="store_true", help="score every stored model output "

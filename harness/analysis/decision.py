@@ -11,7 +11,7 @@ from typing import Any
 
 import pandas as pd
 
-from harness.analysis import compliance, guard, rules, space, stats
+from harness.analysis import compliance, guard, power, rules, space, stats
 from harness.analysis.tables import (
     Matrices,
     best_prompting_arm,
@@ -51,6 +51,7 @@ class Analysis:
     plateaus: tuple[rules.PlateauResult, ...] = ()  # each few-shot curve's own judgement
     tried: pd.DataFrame | None = None  # what was tried of the prompt design space (space.tried_frame)
     untried: tuple[str, ...] = ()  # cheap prompting levers the run did not try
+    planning: dict[str, Any] | None = None  # what the eval can detect (power.planning)
 
 
 def curve_and_plateau(summary: pd.DataFrame, mats: Matrices, decision: DecisionConfig,
@@ -221,6 +222,10 @@ def analyse_columns(cols: RecordColumns, meta: RunMeta) -> Analysis:
     curve, plateau, plateaus = space.curves_and_plateau(
         summary, mats, decision, counts, None if best is None else str(best["strategy"]))
     v, evidence = verdict(summary, comparisons, plateau, chosen, meta)
+    plan = _planning(summary, comparisons, evidence)
+    note = power.caution(plan, (evidence.get("delta") or {}).get("estimate"))
+    if note:
+        v = rules.Verdict(v.recommendation, v.sentence, (*v.reasons, note))
     levers = space.untried(summary)
     v = space.with_untried(v, levers)
     complete = meta.status == "complete" and len(df) == meta.expected_records
@@ -230,7 +235,20 @@ def analyse_columns(cols: RecordColumns, meta: RunMeta) -> Analysis:
     per_class = per_class_frame(df, task)
     return Analysis(df.drop(columns=["arm"]), summary, per_class, comparisons,
                     curve, plateau, v, evidence, complete, tuple(reasons), plateaus,
-                    space.tried_frame(summary, comparisons, decision.metric), levers)
+                    space.tried_frame(summary, comparisons, decision.metric), levers, plan)
+
+
+def _planning(summary: pd.DataFrame, comparisons: pd.DataFrame, evidence: dict[str, Any]
+              ) -> dict[str, Any]:
+    """power.planning of the decisive comparison: the fine-tuned arm against the best prompt,
+    else the best prompt against zero-shot."""
+    if evidence.get("fine_tuned_arm"):
+        return power.planning(comparisons, (evidence["fine_tuned_arm"],
+                                            evidence["best_prompting_arm"]))
+    best = best_prompting_arm(summary)
+    zs = summary[summary["type"] == "zero_shot"] if len(summary) else summary
+    pair = (row_name(best), row_name(zs.iloc[0])) if best is not None and len(zs) else None
+    return power.planning(comparisons, pair)
 
 
 def _expected(cols: RecordColumns, meta: RunMeta) -> list[Any]:

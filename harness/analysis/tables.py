@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from harness.analysis import stats
+from harness.analysis import power, stats
 from harness.analysis.metrics import frame_metrics
 from harness.config import Price
 from harness.model import pricing
@@ -351,7 +351,7 @@ def comparisons_frame(summary: pd.DataFrame, mats: Matrices, *, n_boot: int, alp
     of ``metric``, its test (see paired; ``mats`` are count matrices for field_f1), Holm over
     all rows."""
     cols = ["arm_a", "arm_b", "n", "delta", "delta_ci_low", "delta_ci_high", "p_value",
-            "p_adjusted", "significant", "metric", "test"]
+            "p_adjusted", "significant", "metric", "test", "discordance", "mde"]
     ok = summary[summary["n"] > 0]
     refs = []
     zs = ok[ok["type"] == "zero_shot"]
@@ -372,10 +372,14 @@ def comparisons_frame(summary: pd.DataFrame, mats: Matrices, *, n_boot: int, alp
             if got is None:
                 continue
             n, d, p, test = got
+            # what this comparison can detect (80% power, alpha 0.05; accuracy only)
+            det = power.detectable_pair(mats[a], mats[b]) if metric == "accuracy" else None
             rows.append({"arm_a": row_name(arm), "arm_b": row_name(ref), "n": n,
                          "delta": d.estimate, "delta_ci_low": d.low, "delta_ci_high": d.high,
-                         "p_value": p, "test": test})
-    out = pd.DataFrame(rows, columns=[*cols[:7], "test"])
+                         "p_value": p, "test": test,
+                         "discordance": det.discordance if det else math.nan,
+                         "mde": det.mde if det and det.mde is not None else math.nan})
+    out = pd.DataFrame(rows, columns=[*cols[:7], "test", "discordance", "mde"])
     out["p_adjusted"] = stats.holm_adjust(list(out["p_value"])) if len(out) else []
     out["significant"] = out["p_adjusted"] < alpha
     out["metric"] = metric

@@ -113,6 +113,8 @@ def summary_json(a: Analysis, meta: RunMeta) -> dict[str, Any]:
         "comparisons": a.comparisons.to_dict("records"),
         "learning_curve": a.curve.to_dict("records"),
         "tried": [] if a.tried is None else a.tried.to_dict("records"),
+        # what this eval can detect: n, discordance, mde (80% power, alpha 0.05), sentence
+        "planning": a.planning or None,
         "meta": run_meta,
     })
     return out

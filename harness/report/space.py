@@ -94,6 +94,12 @@ def cache_note(summary: pd.DataFrame) -> str:
             f"<ul class=\"muted\">{''.join(items)}</ul>")
 
 
+def planning_note(a: Analysis) -> str:
+    """What the eval can detect (power.planning), under the comparisons table."""
+    plan = a.planning or {}
+    return f'<p id="planning">{_e(plan["sentence"])}</p>' if plan.get("sentence") else ""
+
+
 def design_space_section(a: Analysis) -> str:
     """The whole section: what was tried, the levers left, voting and the cache note."""
     left = untried_text(a.untried)
@@ -102,4 +108,4 @@ def design_space_section(a: Analysis) -> str:
             + voting_table(a.summary) + cache_note(a.summary))
 
 
-__all__ = ["cache_note", "design_space_section", "tried_table", "voting_table"]
+__all__ = ["cache_note", "design_space_section", "planning_note", "tried_table", "voting_table"]

@@ -1,0 +1,127 @@
+"""`harness plan`: what an eval of the config's size can detect, and the size it would need,
+before any model is called.
+
+The comparisons are the ones a run makes (tables.comparisons_frame: every arm against zero-shot
+and against the best prompting arm, Holm-adjusted). Planning uses Holm's strictest step,
+alpha / m for m planned comparisons, so the figures hold for every comparison. Discordance
+(the share of examples two arms answer differently, right against wrong) comes from a pilot
+run's own pairs when one is given, else from stated defaults.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from harness.analysis import power
+from harness.analysis.decision import Analysis
+from harness.analysis.tables import row_name
+
+
+@dataclass(frozen=True)
+class PlanRow:
+    """One planned comparison (or the default pair when there is no pilot)."""
+
+    comparison: str
+    discordance: float
+    detectable: float | None  # minimum detectable paired difference at the planned n
+    needed: int | None  # examples needed to detect the target difference
+    method: str
+
+
+@dataclass(frozen=True)
+class EvalPlan:
+    """What `harness plan` prints."""
+
+    n: int
+    comparisons: int  # m, the comparisons Holm adjusts over
+    alpha: float  # the familywise alpha; each figure uses alpha / m
+    power: float
+    delta: float
+    source: str  # where the discordance came from
+    accuracy: tuple[PlanRow, ...]
+    compliance: tuple[PlanRow, ...]
+
+
+def planned_comparisons(arms: int, has_zero_shot: bool) -> int:
+    """m: each of `arms` arms against zero-shot and against the best prompt (the pair of those
+    two counted once), as comparisons_frame makes them."""
+    if arms < 2:
+        return 1
+    return (arms - 1) + max(arms - 2, 0) if has_zero_shot else arms - 1
+
+
+def _row(name: str, psi: float, n: int, delta: float, alpha: float, target: float) -> PlanRow:
+    if not psi > 0 or math.isnan(psi):
+        return PlanRow(name, psi, None, None, "no disagreement in the pilot")
+    det = power.mde(n, psi, alpha, target)
+    needed: int | None = None
+    method = det.method
+    if delta <= psi:
+        needed, method = power.required_n(delta, psi, alpha, target)
+    return PlanRow(name, psi, det.mde, needed, method)
+
+
+def _compliance_discordance(a: Analysis) -> dict[str, float]:
+    """Per comparison of the pilot: the share of examples one arm answers within the schema
+    and the other not (first draw of each arm, examples both answered)."""
+    df = a.results
+    ok = df[(df["draw"] == 0) & ~df["endpoint_failed"]]
+    table = ok.pivot_table(index="example_id", columns=["strategy", "k"], values="schema_valid",
+                           aggfunc="first")
+    names = {(str(r["strategy"]), int(r["k"])): row_name(r) for _, r in a.summary.iterrows()}
+    out: dict[str, float] = {}
+    for _, c in a.comparisons.iterrows():
+        ids = [key for key, name in names.items() if name in (c["arm_a"], c["arm_b"])]
+        if len(ids) == 2 and all(i in table.columns for i in ids):
+            both = table[list(ids)].dropna()
+            out[f"{c['arm_a']} vs {c['arm_b']}"] = power.discordance(
+                both[ids[0]].astype(bool).to_numpy(), both[ids[1]].astype(bool).to_numpy())
+    return out
+
+
+def plan_eval(n: int, arms: int, has_zero_shot: bool, *, pilot: Analysis | None = None,
+              delta: float = 0.03, target: float = 0.8, alpha: float = 0.05,
+              pilot_name: str = "") -> EvalPlan:
+    """The plan for an eval of n examples and `arms` arms (see the module)."""
+    m = planned_comparisons(arms, has_zero_shot)
+    a = alpha / m
+    if pilot is None or pilot.comparisons.empty:
+        source = (f"stated defaults: discordance {power.DEFAULT_DISCORDANCE:g} for accuracy, "
+                  f"{power.DEFAULT_COMPLIANCE_DISCORDANCE:g} for schema compliance (pass "
+                  "--pilot RUN_DIR for a run's own)")
+        acc: tuple[PlanRow, ...] = (_row("any two arms", power.DEFAULT_DISCORDANCE, n, delta, a,
+                                          target),)
+        comp: tuple[PlanRow, ...] = (_row("any two arms", power.DEFAULT_COMPLIANCE_DISCORDANCE,
+                                          n, delta, a, target),)
+        return EvalPlan(n, m, alpha, target, delta, source, acc, comp)
+    rows = pilot.comparisons[pilot.comparisons["discordance"].notna()]
+    acc = tuple(_row(f"{r['arm_a']} vs {r['arm_b']}", float(r["discordance"]), n, delta, a,
+                     target) for _, r in rows.iterrows())
+    comp = tuple(_row(name, psi, n, delta, a, target)
+                 for name, psi in _compliance_discordance(pilot).items())
+    source = f"the pilot run {pilot_name} (its own pairs of arms)"
+    return EvalPlan(n, m, alpha, target, delta, source, acc, comp)
+
+
+def plan_lines(p: EvalPlan, name: str) -> list[str]:
+    """The plan as the terminal shows it."""
+    def points(x: float | None) -> str:
+        return "not detectable" if x is None else f"{100 * x:.1f} points"
+
+    out = [f"plan for {name}: n = {p.n} eval examples, {p.comparisons} planned comparison(s); "
+           f"Holm's strictest step tests at alpha/{p.comparisons} = {p.alpha / p.comparisons:.4g} "
+           f"(familywise alpha {p.alpha:g}), power {100 * p.power:g}%",
+           f"discordance from {p.source}"]
+    for title, rows in (("accuracy", p.accuracy), ("schema compliance", p.compliance)):
+        out.append(f"{title}:")
+        out.append(f"  {'comparison':<44} {'discordance':>11}  {'detectable at n=' + str(p.n):>22}"
+                   f"  {'n for ' + format(100 * p.delta, 'g') + ' points':>16}")
+        for r in rows:
+            need = "-" if r.needed is None else f"{r.needed:,}"
+            out.append(f"  {r.comparison:<44} {r.discordance:>11.3f}  {points(r.detectable):>22}"
+                       f"  {need:>16}  ({r.method})")
+    return out
+
+
+__all__ = ["EvalPlan", "PlanRow", "plan_eval", "plan_lines", "planned_comparisons"]
