@@ -4,7 +4,8 @@ over all of them, the table of what was tried, and the cheap levers left untried
 Multiplicity. With m few-shot curves, each curve's steps are judged with intervals at
 1 - 0.05/m confidence (Bonferroni over the curves; m = 1 is the single curve's 95%). "Still
 improving" is a claim that some step gains; judging each curve at 0.05/m keeps the chance of
-claiming it for any curve when none gains at or below 0.05. The space has plateaued only when
+claiming it for any curve when none gains at or below 0.05; m counts the curves with at least two
+points (a single k with no zero-shot of its kind cannot be judged). The space has plateaued only when
 every curve with data has; a curve with too little data (one point) is reported but does not
 block the judgement. Comparisons among the prompting arms are Holm-adjusted in the comparisons
 table (tables.comparisons_frame), which the "what was tried" gains are read from.
@@ -109,8 +110,8 @@ def combine(results: list[rules.PlateauResult], best: str | None) -> rules.Plate
     if not judged:
         r = results[0]
         return dataclasses.replace(r, reason=f"{r.strategy}: {r.reason}")
-    rule = (f"{len(results)} curves, each step's interval at "
-            f"{100 * curve_confidence(len(results)):.4g}% (Bonferroni over the curves): "
+    rule = (f"{len(judged)} curves judged, each step's interval at "
+            f"{100 * curve_confidence(len(judged)):.4g}% (Bonferroni over the curves): "
             + "; ".join(map(_status, results)))
     improving = [r for r in judged if r.status == "still_improving"]
     if improving:
@@ -144,7 +145,10 @@ def curves_and_plateau(summary: pd.DataFrame, mats: Matrices, decision: Decision
     strategies = list(dict.fromkeys(sweep_rows(summary)["strategy"]))
     if not strategies:
         return pd.DataFrame(columns=CURVE_COLUMNS), None, ()
-    confidence = curve_confidence(len(strategies))
+    # m counts the curves that can be judged (two points or more: a k and its k=0, or two ks)
+    judgeable = sum(len(_zero_shot_point(summary, summary[summary["strategy"] == s].iloc[0]))
+                    + summary[summary["strategy"] == s]["k"].nunique() >= 2 for s in strategies)
+    confidence = curve_confidence(judgeable)
     built = [_one_curve(summary, s, mats, decision, counts, confidence) for s in strategies]
     curve = pd.concat([c for c, _ in built], ignore_index=True)
     each = tuple(p for _, p in built)

@@ -72,7 +72,7 @@ def test_each_curve_is_judged_at_bonferroni_confidence_and_one_rising_curve_deci
     assert each[0].status == "plateaued" and each[1].status == "still_improving"
     assert plateau is not None and plateau.status == "still_improving" and plateau.strategy == "B"
     assert plateau.next_k == 4 and "B is still improving" in plateau.reason
-    assert "2 curves" in plateau.reason and "97.5%" in plateau.reason
+    assert "2 curves judged" in plateau.reason and "97.5%" in plateau.reason
     # the curve table holds both curves, each with its own k=0 point
     assert curve["strategy"].tolist() == ["A", "A", "A", "B", "B", "B"]
     assert curve["k"].tolist() == [0, 1, 2, 0, 1, 2]
@@ -143,3 +143,17 @@ def test_untried_levers():
     stratified = summary[summary["strategy"] != "B"]
     assert "similar examples (selection: similar)" in untried(stratified)
     assert untried(summary[summary["type"] == "fine_tuned"]) == ()
+
+
+def test_a_curve_that_cannot_be_judged_does_not_widen_the_others():
+    summary, mats = _space(b2=160)
+    mats[("V", 1)] = _scores(150)  # a vote at one k: no zero-shot of 5 samples to start from
+    summary = pd.concat([summary, pd.DataFrame([_row("V", "few_shot", 1, mats[("V", 1)],
+                                                     samples=5, selection="stratified")])],
+                        ignore_index=True)
+    _, plateau, each = curves_and_plateau(summary, mats, DecisionConfig(bootstrap=500), best="B")
+    assert [p.status for p in each] == ["plateaued", "still_improving", "insufficient_data"]
+    ref = stats.paired_difference(mats[("B", 2)][:, 0], mats[("B", 1)][:, 0], n_boot=500,
+                                  seed=0, confidence=0.975)
+    assert each[1].steps[1].gain.low == pytest.approx(ref.low, abs=1e-12)
+    assert plateau is not None and "2 curves judged" in plateau.reason

@@ -31,7 +31,7 @@ def test_a_design_space_run_reports_curves_tried_and_untried(make_config, tmp_pa
     rec = data["recommendation"]
     assert [c["strategy"] for c in rec["curves"]] == ["stratified", "similar"]
     assert rec["untried"] == ["prompt variants (variants: on a strategy)"]
-    assert "2 curves" in rec["plateau"]["reason"]
+    assert "2 curves judged" in rec["plateau"]["reason"]
     curve = pd.DataFrame(data["learning_curve"])
     assert curve.groupby("strategy")["k"].apply(list).to_dict() == {
         "similar": [0, 1, 2], "stratified": [0, 1, 2]}
