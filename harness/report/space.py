@@ -19,6 +19,16 @@ def _points(x: Any) -> str:
     return text if text == DASH else f"{100 * float(x):+.1f}"
 
 
+def _count(x: Any) -> str:
+    text = _num(x)
+    return text if text == DASH else f"{float(x):,.0f}"
+
+
+def _ms(x: Any) -> str:
+    text = _num(x)
+    return text if text == DASH else f"{float(x) / 1000:.2f} s"
+
+
 def _usd(x: Any) -> str:
     text = _num(x)
     return text if text == DASH else f"${float(x):.4g}"
@@ -58,7 +68,7 @@ def voting_table(summary: pd.DataFrame) -> str:
         f"</td><td>{_num(r['single_sample_accuracy'])}</td><td>{_num(r['accuracy'])}</td>"
         f"<td>{_points(r['vote_gain'])} [{_points(r['vote_gain_ci_low'])}, "
         f"{_points(r['vote_gain_ci_high'])}]</td><td>{_pct(r['mean_vote_share'])}</td>"
-        f"<td>{_num(r['mean_completion_tokens'])}</td></tr>" for _, r in v.iterrows())
+        f"<td>{_count(r['mean_completion_tokens'])}</td></tr>" for _, r in v.iterrows())
     return ('<h3>Self-consistency</h3><table id="voting"><tr><th>arm</th><th>samples</th>'
             "<th>one sample</th><th>vote</th><th>vote gain, points [95% CI]</th>"
             "<th>mean vote share</th><th>completion tokens / query (all samples)</th></tr>"
@@ -81,11 +91,11 @@ def cache_note(summary: pd.DataFrame) -> str:
         if len(same):
             f = same.iloc[0]
             vs = (f"; {_e(arm_name(f['strategy'], f['k'], f['type']))} (the same examples for "
-                  f"every input): {_num(f['mean_prompt_tokens'])} prompt tokens, p50 latency "
-                  f"{_num(f['latency_p50_ms'])} ms, {_usd(f['cost_per_1k'])} per 1k queries")
+                  f"every input): {_count(f['mean_prompt_tokens'])} prompt tokens, p50 latency "
+                  f"{_ms(f['latency_p50_ms'])}, {_usd(f['cost_per_1k'])} per 1k queries")
         items.append(f"<li>{_e(arm_name(r['strategy'], r['k'], r['type']))}: "
-                     f"{_num(r['mean_prompt_tokens'])} prompt tokens, p50 latency "
-                     f"{_num(r['latency_p50_ms'])} ms, {_usd(r['cost_per_1k'])} per 1k queries"
+                     f"{_count(r['mean_prompt_tokens'])} prompt tokens, p50 latency "
+                     f"{_ms(r['latency_p50_ms'])}, {_usd(r['cost_per_1k'])} per 1k queries"
                      f"{vs}</li>")
     return ('<p class="muted" id="cache-note">Examples chosen for each input (selection: '
             "similar) make every prompt's prefix different, so a shared-prefix prompt cache "
