@@ -150,6 +150,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     print(f"\nverdict: {a.verdict.recommendation}: {a.verdict.sentence}")
     if a.untried and not a.withheld:
         print(untried_text(a.untried))
+    if a.planning:
+        print(a.planning["sentence"])
     kinds = ", ".join(f"{k} {v}" for k, v in sorted(counts.retries_by_kind.items()))
     again = (f", re-requested {counts.rerequested} that the endpoint failed on before"
              if counts.rerequested else "")
@@ -157,7 +159,8 @@ def cmd_run(args: argparse.Namespace) -> int:
           f"{f' ({kinds})' if kinds else ''}, endpoint failures {counts.endpoint_failures}, "
           f"model failures {counts.failures - counts.endpoint_failures}, "
           f"already done {counts.skipped_done}{again}")
-    print(f"reports: {out}/ (report.html, summary.csv, summary.json, results.csv, comparisons.csv)")
+    print(f"reports: {out}/ (report.html, summary.csv, summary.json, results.csv, comparisons.csv, "
+          "tried.csv)")
     return 0
 
 
