@@ -4,6 +4,7 @@ the note on what per-input examples cost (they defeat a shared-prefix prompt cac
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import pandas as pd
@@ -14,24 +15,25 @@ from harness.report.fields import DASH, _e, _num, _pct
 from harness.strategies import arm_name
 
 
+def _shown(x: Any, form: Callable[[float], str]) -> str:
+    """`form(x)`, or a dash where the figure is missing."""
+    return DASH if _num(x) == DASH else form(float(x))
+
+
 def _points(x: Any) -> str:
-    text = _num(x)
-    return text if text == DASH else f"{100 * float(x):+.1f}"
+    return _shown(x, lambda v: f"{100 * v:+.1f}")
 
 
 def _count(x: Any) -> str:
-    text = _num(x)
-    return text if text == DASH else f"{float(x):,.0f}"
+    return _shown(x, lambda v: f"{v:,.0f}")
 
 
 def _ms(x: Any) -> str:
-    text = _num(x)
-    return text if text == DASH else f"{float(x) / 1000:.2f} s"
+    return _shown(x, lambda v: f"{v / 1000:.2f} s")
 
 
 def _usd(x: Any) -> str:
-    text = _num(x)
-    return text if text == DASH else f"${float(x):.4g}"
+    return _shown(x, lambda v: f"${v:.4g}")
 
 
 def _gain(r: pd.Series) -> str:
