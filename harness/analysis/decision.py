@@ -11,7 +11,7 @@ from typing import Any
 
 import pandas as pd
 
-from harness.analysis import compliance, guard, power, rules, space, stats
+from harness.analysis import calibration, compliance, guard, power, rules, space, stats
 from harness.analysis.tables import (
     Matrices,
     best_prompting_arm,
@@ -52,6 +52,7 @@ class Analysis:
     tried: pd.DataFrame | None = None  # what was tried of the prompt design space (space.tried_frame)
     untried: tuple[str, ...] = ()  # cheap prompting levers the run did not try
     planning: dict[str, Any] | None = None  # what the eval can detect (power.planning)
+    calibration: pd.DataFrame | None = None  # confidence bins against accuracy (calibration.py)
 
 
 def curve_and_plateau(summary: pd.DataFrame, mats: Matrices, decision: DecisionConfig,
@@ -235,7 +236,8 @@ def analyse_columns(cols: RecordColumns, meta: RunMeta) -> Analysis:
     per_class = per_class_frame(df, task)
     return Analysis(df.drop(columns=["arm"]), summary, per_class, comparisons,
                     curve, plateau, v, evidence, complete, tuple(reasons), plateaus,
-                    space.tried_frame(summary, comparisons, decision.metric), levers, plan)
+                    space.tried_frame(summary, comparisons, decision.metric), levers, plan,
+                    calibration.calibration_frame(df))
 
 
 def _planning(summary: pd.DataFrame, comparisons: pd.DataFrame, evidence: dict[str, Any]

@@ -30,7 +30,7 @@ RESULT_COLUMNS = [
     "prediction", "correct", "parse_ok", "schema_valid", "error_kind", "error", "output",
     "finish_reason", "prompt_tokens", "completion_tokens", "cached_tokens", "latency_ms",
     "attempts", "cached", "cost_usd", "prompt_sha256", "lenient", "replica", "batch_id",
-    "vote_share", "sample_accuracy",
+    "vote_share", "sample_accuracy", "confidence",
 ]
 
 ArmId = tuple[str, int]  # (strategy, k): one row of the summary, pooled over draws
@@ -99,7 +99,7 @@ def columns_frame(cols: RecordColumns, meta: RunMeta) -> pd.DataFrame:
         df["cost_usd"] = []
         df["lenient"] = np.array([], dtype=bool)
         df["endpoint_failed"] = np.array([], dtype=bool)
-        df["vote_share"] = df["sample_accuracy"] = np.array([], dtype=float)
+        df["vote_share"] = df["sample_accuracy"] = df["confidence"] = np.array([], dtype=float)
         return df
     order = np.lexsort((_positions(cols["example_id"], meta.examples),
                         _positions(cols["arm"], [a.key for a in meta.arms])))  # stable
@@ -114,6 +114,9 @@ def columns_frame(cols: RecordColumns, meta: RunMeta) -> pd.DataFrame:
                                dtype=float),
         "sample_accuracy": np.array([math.nan if not c else sum(c) / len(c)
                                      for c in cols["sample_correct"]], dtype=float),
+        # the answer's confidence (0-1): its vote share (`confidence: agreement`); NaN without
+        "confidence": np.array([math.nan if v is None else v for v in cols["vote_share"]],
+                               dtype=float),
     }
     take = itemgetter(*order.tolist())
     data: dict[str, Any] = {}

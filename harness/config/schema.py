@@ -156,6 +156,7 @@ SCHEMA: dict[str, Any] = {
                     },
                     "prompts": _PROMPTS,
                     "samples": _POS_INT,
+                    "confidence": {"enum": ["logprob", "agreement"]},
                     "temperature": {"type": "number", "minimum": 0, "maximum": 2},
                     "variants": {
                         "type": "object",

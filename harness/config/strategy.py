@@ -68,6 +68,13 @@ def parse_strategy(i: int, d: Mapping[str, Any], models: list[str], problems: li
         problems.append(f"{where}.samples: {samples} samples at temperature 0 are {samples} "
                         "copies of one answer; set temperature (e.g. 0.7) on the strategy or "
                         "in run")
+    confidence = d.get("confidence")
+    if confidence == "agreement" and samples < 2:
+        problems.append(f"{where}.confidence: agreement is the vote share of several samples; "
+                        "set samples (e.g. 5) and a temperature above 0")
+    elif confidence == "logprob":
+        problems.append(f"{where}.confidence: logprob is not available yet; use agreement "
+                        "(samples: 5, temperature: 0.7)")
     variants: list[Variant] = []
     if d.get("variants") is not None and not prompting:
         problems.append(f"{where}.variants: prompt variants apply to prompting strategies "
@@ -104,4 +111,5 @@ def parse_strategy(i: int, d: Mapping[str, Any], models: list[str], problems: li
         samples=samples,
         temperature=None if temperature is None else float(temperature),
         variants=tuple(variants),
+        confidence=confidence,
     )

@@ -125,6 +125,7 @@ class StrategyConfig:
     variants: tuple[Variant, ...] = ()  # prompt variants: one arm each (see Variant)
     variant: str | None = None  # set on the strategy a variant expands into: its name
     reasoning: bool = False  # set from its variant: reasoning before the answer
+    confidence: str | None = None  # agreement: each answer's vote share is its confidence
 
     def __post_init__(self) -> None:
         # run.json stores the variants as mappings: read them back as such

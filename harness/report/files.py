@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from harness.analysis import Analysis, analyse
+from harness.analysis.calibration import expected_calibration_error
 from harness.analysis.decision import analyse_columns, meta_task
 from harness.analysis.tables import row_name
 from harness.files import atomic_writer, write_json_atomic, write_text_atomic
@@ -115,9 +116,22 @@ def summary_json(a: Analysis, meta: RunMeta) -> dict[str, Any]:
         "tried": [] if a.tried is None else a.tried.to_dict("records"),
         # what this eval can detect: n, discordance, mde (80% power, alpha 0.05), sentence
         "planning": a.planning or None,
+        # confidence (a vote's share) against accuracy per arm, with the expected calibration error
+        "calibration": _calibration(a),
         "meta": run_meta,
     })
     return out
+
+
+def _calibration(a: Analysis) -> list[dict[str, Any]]:
+    table = a.calibration
+    if table is None or not len(table):
+        return []
+    ece = expected_calibration_error(table)
+    return [{"strategy": s, "k": k, "ece": e,
+             "bins": table[(table["strategy"] == s) & (table["k"] == k)]
+             .drop(columns=["strategy", "k"]).to_dict("records")}
+            for (s, k), e in ece.items()]
 
 
 def rescore_records(run_dir: Path, meta: RunMeta, records: list[Record]) -> list[Record]:
@@ -161,6 +175,8 @@ def write_reports(run_dir: Path, *, rescore: bool = False) -> Analysis:
     write_text_atomic(run_dir / "comparisons.csv", _csv(a.comparisons))
     if a.tried is not None:
         write_text_atomic(run_dir / "tried.csv", _csv(a.tried))
+    if a.calibration is not None and len(a.calibration):
+        write_text_atomic(run_dir / "calibration.csv", _csv(a.calibration))
     per = "per_field.csv" if "field" in a.per_class.columns else "per_class.csv"
     write_text_atomic(run_dir / per, _csv(a.per_class))
     write_json_atomic(run_dir / "summary.json", summary_json(a, meta))

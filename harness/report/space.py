@@ -10,6 +10,7 @@ from typing import Any
 import pandas as pd
 
 from harness.analysis import Analysis
+from harness.analysis.calibration import expected_calibration_error
 from harness.analysis.space import untried_text
 from harness.report.fields import DASH, _e, _num, _pct
 from harness.strategies import arm_name
@@ -106,6 +107,23 @@ def cache_note(summary: pd.DataFrame) -> str:
             f"<ul class=\"muted\">{''.join(items)}</ul>")
 
 
+def calibration_table(a: Analysis) -> str:
+    """Confidence bins against accuracy per arm, and its expected calibration error."""
+    t = a.calibration
+    if t is None or not len(t):
+        return ""
+    ece = expected_calibration_error(t)
+    rows = "".join(
+        f"<tr><td>{_e(arm_name(str(s), int(k), 'few_shot' if int(k) else 'zero_shot'))}</td>"
+        f"<td>{_num(e)}</td><td>"
+        + "; ".join(f"{r['bin_low']:.1f}{DASH}{r['bin_high']:.1f}: n={int(r['n'])}, confidence "
+                    f"{r['mean_confidence']:.2f}, accuracy {r['accuracy']:.2f}"
+                    for _, r in t[(t["strategy"] == s) & (t["k"] == k)].iterrows())
+        + "</td></tr>" for (s, k), e in ece.items())
+    return ('<h3>Calibration</h3><table id="calibration"><tr><th>arm</th><th>ECE</th>'
+            f"<th>confidence bins (vote share) against accuracy</th></tr>{rows}</table>")
+
+
 def planning_note(a: Analysis) -> str:
     """What the eval can detect (power.planning), under the comparisons table."""
     plan = a.planning or {}
@@ -117,7 +135,7 @@ def design_space_section(a: Analysis) -> str:
     left = untried_text(a.untried)
     return (f"<h2>What was tried</h2>{tried_table(a)}"
             + (f'<p id="untried">{_e(left)}</p>' if left else "")
-            + voting_table(a.summary) + cache_note(a.summary))
+            + voting_table(a.summary) + calibration_table(a) + cache_note(a.summary))
 
 
 __all__ = ["cache_note", "design_space_section", "planning_note", "tried_table", "voting_table"]

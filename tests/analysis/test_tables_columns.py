@@ -50,6 +50,7 @@ def _reference_frame(records: list[Record], meta: RunMeta) -> pd.DataFrame:
     df["endpoint_failed"] = np.array([r.endpoint_failed for r in rows], dtype=bool)
     df["vote_share"] = np.array([math.nan if r.vote_share is None else r.vote_share
                                  for r in rows], dtype=float)
+    df["confidence"] = df["vote_share"].copy()
     df["sample_accuracy"] = np.array([sum(r.sample_correct) / len(r.sample_correct)
                                       if r.sample_correct else math.nan for r in rows],
                                      dtype=float)

@@ -135,6 +135,17 @@ def test_a_vote_of_three_samples_end_to_end(tmp_path, monkeypatch):
                == [False, True, True] for r in records)
     # re-scoring from the stored samples gives the same vote (no model call)
     assert [r.rescored(TASK) for r in records] == records
+    # the vote share is each answer's confidence: one bin, 2/3 confident and always right
+    results = pd.read_csv(tmp_path / "run" / "results.csv")
+    conf = results[results["strategy"] == "vote"]["confidence"]
+    assert conf.tolist() == pytest.approx([2 / 3] * 8)
+    assert results[results["strategy"] == "single"]["confidence"].isna().all()
+    cal = pd.read_csv(tmp_path / "run" / "calibration.csv")
+    assert cal[["bin_low", "bin_high", "n"]].values.tolist() == [[0.6, 0.8, 8]]
+    assert cal.loc[0, "accuracy"] == 1.0
+    data = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert data["calibration"][0]["ece"] == pytest.approx(1 - 2 / 3)
+    assert 'id="calibration"' in (tmp_path / "run" / "report.html").read_text()
     line = json.loads((tmp_path / "run" / "results.jsonl").read_text().splitlines()[-1])
     assert Record.from_dict(line).vote_share is not None
 
@@ -177,3 +188,25 @@ def test_samples_at_temperature_zero_are_refused(tmp_path, capsys):
     assert main(["validate", str(cfg)]) == 2
     err = capsys.readouterr().err
     assert "strategies[0].samples" in err and "temperature" in err and err.count("\n") == 1
+
+
+def test_agreement_confidence_needs_samples_and_logprob_is_not_offered_yet(tmp_path, capsys):
+    cfg = _config(tmp_path, "http://127.0.0.1:9/v1", [
+        {"name": "a", "type": "zero_shot", "model": "fake", "confidence": "agreement"},
+        {"name": "b", "type": "zero_shot", "model": "fake", "confidence": "logprob"}])
+    assert main(["validate", str(cfg)]) == 2
+    err = capsys.readouterr().err
+    assert "strategies[0].confidence: agreement" in err and "strategies[1].confidence: logprob" in err
+
+
+def test_calibration_bins_and_ece_by_hand():
+    from harness.analysis.calibration import calibration_frame, expected_calibration_error
+    df = pd.DataFrame({"strategy": ["v"] * 6, "k": [0] * 6,
+                       "confidence": [0.2, 0.2, 0.6, 0.6, 1.0, 1.0],
+                       "correct": [False, False, True, False, True, True],
+                       "endpoint_failed": [False] * 6})
+    t = calibration_frame(df)
+    got = t[["bin_low", "n", "mean_confidence", "accuracy"]].to_numpy(dtype=float).ravel()
+    assert got.tolist() == pytest.approx([0.2, 2, 0.2, 0.0, 0.6, 2, 0.6, 0.5, 0.8, 2, 1.0, 1.0])
+    # ECE = 2/6 * 0.2 + 2/6 * 0.1 + 2/6 * 0 = 0.1
+    assert expected_calibration_error(t)[("v", 0)] == pytest.approx(0.1)
