@@ -58,12 +58,18 @@ class Analysis:
 def curve_and_plateau(summary: pd.DataFrame, mats: Matrices, decision: DecisionConfig,
                       counts: Matrices | None = None
                       ) -> tuple[pd.DataFrame, rules.PlateauResult | None]:
-    """The learning curves and the one plateau judgement over them (space.curves_and_plateau,
-    the best prompting arm's curve first)."""
-    best = reference_arm(summary, decision.metric, decision.min_schema_compliance)
-    curve, plateau, _ = space.curves_and_plateau(
-        summary, mats, decision, counts, None if best is None else str(best["strategy"]))
+    """The learning curves and the one plateau judgement over them (`_curves`)."""
+    curve, plateau, _ = _curves(summary, mats, decision, counts)
     return curve, plateau
+
+
+def _curves(summary: pd.DataFrame, mats: Matrices, decision: DecisionConfig,
+            counts: Matrices | None) -> tuple[pd.DataFrame, rules.PlateauResult | None,
+                                              tuple[rules.PlateauResult, ...]]:
+    """space.curves_and_plateau, the curve of the arm the decision weighs (reference_arm) first."""
+    best = reference_arm(summary, decision.metric, decision.min_schema_compliance)
+    return space.curves_and_plateau(summary, mats, decision, counts,
+                                    None if best is None else str(best["strategy"]))
 
 
 def _configured_training_cost(meta: RunMeta, strategy: str) -> float | None:
@@ -219,9 +225,7 @@ def analyse_columns(cols: RecordColumns, meta: RunMeta) -> Analysis:
     comparisons = comparisons_frame(summary, chosen, n_boot=decision.bootstrap,
                                     alpha=decision.alpha, metric=decision.metric,
                                     min_compliance=decision.min_schema_compliance)
-    best = reference_arm(summary, decision.metric, decision.min_schema_compliance)
-    curve, plateau, plateaus = space.curves_and_plateau(
-        summary, mats, decision, counts, None if best is None else str(best["strategy"]))
+    curve, plateau, plateaus = _curves(summary, mats, decision, counts)
     v, evidence = verdict(summary, comparisons, plateau, chosen, meta)
     plan = _planning(summary, comparisons, evidence)
     note = power.caution(plan, (evidence.get("delta") or {}).get("estimate"))

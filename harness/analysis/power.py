@@ -121,11 +121,15 @@ def exact_power(n: int, delta: float, psi: float, alpha: float = 0.05) -> float:
                                                                                strict=True)))
 
 
+def method(n: int) -> str:
+    """How the power of n examples is computed: exact up to EXACT_MAX_N, else Connor's."""
+    return "exact McNemar" if n <= EXACT_MAX_N else "normal approximation (Connor 1987)"
+
+
 def power(n: int, delta: float, psi: float, alpha: float = 0.05) -> tuple[float, str]:
     """(power, method): exact up to EXACT_MAX_N examples, else the normal approximation."""
-    if n <= EXACT_MAX_N:
-        return exact_power(n, delta, psi, alpha), "exact McNemar"
-    return normal_power(n, delta, psi, alpha), "normal approximation (Connor 1987)"
+    exact = n <= EXACT_MAX_N
+    return (exact_power if exact else normal_power)(n, delta, psi, alpha), method(n)
 
 
 @dataclass(frozen=True)
@@ -144,16 +148,15 @@ def mde(n: int, psi: float, alpha: float = 0.05, target: float = 0.8) -> Detecta
     """The minimum detectable paired difference at n examples and discordance psi: the
     smallest |delta| <= psi whose power reaches `target` (bisection; power rises with |delta|)."""
     _check(n, psi, alpha)
-    method = power(n, psi, psi, alpha)[1]
     if power(n, psi, psi, alpha)[0] < target:
-        return Detectable(n, psi, alpha, target, None, method)
+        return Detectable(n, psi, alpha, target, None, method(n))
     lo, hi = 0.0, psi
     for _ in range(40):
         mid = (lo + hi) / 2
         lo, hi = (mid, hi) if power(n, mid, psi, alpha)[0] < target else (lo, mid)
         if hi - lo < 1e-4:
             break
-    return Detectable(n, psi, alpha, target, hi, method)
+    return Detectable(n, psi, alpha, target, hi, method(n))
 
 
 def required_n(delta: float, psi: float, alpha: float = 0.05, target: float = 0.8) -> tuple[int, str]:
@@ -193,24 +196,6 @@ def discordance(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.mean(x != z)) if len(x) else math.nan
 
 
-__all__ = [
-    "DEFAULT_COMPLIANCE_DISCORDANCE",
-    "DEFAULT_DISCORDANCE",
-    "EXACT_MAX_N",
-    "Detectable",
-    "caution",
-    "connor_n",
-    "detectable_pair",
-    "discordance",
-    "exact_power",
-    "mde",
-    "normal_power",
-    "planning",
-    "power",
-    "required_n",
-]
-
-
 def planning(comparisons: pd.DataFrame, decisive: tuple[str, str] | None) -> dict[str, Any]:
     """What this run can detect: from the decisive comparison (`decisive` = (arm_a, arm_b),
     e.g. the fine-tuned arm against the best prompt) when the table has it, else the row with
@@ -226,18 +211,19 @@ def planning(comparisons: pd.DataFrame, decisive: tuple[str, str] | None) -> dic
         pick = rows[((rows["arm_a"] == a) & (rows["arm_b"] == b))
                     | ((rows["arm_a"] == b) & (rows["arm_b"] == a))]
     r = (pick if len(pick) else rows.sort_values("n", ascending=False, kind="stable")).iloc[0]
+    # the row's own mde (detectable_pair: 80% power, alpha 0.05), not computed again
     n, psi = int(r["n"]), float(r["discordance"])
-    det = mde(n, psi)
+    floor = None if math.isnan(r["mde"]) else float(r["mde"])
+    how = method(n)
     where = f"discordance {psi:.2f} between {r['arm_a']} and {r['arm_b']}"
-    if det.mde is None:
+    if floor is None:
         sentence = (f"With n = {n}, this eval cannot detect even the largest possible paired "
-                    f"difference with 80% power (alpha = 0.05; {det.method}, {where}).")
+                    f"difference with 80% power (alpha = 0.05; {how}, {where}).")
     else:
         sentence = (f"With n = {n}, this eval can detect paired differences of at least "
-                    f"{100 * det.mde:.1f} points (80% power, alpha = 0.05; {det.method}, "
-                    f"{where}).")
-    return {"n": n, "discordance": psi, "mde": det.mde, "power": 0.8, "alpha": 0.05,
-            "method": det.method, "comparison": [str(r["arm_a"]), str(r["arm_b"])],
+                    f"{100 * floor:.1f} points (80% power, alpha = 0.05; {how}, {where}).")
+    return {"n": n, "discordance": psi, "mde": floor, "power": 0.8, "alpha": 0.05,
+            "method": how, "comparison": [str(r["arm_a"]), str(r["arm_b"])],
             "sentence": sentence}
 
 
@@ -252,3 +238,22 @@ def caution(plan: dict[str, Any], delta: float | None) -> str | None:
     return (f"Caution: the decisive difference, {100 * delta:+.1f} points, is smaller than "
             f"{limit} this eval can detect with 80% power; more examples would make the "
             "verdict firmer.")
+
+
+__all__ = [
+    "DEFAULT_COMPLIANCE_DISCORDANCE",
+    "DEFAULT_DISCORDANCE",
+    "EXACT_MAX_N",
+    "Detectable",
+    "caution",
+    "connor_n",
+    "detectable_pair",
+    "discordance",
+    "exact_power",
+    "mde",
+    "method",
+    "normal_power",
+    "planning",
+    "power",
+    "required_n",
+]

@@ -53,11 +53,15 @@ def _zero_shot_point(summary: pd.DataFrame, first: pd.Series) -> pd.DataFrame:
     return zs.iloc[:1]
 
 
-def _one_curve(summary: pd.DataFrame, strategy: str, mats: Matrices, decision: DecisionConfig,
+def _points(summary: pd.DataFrame, strategy: str) -> pd.DataFrame:
+    """A few-shot strategy's summary rows with its k=0 point (_zero_shot_point) first."""
+    fs = summary[summary["strategy"] == strategy]
+    return pd.concat([_zero_shot_point(summary, fs.iloc[0]), fs])
+
+
+def _one_curve(strategy: str, points: pd.DataFrame, mats: Matrices, decision: DecisionConfig,
                counts: Matrices | None, confidence: float
                ) -> tuple[pd.DataFrame, rules.PlateauResult]:
-    fs = summary[summary["strategy"] == strategy]
-    points = pd.concat([_zero_shot_point(summary, fs.iloc[0]), fs])
     f1 = decision.metric == "field_f1"
     head = ["strategy", "k", "accuracy", "ci_low", "ci_high", *(F1_CURVE_COLUMNS if f1 else [])]
     curve = points[head].reset_index(drop=True)
@@ -145,11 +149,10 @@ def curves_and_plateau(summary: pd.DataFrame, mats: Matrices, decision: Decision
     strategies = list(dict.fromkeys(sweep_rows(summary)["strategy"]))
     if not strategies:
         return pd.DataFrame(columns=CURVE_COLUMNS), None, ()
+    points = {s: _points(summary, s) for s in strategies}
     # m counts the curves that can be judged (two points or more: a k and its k=0, or two ks)
-    judgeable = sum(len(_zero_shot_point(summary, summary[summary["strategy"] == s].iloc[0]))
-                    + summary[summary["strategy"] == s]["k"].nunique() >= 2 for s in strategies)
-    confidence = curve_confidence(judgeable)
-    built = [_one_curve(summary, s, mats, decision, counts, confidence) for s in strategies]
+    confidence = curve_confidence(sum(len(p) >= 2 for p in points.values()))
+    built = [_one_curve(s, points[s], mats, decision, counts, confidence) for s in strategies]
     curve = pd.concat([c for c, _ in built], ignore_index=True)
     each = tuple(p for _, p in built)
     return curve, combine(list(each), best), each

@@ -104,19 +104,18 @@ def columns_frame(cols: RecordColumns, meta: RunMeta) -> pd.DataFrame:
     order = np.lexsort((_positions(cols["example_id"], meta.examples),
                         _positions(cols["arm"], [a.key for a in meta.arms])))  # stable
     failed = {kind: is_endpoint_failure(kind) for kind in set(cols["error_kind"])}
+    share = np.array([math.nan if v is None else v for v in cols["vote_share"]], dtype=float)
     derived: dict[str, np.ndarray] = {
         "cost_usd": _costs(cols, meta),
         "lenient": np.array(cols["lenient"], dtype=bool),
         "endpoint_failed": np.fromiter(map(failed.__getitem__, cols["error_kind"]), dtype=bool,
                                        count=n),
         # self-consistency: the vote's share, and the share of samples right on their own
-        "vote_share": np.array([math.nan if v is None else v for v in cols["vote_share"]],
-                               dtype=float),
+        "vote_share": share,
         "sample_accuracy": np.array([math.nan if not c else sum(c) / len(c)
                                      for c in cols["sample_correct"]], dtype=float),
         # the answer's confidence (0-1): its vote share (`confidence: agreement`); NaN without
-        "confidence": np.array([math.nan if v is None else v for v in cols["vote_share"]],
-                               dtype=float),
+        "confidence": share.copy(),
     }
     take = itemgetter(*order.tolist())
     data: dict[str, Any] = {}

@@ -43,7 +43,7 @@ _PROMPTS = {
     "properties": {"system": _STR, "user": _STR, "fine_tuned_system": _STR},
 }
 
-_VARIANT = {
+VARIANT = {
     "type": "object",
     "additionalProperties": False,
     "properties": {"system": _STR, "user": _STR, "reasoning": {"type": "boolean"}},
@@ -163,7 +163,7 @@ SCHEMA: dict[str, Any] = {
                         "minProperties": 1,
                         "propertyNames": {"pattern": "^[A-Za-z0-9][A-Za-z0-9_.-]*$"},
                         # a mapping of templates, or the path of a YAML file holding one
-                        "additionalProperties": {"oneOf": [_VARIANT, _STR]},
+                        "additionalProperties": {"oneOf": [VARIANT, _STR]},
                     },
                 },
                 "allOf": [

@@ -7,8 +7,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import jsonschema
 import yaml
 
+from harness.config.schema import VARIANT
 from harness.config.types import Prompts, RunConfig, StrategyConfig, Variant
 from harness.errors import InputError
 from harness.files import read_text_checked
@@ -34,19 +36,18 @@ def _variant(where: str, name: str, value: Any, base: Path) -> Variant:
             value = yaml.safe_load(text)
         except yaml.YAMLError as exc:
             raise InputError(f"{where}.variants.{name}: {path} is not valid YAML ({exc})") from None
-        extra = sorted(set(value) - {"system", "user", "reasoning"}) if isinstance(value, dict) else []
-        if not isinstance(value, dict) or extra or not all(
-                isinstance(v, str) and v for k, v in value.items() if k != "reasoning") or not (
-                isinstance(value.get("reasoning", False), bool)):
+        # the same shape as a variant written in the config (schema.VARIANT)
+        wrong = next(jsonschema.Draft202012Validator(VARIANT).iter_errors(value), None)
+        if wrong is not None:
             raise InputError(f"{where}.variants.{name}: {path} must hold a mapping of system "
                              "and/or user templates (non-empty strings) and reasoning (true or "
-                             "false)" + (f"; unknown key {extra[0]!r}" if extra else ""))
+                             f"false): {wrong.message}")
     return Variant(name, Prompts(value.get("system"), value.get("user")),
                    bool(value.get("reasoning", False)))
 
 
 def parse_strategy(i: int, d: Mapping[str, Any], models: list[str], problems: list[str],
-              base: Path, run: RunConfig) -> StrategyConfig:
+                   base: Path, run: RunConfig) -> StrategyConfig:
     """`strategies[i]`, its problems appended to `problems` (variant files read from `base`)."""
     where = f"strategies[{i}]"
     if d["model"] not in models:

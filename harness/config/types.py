@@ -127,13 +127,6 @@ class StrategyConfig:
     reasoning: bool = False  # set from its variant: reasoning before the answer
     confidence: str | None = None  # agreement: each answer's vote share is its confidence
 
-    def __post_init__(self) -> None:
-        # run.json stores the variants as mappings: read them back as such
-        object.__setattr__(self, "variants", tuple(
-            v if isinstance(v, Variant) else Variant(v["name"], Prompts(**v["prompts"]),
-                                                     bool(v.get("reasoning")))
-            for v in self.variants))
-
 
 @dataclass(frozen=True)
 class RunConfig:

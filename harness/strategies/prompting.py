@@ -69,10 +69,10 @@ class SingleCall:
         shots = self.shots_for(example)
         messages = self.messages(example, shots)
         arm = self.arm
-        extra: dict[str, Any] = {} if arm.temperature is None else {"temperature": arm.temperature}
         first = arm.draw * arm.samples
         completions = await asyncio.gather(*(
-            generate(messages, model_id=arm.model_id, sample=first + i, **extra)
+            generate(messages, model_id=arm.model_id, sample=first + i,
+                     temperature=arm.temperature)
             for i in range(arm.samples)))
         per_input = self.selector is not None and self.selector.per_example
         return Attempt(tuple(Call(arm.model_id, c) for c in completions),

@@ -39,7 +39,7 @@ class FakeGenerate:
         return len(self._queue)
 
     async def __call__(self, messages: Sequence[Message], *, model_id: str,
-                       sample: int = 0) -> Completion:
+                       sample: int = 0, temperature: float | None = None) -> Completion:
         self.calls.append(GenerateCall([dict(m) for m in messages], model_id, sample))
         if not self._queue:
             raise AssertionError(f"unexpected call #{len(self.calls)} to {model_id}: nothing queued")
