@@ -122,7 +122,8 @@ def cmd_plan(args: argparse.Namespace) -> int:
             raise InputError(f"--pilot {args.pilot}: not a run folder (no {META})")
         pilot = analyse(args.pilot)
     result = plan_eval(len(p.data.eval), len(arms), zero, pilot=pilot, delta=delta,
-                       target=target, alpha=alpha, pilot_name=str(args.pilot or ""))
+                       target=target, alpha=alpha, pilot_name=str(args.pilot or ""),
+                       clustered=cfg.dataset.cluster is not None)
     for line in plan_lines(result, cfg.name):
         print(line)
     return 0

@@ -29,6 +29,7 @@ class Example:
     target: Any
     stratum: str = field(default="", compare=False)  # the group stratified sampling keeps in
     # proportion: the label, or for extraction which fields are non-null
+    cluster: str = field(default="", compare=False)  # `dataset.cluster`: its group ("" none)
 
     def __post_init__(self) -> None:
         if not self.stratum and isinstance(self.target, str):
@@ -170,7 +171,9 @@ def _raw_target(ds: DatasetConfig, row: dict[str, object]) -> Any:
 def _read(path: Path, ds: DatasetConfig, where: str,
           targets: Targets | None = None) -> list[tuple[int, Example]]:
     """(line number, example) for every row of a data file, checked."""
-    needed = input_fields(ds.input) + _target_fields(ds) + ([ds.id] if ds.id else [])
+    cluster = ds.cluster if ds.cluster and where == "dataset.eval" else None
+    needed = (input_fields(ds.input) + _target_fields(ds) + ([ds.id] if ds.id else [])
+              + ([cluster] if cluster else []))
     rows = _read_rows(path, where, needed)
     if not rows:
         raise InputError(f"{where}: {path} holds no examples")
@@ -212,7 +215,10 @@ def _read(path: Path, ds: DatasetConfig, where: str,
         if ex_id in seen:
             raise InputError(f"{loc}: duplicate id {ex_id!r} (first on line {seen[ex_id]})")
         seen[ex_id] = line
-        out.append((line, Example(ex_id, text, target, stratum)))
+        group = str(row[cluster]).strip() if cluster else ""
+        if cluster and not group:
+            raise InputError(f"{loc}: empty cluster in field {cluster!r}")
+        out.append((line, Example(ex_id, text, target, stratum, group)))
     return out
 
 

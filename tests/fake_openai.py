@@ -33,7 +33,7 @@ import socket
 import string
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -99,6 +99,10 @@ class ChatReply:
         omit_usage: Leave ``usage`` out of the body, as llama.cpp-style local servers may.
         completion_tokens: Override ``usage.completion_tokens`` (default: ``len(content) // 4``,
             at least 1).
+        logprobs: ``(token, logprob)`` pairs sent as ``choices[].logprobs.content`` when the
+            request asks for ``logprobs``; their tokens should spell ``content``. ``None`` (the
+            default) with ``logprobs`` requested sends the content as one token per character
+            run (``tokens_of``), each with log-probability 0.
     """
 
     content: str | None = ""
@@ -109,6 +113,7 @@ class ChatReply:
     headers: Mapping[str, str] = field(default_factory=dict)
     omit_usage: bool = False
     completion_tokens: int | None = None
+    logprobs: Sequence[tuple[str, float]] | None = None
 
     @classmethod
     def error(
@@ -228,6 +233,12 @@ def _text_of(content: Any) -> str:
     if isinstance(content, list):
         return "".join(str(part.get("text", "")) for part in content if isinstance(part, dict))
     return ""
+
+
+def tokens_of(text: str) -> list[str]:
+    """The text cut into tokens as a tokenizer might: runs of letters or digits, runs of
+    spaces, and single other characters; they spell the text exactly."""
+    return re.findall(r"[A-Za-z0-9]+|\s+|.", text, flags=re.DOTALL)
 
 
 def last_user_content(body: Mapping[str, Any]) -> str:
@@ -859,7 +870,7 @@ class FakeOpenAI:
                 {
                     "index": i,
                     "message": dict(message),
-                    "logprobs": None,
+                    "logprobs": self._logprobs(body, reply),
                     "finish_reason": reply.finish_reason,
                 }
                 for i in range(n)
@@ -870,6 +881,16 @@ class FakeOpenAI:
         if not reply.omit_usage:
             completion["usage"] = self._usage(body, reply, n)
         return completion
+
+    @staticmethod
+    def _logprobs(body: Mapping[str, Any], reply: ChatReply) -> dict[str, Any] | None:
+        """``choices[].logprobs`` as OpenAI sends it, when the request asked for it."""
+        if not body.get("logprobs"):
+            return None
+        pairs = reply.logprobs if reply.logprobs is not None else [
+            (t, 0.0) for t in tokens_of(reply.content or "")]
+        return {"content": [{"token": t, "logprob": lp, "bytes": list(t.encode()),
+                             "top_logprobs": []} for t, lp in pairs], "refusal": None}
 
     def _stream(self, h: _Handler, body: Mapping[str, Any], reply: ChatReply) -> None:
         """Answer ``stream: true`` with server-sent events (one connection, then close)."""

@@ -11,14 +11,14 @@ from typing import Any
 
 import pandas as pd
 
-from harness.analysis import calibration, compliance, guard, power, rules, space, stats
+from harness.analysis import calibration, clustered, compliance, guard, power, rules, space, stats
+from harness.analysis.pairs import Clusters, comparisons_frame, paired
 from harness.analysis.tables import (
     Matrices,
     best_prompting_arm,
+    clusters_of,
     columns_frame,
-    comparisons_frame,
     count_matrices,
-    paired,
     per_class_frame,
     price,
     reference_arm,
@@ -53,23 +53,24 @@ class Analysis:
     untried: tuple[str, ...] = ()  # cheap prompting levers the run did not try
     planning: dict[str, Any] | None = None  # what the eval can detect (power.planning)
     calibration: pd.DataFrame | None = None  # confidence bins against accuracy (calibration.py)
+    clustering: dict[str, Any] | None = None  # dataset.cluster: the clusters (clustering())
 
 
 def curve_and_plateau(summary: pd.DataFrame, mats: Matrices, decision: DecisionConfig,
-                      counts: Matrices | None = None
+                      counts: Matrices | None = None, clusters: Clusters = None
                       ) -> tuple[pd.DataFrame, rules.PlateauResult | None]:
     """The learning curves and the one plateau judgement over them (`_curves`)."""
-    curve, plateau, _ = _curves(summary, mats, decision, counts)
+    curve, plateau, _ = _curves(summary, mats, decision, counts, clusters)
     return curve, plateau
 
 
 def _curves(summary: pd.DataFrame, mats: Matrices, decision: DecisionConfig,
-            counts: Matrices | None) -> tuple[pd.DataFrame, rules.PlateauResult | None,
-                                              tuple[rules.PlateauResult, ...]]:
+            counts: Matrices | None, clusters: Clusters = None
+            ) -> tuple[pd.DataFrame, rules.PlateauResult | None, tuple[rules.PlateauResult, ...]]:
     """space.curves_and_plateau, the curve of the arm the decision weighs (reference_arm) first."""
     best = reference_arm(summary, decision.metric, decision.min_schema_compliance)
     return space.curves_and_plateau(summary, mats, decision, counts,
-                                    None if best is None else str(best["strategy"]))
+                                    None if best is None else str(best["strategy"]), clusters)
 
 
 def _configured_training_cost(meta: RunMeta, strategy: str) -> float | None:
@@ -145,7 +146,8 @@ def verdict(summary: pd.DataFrame, comparisons: pd.DataFrame, plateau: rules.Pla
             d = stats.Interval(float(row["delta"]), float(row["delta_ci_low"]),
                                float(row["delta_ci_high"]))
         else:
-            got = paired(mats, a, b, n_boot=decision.bootstrap, metric=metric)
+            got = paired(mats, a, b, n_boot=decision.bootstrap, metric=metric,
+                         clusters=clusters_of(meta))
             test = got[3] if got else "paired_bootstrap" if metric == "field_f1" else "mcnemar"
             d = got[1] if got else stats.Interval(math.nan, math.nan, math.nan)
         training = _training_cost(meta, f)
@@ -222,10 +224,12 @@ def analyse_columns(cols: RecordColumns, meta: RunMeta) -> Analysis:
     summary, mats = summary_frame(df, meta, task)
     counts = count_matrices(df, meta, task) if decision.metric == "field_f1" else None
     chosen = counts if counts is not None else mats
+    codes = clusters_of(meta)
     comparisons = comparisons_frame(summary, chosen, n_boot=decision.bootstrap,
                                     alpha=decision.alpha, metric=decision.metric,
-                                    min_compliance=decision.min_schema_compliance)
-    curve, plateau, plateaus = _curves(summary, mats, decision, counts)
+                                    min_compliance=decision.min_schema_compliance,
+                                    clusters=codes)
+    curve, plateau, plateaus = _curves(summary, mats, decision, counts, codes)
     v, evidence = verdict(summary, comparisons, plateau, chosen, meta)
     plan = _planning(summary, comparisons, evidence)
     note = power.caution(plan, (evidence.get("delta") or {}).get("estimate"))
@@ -241,7 +245,20 @@ def analyse_columns(cols: RecordColumns, meta: RunMeta) -> Analysis:
     return Analysis(df.drop(columns=["arm"]), summary, per_class, comparisons,
                     curve, plateau, v, evidence, complete, tuple(reasons), plateaus,
                     space.tried_frame(summary, comparisons, decision.metric), levers, plan,
-                    calibration.calibration_frame(df))
+                    calibration.calibration_frame(df), clustering(meta))
+
+
+def clustering(meta: RunMeta) -> dict[str, Any] | None:
+    """A clustered run's clusters (`dataset.cluster`) and the methods that account for them;
+    None for a run without clusters."""
+    if not meta.clusters:
+        return None
+    raw = meta.config_raw.get("dataset") if isinstance(meta.config_raw, dict) else None
+    return {"field": raw.get("cluster") if isinstance(raw, dict) else None,
+            **clustered.summary(meta.clusters),
+            "interval": "Wilson at the effective size n / design effect, t with K - 1 degrees "
+                        "of freedom (Korn & Graubard 1998); cluster bootstrap for draws and F1",
+            "paired_test": "clustered McNemar (Durkalski et al. 2003, Stat Med 22: 2417-2428)"}
 
 
 def _planning(summary: pd.DataFrame, comparisons: pd.DataFrame, evidence: dict[str, Any]

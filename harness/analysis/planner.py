@@ -6,6 +6,13 @@ and against the best prompting arm, Holm-adjusted). Planning uses Holm's stricte
 alpha / m for m planned comparisons, so the figures hold for every comparison. Discordance
 (the share of examples two arms answer differently, right against wrong) comes from a pilot
 run's own pairs when one is given, else from stated defaults.
+
+Clustered evals (`dataset.cluster`): each pilot pair's design effect (the comparisons table's
+`design_effect`) scales the plan: the detectable difference is that of n / deff examples and
+the examples needed are deff times Connor's n for independent examples (Donner & Klar 2000,
+ch. 5: the sample-size inflation 1 + (m - 1) ICC for clusters of size m), both by the normal
+approximation, as the clustered test is a chi-square test. Without a pilot the design effect
+is unknown; the plan then assumes 1 and says so.
 """
 
 from __future__ import annotations
@@ -27,6 +34,7 @@ class PlanRow:
     detectable: float | None  # minimum detectable paired difference at the planned n
     needed: int | None  # examples needed to detect the target difference
     method: str
+    design_effect: float = 1.0  # clustered: the pilot pair's, which the figures account for
 
 
 @dataclass(frozen=True)
@@ -51,15 +59,19 @@ def planned_comparisons(arms: int, has_zero_shot: bool) -> int:
     return (arms - 1) + max(arms - 2, 0) if has_zero_shot else arms - 1
 
 
-def _row(name: str, psi: float, n: int, delta: float, alpha: float, target: float) -> PlanRow:
+def _row(name: str, psi: float, n: int, delta: float, alpha: float, target: float,
+         deff: float = 1.0) -> PlanRow:
     if not psi > 0 or math.isnan(psi):
         return PlanRow(name, psi, None, None, "no disagreement in the pilot")
-    det = power.mde(n, psi, alpha, target)
+    deff = 1.0 if math.isnan(deff) else max(1.0, deff)
+    det = power.clustered_mde(n, psi, deff, alpha, target)
     needed: int | None = None
     method = det.method
-    if delta <= psi:
+    if delta <= psi and deff > 1:  # as clustered_mde: Connor's n, times the design effect
+        needed = math.ceil(power.connor_n(delta, psi, alpha, target) * deff)
+    elif delta <= psi:
         needed, method = power.required_n(delta, psi, alpha, target)
-    return PlanRow(name, psi, det.mde, needed, method)
+    return PlanRow(name, psi, det.mde, needed, method, deff)
 
 
 def _compliance_discordance(a: Analysis) -> dict[str, float]:
@@ -82,14 +94,18 @@ def _compliance_discordance(a: Analysis) -> dict[str, float]:
 
 def plan_eval(n: int, arms: int, has_zero_shot: bool, *, pilot: Analysis | None = None,
               delta: float = 0.03, target: float = 0.8, alpha: float = 0.05,
-              pilot_name: str = "") -> EvalPlan:
-    """The plan for an eval of n examples and `arms` arms (see the module)."""
+              pilot_name: str = "", clustered: bool = False) -> EvalPlan:
+    """The plan for an eval of n examples and `arms` arms (see the module); `clustered`: the
+    config names a `dataset.cluster`."""
     m = planned_comparisons(arms, has_zero_shot)
     a = alpha / m
     if pilot is None or pilot.comparisons.empty:
         source = (f"stated defaults: discordance {power.DEFAULT_DISCORDANCE:g} for accuracy, "
                   f"{power.DEFAULT_COMPLIANCE_DISCORDANCE:g} for schema compliance (pass "
                   "--pilot RUN_DIR for a run's own)")
+        if clustered:
+            source += ("; the examples are clustered (dataset.cluster) and, without a pilot, "
+                       "the design effect is taken as 1: the figures are optimistic")
         acc: tuple[PlanRow, ...] = (_row("any two arms", power.DEFAULT_DISCORDANCE, n, delta, a,
                                           target),)
         comp: tuple[PlanRow, ...] = (_row("any two arms", power.DEFAULT_COMPLIANCE_DISCORDANCE,
@@ -97,10 +113,16 @@ def plan_eval(n: int, arms: int, has_zero_shot: bool, *, pilot: Analysis | None 
         return EvalPlan(n, m, alpha, target, delta, source, acc, comp)
     rows = pilot.comparisons[pilot.comparisons["discordance"].notna()]
     acc = tuple(_row(f"{r['arm_a']} vs {r['arm_b']}", float(r["discordance"]), n, delta, a,
-                     target) for _, r in rows.iterrows())
+                     target, float(r.get("design_effect", 1.0))) for _, r in rows.iterrows())
     comp = tuple(_row(name, psi, n, delta, a, target)
                  for name, psi in _compliance_discordance(pilot).items())
     source = f"the pilot run {pilot_name} (its own pairs of arms)"
+    if clustered and "design_effect" not in pilot.comparisons:
+        source += ("; the pilot has no clusters, so the design effect is taken as 1: the "
+                   "figures are optimistic")
+    elif "design_effect" in pilot.comparisons:
+        source += ("; accuracy rows account for each pair's design effect, schema compliance "
+                   "rows assume 1")
     return EvalPlan(n, m, alpha, target, delta, source, acc, comp)
 
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from statistics import NormalDist
 from typing import Any
@@ -31,7 +32,7 @@ DEFAULT_DISCORDANCE = 0.25  # without a pilot: a quarter of examples answered di
 DEFAULT_COMPLIANCE_DISCORDANCE = 0.10
 
 
-def _check(n: int, psi: float, alpha: float) -> None:
+def _check(n: float, psi: float, alpha: float) -> None:
     if n < 1:
         raise ValueError(f"n must be at least 1, got {n}")
     if not 0 < psi <= 1:
@@ -44,8 +45,9 @@ def _z(p: float) -> float:
     return NormalDist().inv_cdf(p)
 
 
-def normal_power(n: int, delta: float, psi: float, alpha: float = 0.05) -> float:
-    """Connor's normal-approximation power of the two-sided McNemar test."""
+def normal_power(n: float, delta: float, psi: float, alpha: float = 0.05) -> float:
+    """Connor's normal-approximation power of the two-sided McNemar test (n may be an
+    effective size, not a whole number)."""
     _check(n, psi, alpha)
     d = abs(delta)
     if d == 0:
@@ -142,21 +144,29 @@ class Detectable:
     power: float
     mde: float | None  # as a fraction (0.05 = 5 points); None: not even |delta| = discordance
     method: str
+    design_effect: float = 1.0  # clustered examples: the power is that of n / design_effect
+
+
+def _smallest(power_at: Callable[[float], float], psi: float, target: float) -> float | None:
+    """The smallest |delta| <= psi whose power reaches `target` (bisection; power rises with
+    |delta|); None when even |delta| = psi does not."""
+    if power_at(psi) < target:
+        return None
+    lo, hi = 0.0, psi
+    for _ in range(40):
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if power_at(mid) < target else (lo, mid)
+        if hi - lo < 1e-4:
+            break
+    return hi
 
 
 def mde(n: int, psi: float, alpha: float = 0.05, target: float = 0.8) -> Detectable:
     """The minimum detectable paired difference at n examples and discordance psi: the
-    smallest |delta| <= psi whose power reaches `target` (bisection; power rises with |delta|)."""
+    smallest |delta| <= psi whose power reaches `target`."""
     _check(n, psi, alpha)
-    if power(n, psi, psi, alpha)[0] < target:
-        return Detectable(n, psi, alpha, target, None, method(n))
-    lo, hi = 0.0, psi
-    for _ in range(40):
-        mid = (lo + hi) / 2
-        lo, hi = (mid, hi) if power(n, mid, psi, alpha)[0] < target else (lo, mid)
-        if hi - lo < 1e-4:
-            break
-    return Detectable(n, psi, alpha, target, hi, method(n))
+    found = _smallest(lambda d: power(n, d, psi, alpha)[0], psi, target)
+    return Detectable(n, psi, alpha, target, found, method(n))
 
 
 def required_n(delta: float, psi: float, alpha: float = 0.05, target: float = 0.8) -> tuple[int, str]:
@@ -177,17 +187,41 @@ def required_n(delta: float, psi: float, alpha: float = 0.05, target: float = 0.
     return math.ceil(guess), "normal approximation (Connor 1987)"
 
 
-def detectable_pair(a: np.ndarray, b: np.ndarray, alpha: float = 0.05, target: float = 0.8
-                    ) -> Detectable | None:
+def detectable_pair(a: np.ndarray, b: np.ndarray, alpha: float = 0.05, target: float = 0.8,
+                    design_effect: float = 1.0) -> Detectable | None:
     """`mde` of one comparison from two arms' score matrices (n_examples, n_draws; NaN where
     an example has no result): its n (examples both have), its discordance (on the
     majority-correct answers, as McNemar's test uses them); None when they share no example
-    or never disagree."""
+    or never disagree. Clustered examples (`design_effect` > 1, of the paired difference):
+    the power of the effective size n / design_effect (clustered_mde)."""
     keep = ~(np.isnan(a).any(axis=1) | np.isnan(b).any(axis=1))
     if not keep.any():
         return None
     psi = discordance(a[keep].mean(axis=1) > 0.5, b[keep].mean(axis=1) > 0.5)
-    return mde(int(keep.sum()), psi, alpha, target) if psi > 0 else None
+    if psi <= 0:
+        return None
+    return clustered_mde(int(keep.sum()), psi, design_effect, alpha, target)
+
+
+def clustered_method(n: int, deff: float) -> str:
+    """How the power of n clustered examples with design effect deff is computed."""
+    return (f"normal approximation (Connor 1987) at the effective size {n / deff:.0f} "
+            f"(clusters, design effect {deff:.2f})")
+
+
+def clustered_mde(n: int, psi: float, design_effect: float, alpha: float = 0.05,
+                  target: float = 0.8) -> Detectable:
+    """`mde` of n clustered examples. The clustered McNemar test (Durkalski et al. 2003) is a
+    chi-square test whose variance is that of independent examples times the design effect,
+    so its power is Connor's normal approximation at the effective size n / design_effect
+    (max(1, ...)); reported with the real n and the design effect used. A design effect of 1
+    (or below) is the unclustered `mde`."""
+    deff = max(1.0, design_effect)
+    if deff == 1.0:
+        return mde(n, psi, alpha, target)
+    _check(n / deff, psi, alpha)
+    found = _smallest(lambda d: normal_power(n / deff, d, psi, alpha), psi, target)
+    return Detectable(n, psi, alpha, target, found, clustered_method(n, deff), deff)
 
 
 def discordance(a: np.ndarray, b: np.ndarray) -> float:
@@ -214,7 +248,8 @@ def planning(comparisons: pd.DataFrame, decisive: tuple[str, str] | None) -> dic
     # the row's own mde (detectable_pair: 80% power, alpha 0.05), not computed again
     n, psi = int(r["n"]), float(r["discordance"])
     floor = None if math.isnan(r["mde"]) else float(r["mde"])
-    how = method(n)
+    deff = float(r["design_effect"]) if "design_effect" in r and r["design_effect"] > 1 else 1.0
+    how = method(n) if deff == 1.0 else clustered_method(n, deff)
     where = f"discordance {psi:.2f} between {r['arm_a']} and {r['arm_b']}"
     if floor is None:
         sentence = (f"With n = {n}, this eval cannot detect even the largest possible paired "
@@ -224,7 +259,7 @@ def planning(comparisons: pd.DataFrame, decisive: tuple[str, str] | None) -> dic
                     f"{100 * floor:.1f} points (80% power, alpha = 0.05; {how}, {where}).")
     return {"n": n, "discordance": psi, "mde": floor, "power": 0.8, "alpha": 0.05,
             "method": how, "comparison": [str(r["arm_a"]), str(r["arm_b"])],
-            "sentence": sentence}
+            "sentence": sentence, **({"design_effect": deff} if deff > 1 else {})}
 
 
 def caution(plan: dict[str, Any], delta: float | None) -> str | None:
@@ -246,6 +281,8 @@ __all__ = [
     "EXACT_MAX_N",
     "Detectable",
     "caution",
+    "clustered_mde",
+    "clustered_method",
     "connor_n",
     "detectable_pair",
     "discordance",

@@ -87,7 +87,8 @@ def _with_gaps(scores: np.ndarray) -> np.ndarray:
     return y
 
 
-Difference = Callable[[np.ndarray, np.ndarray], Interval]  # (later k, earlier k) -> paired gain
+# (later k's rows, earlier k's rows, their cluster codes or None) -> the paired gain
+Difference = Callable[[np.ndarray, np.ndarray, np.ndarray | None], Interval]
 
 
 def _rows(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -102,6 +103,7 @@ def detect_plateau(
     curve: Mapping[int, np.ndarray], *, min_gain: float = 0.02, n_boot: int = 2000,
     seed: int = 0, confidence: float = 0.95, max_k: int | None = None,
     difference: Difference | None = None, unit: str = "",
+    clusters: np.ndarray | None = None,
 ) -> PlateauResult:
     """Decide whether a few-shot accuracy (or other metric's) curve has plateaued.
 
@@ -131,8 +133,11 @@ def detect_plateau(
     Another metric: ``difference(later, earlier)`` gives the paired gain from the two ks'
     per-example rows (``curve[k]`` of shape (n_examples, ...), e.g. the (tp, fp, fn) counts of
     field F1, NaN anywhere in a row marking the example missing), restricted to the examples
-    complete at both; ``unit`` (e.g. " field F1") follows the gain in the reason. The rule on
-    the steps is the same.
+    complete at both, and their cluster codes; ``unit`` (e.g. " field F1") follows the gain in
+    the reason. The rule on the steps is the same.
+
+    ``clusters`` (a cluster code per example, `dataset.cluster`): the steps' bootstraps resample
+    whole clusters (stats.paired_difference).
     """
     _check_confidence(confidence)
     ks = sorted(curve)
@@ -159,8 +164,10 @@ def detect_plateau(
             return PlateauResult("insufficient_data", None, None, tuple(built),
                                  f"no example has results at both k={k0} and k={k1} yet")
         later, earlier = rows[k1][0][both], rows[k0][0][both]
-        gain = (paired_difference(later, earlier, n_boot=n_boot, seed=seed, confidence=confidence)
-                if difference is None else difference(later, earlier))
+        groups = None if clusters is None else np.asarray(clusters)[both]
+        gain = (paired_difference(later, earlier, n_boot=n_boot, seed=seed, confidence=confidence,
+                                  clusters=groups)
+                if difference is None else difference(later, earlier, groups))
         built.append(CurveStep(k0, k1, gain, step_kind(gain, min_gain), int(both.sum())))
     steps = tuple(built)
     last_real = max((i for i, s in enumerate(steps) if s.kind == "real_gain"), default=-1)

@@ -20,7 +20,8 @@ import numpy as np
 import pandas as pd
 
 from harness.analysis import rules, stats
-from harness.analysis.tables import Matrices, paired_mean_difference, row_name, sweep_rows
+from harness.analysis.pairs import Clusters, paired_mean_difference
+from harness.analysis.tables import Matrices, row_name, sweep_rows
 from harness.config import DecisionConfig
 from harness.strategies import is_prompting
 
@@ -60,7 +61,7 @@ def _points(summary: pd.DataFrame, strategy: str) -> pd.DataFrame:
 
 
 def _one_curve(strategy: str, points: pd.DataFrame, mats: Matrices, decision: DecisionConfig,
-               counts: Matrices | None, confidence: float
+               counts: Matrices | None, confidence: float, clusters: Clusters = None
                ) -> tuple[pd.DataFrame, rules.PlateauResult]:
     f1 = decision.metric == "field_f1"
     head = ["strategy", "k", "accuracy", "ci_low", "ci_high", *(F1_CURVE_COLUMNS if f1 else [])]
@@ -70,23 +71,24 @@ def _one_curve(strategy: str, points: pd.DataFrame, mats: Matrices, decision: De
         if counts is None:
             raise ValueError("decision.metric field_f1 needs the count matrices")
 
-        def f1_gain(later: np.ndarray, earlier: np.ndarray) -> stats.Interval:
+        def f1_gain(later: np.ndarray, earlier: np.ndarray, groups: Clusters) -> stats.Interval:
             return stats.paired_f1_difference(later, earlier, n_boot=n_boot, seed=0,
-                                              confidence=confidence).difference
+                                              confidence=confidence, clusters=groups).difference
 
         per_k = {int(row["k"]): counts[(row["strategy"], row["k"])] for _, row in points.iterrows()}
         plateau = rules.detect_plateau(per_k, min_gain=decision.min_gain, n_boot=n_boot, seed=0,
                                        confidence=confidence, difference=f1_gain,
-                                       unit=" field F1")
+                                       unit=" field F1", clusters=clusters)
     else:
-        def mean_gain(later: np.ndarray, earlier: np.ndarray) -> stats.Interval:
+        def mean_gain(later: np.ndarray, earlier: np.ndarray, groups: Clusters) -> stats.Interval:
             # rules.detect_plateau's own difference, through the comparisons table's memory
             return paired_mean_difference(later.mean(axis=1), earlier.mean(axis=1),
-                                          n_boot=n_boot, confidence=confidence)
+                                          n_boot=n_boot, confidence=confidence, clusters=groups)
 
         scores = {int(row["k"]): mats[(row["strategy"], row["k"])] for _, row in points.iterrows()}
         plateau = rules.detect_plateau(scores, min_gain=decision.min_gain, n_boot=n_boot, seed=0,
-                                       confidence=confidence, difference=mean_gain)
+                                       confidence=confidence, difference=mean_gain,
+                                       clusters=clusters)
     into = [next((s for s in plateau.steps if s.k_to == int(k)), None) for k in curve["k"]]
     nan = math.nan
     curve["strategy"] = strategy  # the k=0 point belongs to this curve
@@ -127,7 +129,8 @@ def combine(results: list[rules.PlateauResult], best: str | None) -> rules.Plate
 
 
 def curves_and_plateau(summary: pd.DataFrame, mats: Matrices, decision: DecisionConfig,
-                       counts: Matrices | None = None, best: str | None = None
+                       counts: Matrices | None = None, best: str | None = None,
+                       clusters: Clusters = None
                        ) -> tuple[pd.DataFrame, rules.PlateauResult | None,
                                   tuple[rules.PlateauResult, ...]]:
     """The learning curve of every few-shot strategy (each with its zero-shot as k=0), the
@@ -145,6 +148,7 @@ def curves_and_plateau(summary: pd.DataFrame, mats: Matrices, decision: Decision
     on a curve's first row). A step is computed as the comparisons table computes a pair (the
     examples with results at both ks, the same paired bootstrap and seed), so with one curve,
     where the table has the same two arms, its delta and interval are the step's gain.
+    ``clusters`` (each example's cluster code): the steps' bootstraps resample clusters.
     """
     strategies = list(dict.fromkeys(sweep_rows(summary)["strategy"]))
     if not strategies:
@@ -152,7 +156,8 @@ def curves_and_plateau(summary: pd.DataFrame, mats: Matrices, decision: Decision
     points = {s: _points(summary, s) for s in strategies}
     # m counts the curves that can be judged (two points or more: a k and its k=0, or two ks)
     confidence = curve_confidence(sum(len(p) >= 2 for p in points.values()))
-    built = [_one_curve(s, points[s], mats, decision, counts, confidence) for s in strategies]
+    built = [_one_curve(s, points[s], mats, decision, counts, confidence, clusters)
+             for s in strategies]
     curve = pd.concat([c for c, _ in built], ignore_index=True)
     each = tuple(p for _, p in built)
     return curve, combine(list(each), best), each

@@ -32,7 +32,7 @@ def _check_confidence(confidence: float) -> None:
         raise ValueError(f"confidence must be in (0, 1), got {confidence}")
 
 
-def wilson_interval(successes: float, n: int, confidence: float = 0.95) -> Interval:
+def wilson_interval(successes: float, n: float, confidence: float = 0.95) -> Interval:
     """Wilson score interval for a binomial proportion; estimate is successes / n.
 
     Returns Interval(nan, nan, nan) when n == 0.
@@ -80,13 +80,33 @@ def _resample_counts(rng: np.random.Generator, size: int, reps: int) -> np.ndarr
     return np.bincount(idx.ravel(), minlength=reps * size).reshape(reps, size).astype(float)
 
 
+def cluster_codes(clusters: Sequence[object] | np.ndarray | None, n: int) -> np.ndarray | None:
+    """Integer codes 0..G-1 of each example's cluster (None: every example its own cluster)."""
+    if clusters is None:
+        return None
+    labels = np.asarray(clusters)
+    if labels.shape != (n,):
+        raise ValueError(f"clusters must give one label per example ({n}), got shape {labels.shape}")
+    return np.unique(labels, return_inverse=True)[1].reshape(-1)
+
+
+def _resample_weights(rng: np.random.Generator, n: int, reps: int, codes: np.ndarray | None
+                      ) -> np.ndarray:
+    """(reps, n) weights of a with-replacement resample: of examples (codes None), or of whole
+    clusters (each example weighted by how often its cluster is drawn)."""
+    if codes is None:
+        return _resample_counts(rng, n, reps)
+    return _resample_counts(rng, int(codes.max()) + 1, reps)[:, codes]
+
+
 def _percentile(estimate: float, replicates: np.ndarray, confidence: float) -> Interval:
     low, high = np.quantile(replicates, [(1.0 - confidence) / 2.0, (1.0 + confidence) / 2.0])
     return Interval(estimate, float(low), float(high))
 
 
 def bootstrap_interval(
-    scores: np.ndarray, *, n_boot: int = 2000, seed: int = 0, confidence: float = 0.95
+    scores: np.ndarray, *, n_boot: int = 2000, seed: int = 0, confidence: float = 0.95,
+    clusters: Sequence[object] | np.ndarray | None = None,
 ) -> Interval:
     """Two-way (examples x draws) percentile bootstrap interval for the mean score.
 
@@ -96,28 +116,36 @@ def bootstrap_interval(
     demonstration set per draw) widens the interval. When draws are independent within each
     example the interval is conservative (it counts per-draw noise more than once). Deterministic
     for a given seed.
+
+    ``clusters`` (one label per example) resamples whole clusters instead of examples (the
+    cluster bootstrap; Field & Welsh 2007): each replicate's mean is its weighted sum over the
+    drawn examples' total weight, so clusters of unequal size are handled as a ratio estimate.
     """
     _check_confidence(confidence)
     y = _as_matrix(scores)
     n, m = y.shape
     if n == 0 or m == 0:
         return _NAN_INTERVAL
+    codes = cluster_codes(clusters, n)
     rng = np.random.default_rng(seed)
     parts = []
     for reps in _chunks(n, n_boot):
-        rows = _resample_counts(rng, n, reps)
+        rows = _resample_weights(rng, n, reps, codes)
         cols = _resample_counts(rng, m, reps) if m > 1 else np.ones((reps, 1))
-        parts.append(((rows @ y) * cols).sum(axis=1) / (n * m))
+        total = n if codes is None else rows.sum(axis=1)
+        parts.append(((rows @ y) * cols).sum(axis=1) / (total * m))
     return _percentile(float(y.mean()), np.concatenate(parts), confidence)
 
 
 def paired_difference(
-    a: np.ndarray, b: np.ndarray, *, n_boot: int = 2000, seed: int = 0, confidence: float = 0.95
+    a: np.ndarray, b: np.ndarray, *, n_boot: int = 2000, seed: int = 0, confidence: float = 0.95,
+    clusters: Sequence[object] | np.ndarray | None = None,
 ) -> Interval:
     """mean(a) - mean(b) with a paired percentile bootstrap interval over examples.
 
     ``a`` and ``b`` are per-example scores (1-D, same examples in the same order, e.g. the mean
     over draws); each replicate resamples example indices once and uses them for both arms.
+    With ``clusters`` each replicate resamples whole clusters (see bootstrap_interval).
     """
     _check_confidence(confidence)
     x, z = _as_matrix(a), _as_matrix(b)
@@ -127,8 +155,12 @@ def paired_difference(
     if n == 0:
         return _NAN_INTERVAL
     d = (x - z)[:, 0]
+    codes = cluster_codes(clusters, n)
     rng = np.random.default_rng(seed)
-    parts = [_resample_counts(rng, n, reps) @ d / n for reps in _chunks(n, n_boot)]
+    parts = []
+    for reps in _chunks(n, n_boot):
+        w = _resample_weights(rng, n, reps, codes)
+        parts.append(w @ d / (n if codes is None else w.sum(axis=1)))
     return _percentile(float(d.mean()), np.concatenate(parts), confidence)
 
 
@@ -158,22 +190,24 @@ def _f1_rows(weights: np.ndarray, c: np.ndarray) -> np.ndarray:
 
 
 def bootstrap_f1_interval(
-    counts: np.ndarray, *, n_boot: int = 2000, seed: int = 0, confidence: float = 0.95
+    counts: np.ndarray, *, n_boot: int = 2000, seed: int = 0, confidence: float = 0.95,
+    clusters: Sequence[object] | np.ndarray | None = None,
 ) -> Interval:
     """Micro F1 of one arm with a percentile bootstrap interval over examples.
 
     ``counts`` is (n_examples, 3): each example's (tp, fp, fn) summed over its fields (for
     several draws, the mean over draws). Micro F1 is a ratio, not a mean of per-example scores,
     so each replicate resamples examples and recomputes 2 tp / (2 tp + fp + fn) from the summed
-    counts. Deterministic for a given seed.
+    counts. Deterministic for a given seed. ``clusters``: resample whole clusters.
     """
     _check_confidence(confidence)
     c = _as_counts(counts, "counts")
     n = c.shape[0]
     if n == 0:
         return _NAN_INTERVAL
+    codes = cluster_codes(clusters, n)
     rng = np.random.default_rng(seed)
-    parts = [_f1_rows(_resample_counts(rng, n, reps), c) for reps in _chunks(n, n_boot)]
+    parts = [_f1_rows(_resample_weights(rng, n, reps, codes), c) for reps in _chunks(n, n_boot)]
     return _percentile(micro_f1(c), np.concatenate(parts), confidence)
 
 
@@ -186,7 +220,8 @@ class PairedTest:
 
 
 def paired_f1_difference(
-    a: np.ndarray, b: np.ndarray, *, n_boot: int = 2000, seed: int = 0, confidence: float = 0.95
+    a: np.ndarray, b: np.ndarray, *, n_boot: int = 2000, seed: int = 0, confidence: float = 0.95,
+    clusters: Sequence[object] | np.ndarray | None = None,
 ) -> PairedTest:
     """micro F1(a) - micro F1(b) with a paired percentile bootstrap interval and p-value.
 
@@ -195,7 +230,7 @@ def paired_f1_difference(
     arms (the pairing), recomputing each arm's micro F1 from its summed counts. The two-sided
     p-value inverts the percentile interval: p = 2 * min(#{d* <= 0} + 1, #{d* >= 0} + 1) /
     (n_boot + 1), capped at 1 (never 0; below alpha roughly when the (1 - alpha) interval
-    excludes 0). Deterministic for a given seed.
+    excludes 0). Deterministic for a given seed. ``clusters``: resample whole clusters.
     """
     _check_confidence(confidence)
     x, z = _as_counts(a, "a"), _as_counts(b, "b")
@@ -204,10 +239,11 @@ def paired_f1_difference(
     n = x.shape[0]
     if n == 0:
         return PairedTest(_NAN_INTERVAL, 1.0)
+    codes = cluster_codes(clusters, n)
     rng = np.random.default_rng(seed)
     parts = []
     for reps in _chunks(n, n_boot):
-        w = _resample_counts(rng, n, reps)
+        w = _resample_weights(rng, n, reps, codes)
         parts.append(_f1_rows(w, x) - _f1_rows(w, z))
     d = np.concatenate(parts)
     below, above = int(np.count_nonzero(d <= 0)), int(np.count_nonzero(d >= 0))

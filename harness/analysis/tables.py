@@ -5,7 +5,6 @@ Everything here is computed from a run folder's records and metadata alone.
 
 from __future__ import annotations
 
-import functools
 import math
 from collections.abc import Mapping, Sequence
 from operator import itemgetter
@@ -14,9 +13,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from harness.analysis import power, stats
+from harness.analysis import clustered, stats
 from harness.analysis.metrics import frame_metrics
 from harness.config import Price
+from harness.errors import InputError
 from harness.model import pricing
 from harness.model.completion import is_endpoint_failure
 from harness.running.records import ArmMeta, Record, RunMeta
@@ -114,8 +114,10 @@ def columns_frame(cols: RecordColumns, meta: RunMeta) -> pd.DataFrame:
         "vote_share": share,
         "sample_accuracy": np.array([math.nan if not c else sum(c) / len(c)
                                      for c in cols["sample_correct"]], dtype=float),
-        # the answer's confidence (0-1): its vote share (`confidence: agreement`); NaN without
-        "confidence": share.copy(),
+        # the answer's confidence (0-1): its probability from token log-probabilities
+        # (`confidence: logprob`), else its vote share (`confidence: agreement`); NaN without
+        "confidence": np.array([s if c is None else c for c, s in
+                                zip(cols["confidence"], share.tolist(), strict=True)], dtype=float),
     }
     take = itemgetter(*order.tolist())
     data: dict[str, Any] = {}
@@ -178,21 +180,44 @@ def complete_rows(*mats: np.ndarray) -> np.ndarray:
     return keep
 
 
-def interval(mat: np.ndarray, n_boot: int, seed: int) -> stats.Interval:
-    """Wilson for one draw, the two-way bootstrap for several."""
-    m = mat[complete_rows(mat)]
+def clusters_of(meta: RunMeta) -> np.ndarray | None:
+    """The cluster code of each eval example (`dataset.cluster`, in meta.examples order); None
+    for a run without clusters."""
+    if not meta.clusters:
+        return None
+    if len(meta.clusters) != len(meta.examples):
+        raise InputError(f"run.json: {len(meta.clusters)} clusters for {len(meta.examples)} "
+                         "examples; the file is damaged")
+    return stats.cluster_codes(meta.clusters, len(meta.examples))
+
+
+def interval(mat: np.ndarray, n_boot: int, seed: int, clusters: np.ndarray | None = None
+             ) -> stats.Interval:
+    """Wilson for one draw, the two-way bootstrap for several; clustered, the Wilson interval
+    at the effective size (clustered.clustered_wilson) and the bootstrap over clusters."""
+    keep = complete_rows(mat)
+    m = mat[keep]
     if m.size == 0:
         return stats.Interval(math.nan, math.nan, math.nan)
+    groups = None if clusters is None else clusters[keep]
     if m.shape[1] == 1:
+        if groups is not None:
+            return clustered.clustered_wilson(m[:, 0], groups)
         return stats.wilson_interval(int(m.sum()), m.shape[0])
-    return stats.bootstrap_interval(m, n_boot=n_boot, seed=seed)
+    return stats.bootstrap_interval(m, n_boot=n_boot, seed=seed, clusters=groups)
 
 
 def summary_frame(df: pd.DataFrame, meta: RunMeta, task: Task
                   ) -> tuple[pd.DataFrame, dict[ArmId, np.ndarray]]:
-    """One row per (strategy, k) pooled over draws; also the score matrices by arm."""
+    """One row per (strategy, k) pooled over draws; also the score matrices by arm.
+
+    A clustered run (`dataset.cluster`) has clustered intervals (interval) and two more
+    columns: `clusters` (how many the answered examples fall in) and `design_effect` (of the
+    accuracy: clustered.design_effect of the per-example mean over draws)."""
     examples = list(meta.examples)
     n_boot = meta.decision.bootstrap
+    codes = clusters_of(meta)
+    code_of = dict(zip(examples, codes.tolist(), strict=True)) if codes is not None else {}
     first: dict[ArmId, ArmMeta] = {}
     for arm in meta.arms:
         first.setdefault((arm.strategy, arm.k), arm)
@@ -206,15 +231,24 @@ def summary_frame(df: pd.DataFrame, meta: RunMeta, task: Task
         m = frame_metrics(sub, task)
         mat = score_matrix(df, strategy, k, examples)
         mats[(strategy, k)] = mat
-        ci = interval(mat, n_boot, seed=0)
+        ci = interval(mat, n_boot, seed=0, clusters=codes)
         planned = len(examples) * draws_of[(strategy, k)]
         sv = answered["schema_valid"].astype(bool).to_numpy() if len(answered) else np.array([])
-        sci = stats.wilson_interval(int(sv.sum()), len(sv))
+        row_codes = (np.array([code_of.get(str(e), -1) for e in answered["example_id"]], dtype=np.int64)
+                     if codes is not None else None)
+        sci = (stats.wilson_interval(int(sv.sum()), len(sv)) if row_codes is None
+               else clustered.clustered_wilson(sv, row_codes))
         f1ci = {}
         if isinstance(task, ExtractionTask):
             counts = count_matrix(df, strategy, k, examples, task)
-            fi = stats.bootstrap_f1_interval(counts[complete_rows(counts)], n_boot=n_boot)
+            full = complete_rows(counts)
+            fi = stats.bootstrap_f1_interval(counts[full], n_boot=n_boot,
+                                             clusters=None if codes is None else codes[full])
             f1ci = {"field_f1_ci_low": fi.low, "field_f1_ci_high": fi.high}
+        if codes is not None:
+            full = complete_rows(mat)
+            f1ci["clusters"] = int(np.unique(codes[full]).size)
+            f1ci["design_effect"] = clustered.design_effect(mat[full].mean(axis=1), codes[full])
         cost = sub["cost_usd"].mean() if len(sub) else math.nan
         p = price(meta, a.model, a.model_id)
         est = (pricing.query_cost(p, m.mean_prompt_tokens, m.mean_completion_tokens)
@@ -241,23 +275,28 @@ def summary_frame(df: pd.DataFrame, meta: RunMeta, task: Task
             "lenient_parses": int(answered["lenient"].astype(bool).sum()) if len(answered) else 0,
             **(task.extra_metrics(answered["expected"].tolist(), answered["prediction"].tolist())
                if len(answered) else {}),
-            **f1ci, **_vote_columns(answered, a.samples, n_boot),
+            **f1ci, **_vote_columns(answered, a.samples, n_boot, row_codes),
         })
     return pd.DataFrame(rows), mats
 
 
-def _vote_columns(answered: pd.DataFrame, samples: int, n_boot: int) -> dict[str, float]:
+def _vote_columns(answered: pd.DataFrame, samples: int, n_boot: int,
+                  row_codes: np.ndarray | None = None) -> dict[str, float]:
     """Self-consistency figures of one arm (NaN without a vote): the accuracy of a single
     sample (the mean share of samples right on their own), the vote's paired gain over it with
-    its bootstrap interval, and the mean vote share."""
+    its bootstrap interval (over clusters, given each answer's cluster code), and the mean vote
+    share."""
     nan = math.nan
-    rows = answered[answered["sample_accuracy"].notna()] if samples > 1 else answered.iloc[:0]
+    voting = answered["sample_accuracy"].notna().to_numpy() if samples > 1 else np.zeros(
+        len(answered), dtype=bool)
+    rows = answered[voting]
     if not len(rows):
         return {"single_sample_accuracy": nan, "vote_gain": nan, "vote_gain_ci_low": nan,
                 "vote_gain_ci_high": nan, "mean_vote_share": nan}
     single = rows["sample_accuracy"].to_numpy(dtype=float)
     voted = _truthy(rows["correct"].tolist()).astype(float)
-    gain = stats.paired_difference(voted, single, n_boot=n_boot, seed=0)
+    gain = stats.paired_difference(voted, single, n_boot=n_boot, seed=0,
+                                   clusters=None if row_codes is None else row_codes[voting])
     return {"single_sample_accuracy": float(single.mean()), "vote_gain": gain.estimate,
             "vote_gain_ci_low": gain.low, "vote_gain_ci_high": gain.high,
             "mean_vote_share": float(rows["vote_share"].mean())}
@@ -307,85 +346,6 @@ def reference_arm(summary: pd.DataFrame, metric: str = "accuracy",
 def row_name(row: pd.Series) -> str:
     """The display name of a summary row."""
     return arm_name(str(row["strategy"]), int(row["k"]), str(row["type"]))
-
-
-def paired(mats: Matrices, a: ArmId, b: ArmId, *, n_boot: int, metric: str = "accuracy"
-           ) -> tuple[int, stats.Interval, float, str] | None:
-    """Arm a minus arm b on the examples both have: (n, delta with its paired bootstrap
-    interval, two-sided p-value, test), or None when they share no example.
-
-    Accuracy: mean over draws, McNemar's exact test on the majority-correct answers
-    ("mcnemar"). Field F1: ``mats`` are count matrices (count_matrix), the micro-F1 difference
-    and its p-value from one paired bootstrap ("paired_bootstrap").
-    """
-    ma, mb = mats[a], mats[b]
-    keep = complete_rows(ma, mb)
-    if not keep.any():
-        return None
-    ma, mb = ma[keep], mb[keep]
-    if metric == "field_f1":
-        t = stats.paired_f1_difference(ma, mb, n_boot=n_boot, seed=0)
-        return int(keep.sum()), t.difference, t.p_value, "paired_bootstrap"
-    d = paired_mean_difference(ma.mean(axis=1), mb.mean(axis=1), n_boot=n_boot)
-    p = stats.mcnemar_exact(stats.majority_correct(ma), stats.majority_correct(mb))
-    return int(keep.sum()), d, p, "mcnemar"
-
-
-@functools.lru_cache(maxsize=8)
-def _paired_difference(a: bytes, b: bytes, n_boot: int, confidence: float) -> stats.Interval:
-    return stats.paired_difference(np.frombuffer(a), np.frombuffer(b), n_boot=n_boot, seed=0,
-                                   confidence=confidence)
-
-
-def paired_mean_difference(a: np.ndarray, b: np.ndarray, *, n_boot: int,
-                           confidence: float = 0.95) -> stats.Interval:
-    """stats.paired_difference(a, b, seed=0) of two per-example score vectors, remembered for
-    the last few pairs: the comparisons table, the plateau's steps and the verdict weigh some
-    pairs more than once, and each is a bootstrap over every example."""
-    return _paired_difference(np.ascontiguousarray(a, dtype=float).tobytes(),
-                              np.ascontiguousarray(b, dtype=float).tobytes(), n_boot, confidence)
-
-
-def comparisons_frame(summary: pd.DataFrame, mats: Matrices, *, n_boot: int, alpha: float,
-                      metric: str = "accuracy", min_compliance: float | None = None
-                      ) -> pd.DataFrame:
-    """Every arm vs zero-shot and vs the reference prompting arm (reference_arm): paired delta
-    of ``metric``, its test (see paired; ``mats`` are count matrices for field_f1), Holm over
-    all rows."""
-    cols = ["arm_a", "arm_b", "n", "delta", "delta_ci_low", "delta_ci_high", "p_value",
-            "p_adjusted", "significant", "metric", "test", "discordance", "mde"]
-    ok = summary[summary["n"] > 0]
-    refs = []
-    zs = ok[ok["type"] == "zero_shot"]
-    if len(zs):
-        refs.append(zs.iloc[0])
-    best = reference_arm(summary, metric, min_compliance)
-    if best is not None and (
-            not refs or (best["strategy"], best["k"]) != (refs[0]["strategy"], refs[0]["k"])):
-        refs.append(best)
-    rows, pairs = [], set()
-    for ref in refs:
-        for _, arm in ok.iterrows():
-            a, b = (arm["strategy"], arm["k"]), (ref["strategy"], ref["k"])
-            if a == b or frozenset((a, b)) in pairs:
-                continue
-            pairs.add(frozenset((a, b)))
-            got = paired(mats, a, b, n_boot=n_boot, metric=metric)
-            if got is None:
-                continue
-            n, d, p, test = got
-            # what this comparison can detect (80% power, alpha 0.05; accuracy only)
-            det = power.detectable_pair(mats[a], mats[b]) if metric == "accuracy" else None
-            rows.append({"arm_a": row_name(arm), "arm_b": row_name(ref), "n": n,
-                         "delta": d.estimate, "delta_ci_low": d.low, "delta_ci_high": d.high,
-                         "p_value": p, "test": test,
-                         "discordance": det.discordance if det else math.nan,
-                         "mde": det.mde if det and det.mde is not None else math.nan})
-    out = pd.DataFrame(rows, columns=[*cols[:7], "test", "discordance", "mde"])
-    out["p_adjusted"] = stats.holm_adjust(list(out["p_value"])) if len(out) else []
-    out["significant"] = out["p_adjusted"] < alpha
-    out["metric"] = metric
-    return out[cols]
 
 
 def sweep_rows(summary: pd.DataFrame) -> pd.DataFrame:

@@ -88,6 +88,7 @@ SCHEMA: dict[str, Any] = {
                 "input": _STR,
                 "target": _STR,
                 "id": _NULLABLE_STR,
+                "cluster": _NULLABLE_STR,
                 "limit": {"type": ["integer", "null"], "minimum": 1},
                 "seed": {"type": "integer"},
                 "target_fields": {"type": "object", "minProperties": 1,
@@ -124,11 +125,18 @@ SCHEMA: dict[str, Any] = {
             "items": {
                 "type": "object",
                 "additionalProperties": False,
-                "required": ["name", "type", "model"],
+                "required": ["name", "type"],
                 "properties": {
                     "name": {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9_.-]*$"},
-                    "type": {"enum": ["zero_shot", "few_shot", "fine_tuned"]},
+                    "type": {"enum": ["zero_shot", "few_shot", "fine_tuned", "cascade"]},
                     "model": _STR,
+                    # type cascade (config/cascade.py): no model, no request
+                    "primary": _STR,
+                    "fallback": _STR,
+                    "thresholds": {"oneOf": [
+                        {"const": "auto"},
+                        {"type": "array", "minItems": 1,
+                         "items": {"type": "number", "minimum": 0, "maximum": 1}}]},
                     "shots": {
                         "oneOf": [
                             _POS_INT,
@@ -167,6 +175,10 @@ SCHEMA: dict[str, Any] = {
                     },
                 },
                 "allOf": [
+                    {
+                        "if": {"properties": {"type": {"not": {"const": "cascade"}}}},
+                        "then": {"required": ["model"]},
+                    },
                     {
                         "if": {"properties": {"type": {"const": "few_shot"}}},
                         "then": {"required": ["shots"]},

@@ -73,9 +73,9 @@ def parse_strategy(i: int, d: Mapping[str, Any], models: list[str], problems: li
     if confidence == "agreement" and samples < 2:
         problems.append(f"{where}.confidence: agreement is the vote share of several samples; "
                         "set samples (e.g. 5) and a temperature above 0")
-    elif confidence == "logprob":
-        problems.append(f"{where}.confidence: logprob is not available yet; use agreement "
-                        "(samples: 5, temperature: 0.7)")
+    elif confidence == "logprob" and samples > 1:
+        problems.append(f"{where}.confidence: logprob is the probability of one answer; with "
+                        f"samples: {samples} use confidence: agreement (the vote share)")
     variants: list[Variant] = []
     if d.get("variants") is not None and not prompting:
         problems.append(f"{where}.variants: prompt variants apply to prompting strategies "

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from harness.config.cascade import CascadeConfig
 from harness.errors import InputError
 
 LOCAL_MODEL_ALIAS = "smollm2-135m-instruct"
@@ -62,6 +63,9 @@ class DatasetConfig:
     limit: int | None
     seed: int
     target_fields: dict[str, str] | None = None  # extraction: answer field -> CSV column
+    # the field naming each eval example's group of related examples (analysis/clustered.py);
+    # None: the examples are independent
+    cluster: str | None = None
 
 
 @dataclass(frozen=True)
@@ -205,6 +209,7 @@ class Config:
     gate: GateConfig
     raw: dict[str, Any]
     sha256: str
+    cascades: tuple[CascadeConfig, ...] = ()  # type cascade: computed from recorded arms
 
     def strategy(self, name: str) -> StrategyConfig:
         """The strategy called `name`."""

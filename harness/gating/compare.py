@@ -22,7 +22,9 @@ and a note says so: baseline files written before they carried ``task_type`` and
 Paired when possible: McNemar's exact test on per-example correctness (majority over few-shot
 draws) and a paired bootstrap interval, if the baseline has per-example results for the same
 eval set (dataset sha256 and example ids). Otherwise (e.g. a plain ``summary.json``): a pooled
-two-proportion z-test and a Newcombe interval on the arm's number of examples.
+two-proportion z-test and a Newcombe interval on the arm's number of examples. A run with
+``dataset.cluster`` pairs over clusters: the bootstrap resamples clusters and the test is
+Durkalski et al.'s clustered McNemar (analysis/clustered.py); the unpaired z-test ignores them.
 
 What to commit: the file ``--update-baseline`` writes (say ``baselines/NAME.json``), a few kB::
 
@@ -56,7 +58,7 @@ from statistics import NormalDist
 
 import numpy as np
 
-from harness.analysis import stats
+from harness.analysis import clustered, stats
 from harness.errors import InputError
 from harness.model.completion import is_endpoint_failure
 from harness.running.records import RunMeta
@@ -115,7 +117,7 @@ class GateRow:
     change: stats.Interval | None
     p_value: float | None
     p_adjusted: float | None
-    test: str | None  # "McNemar" | "z-test" | None
+    test: str | None  # "McNemar" | "clustered McNemar" | "z-test" | None
     floor: float | None
     failures: tuple[str, ...]
     status: str
@@ -218,17 +220,23 @@ def unpaired_test(now: float, n_now: int, base: float, n_base: int) -> tuple[sta
     return ci, min(1.0, p)
 
 
-def paired_test(now: Mapping[str, float], base: Mapping[str, float], *, n_boot: int = 2000
-                ) -> tuple[stats.Interval, float]:
-    """now - base on the same examples: paired bootstrap interval and exact McNemar p."""
+def paired_test(now: Mapping[str, float], base: Mapping[str, float], *, n_boot: int = 2000,
+                clusters: Mapping[str, str] | None = None) -> tuple[stats.Interval, float]:
+    """now - base on the same examples: paired bootstrap interval and exact McNemar p; with
+    `clusters` (example id -> cluster, `dataset.cluster`), the bootstrap over clusters and the
+    clustered McNemar test (analysis/clustered.py)."""
     ids = sorted(now)
     x = np.array([now[i] for i in ids])
     y = np.array([base[i] for i in ids])
-    ci = stats.paired_difference(x, y, n_boot=n_boot, seed=0)
-    return ci, stats.mcnemar_exact(x > 0.5, y > 0.5)
+    groups = None if clusters is None else [clusters.get(i, "") for i in ids]
+    ci = stats.paired_difference(x, y, n_boot=n_boot, seed=0, clusters=groups)
+    if groups is None:
+        return ci, stats.mcnemar_exact(x > 0.5, y > 0.5)
+    return ci, clustered.clustered_mcnemar(x > 0.5, y > 0.5, groups)
 
 
-def _test(cur: ArmData | None, base: ArmData | None, metric: str, same_data: bool, n_boot: int
+def _test(cur: ArmData | None, base: ArmData | None, metric: str, same_data: bool, n_boot: int,
+          clusters: Mapping[str, str] | None = None
           ) -> tuple[stats.Interval | None, float | None, str | None]:
     """(change, p, test name) for one arm and metric; Nones when there is nothing to compare."""
     if cur is None or base is None or not (cur.n and base.n):
@@ -238,7 +246,8 @@ def _test(cur: ArmData | None, base: ArmData | None, metric: str, same_data: boo
         return None, None, None
     if (same_data and cur.per_example is not None and base.per_example is not None
             and set(cur.per_example[metric]) == set(base.per_example[metric])):
-        return (*paired_test(cur.per_example[metric], base.per_example[metric], n_boot=n_boot), "McNemar")
+        return (*paired_test(cur.per_example[metric], base.per_example[metric], n_boot=n_boot,
+                             clusters=clusters), "McNemar" if clusters is None else "clustered McNemar")
     return (*unpaired_test(now, cur.n, was, base.n), "z-test")
 
 
@@ -250,12 +259,15 @@ def compare(baseline: Snapshot | None, current: Snapshot, *, max_drop: float = D
     same_data = bool(baseline and baseline.dataset_sha256 == current.dataset_sha256)
     notes = [] if same_data or not baseline else [
         "the eval set differs from the baseline's (dataset sha256): unpaired tests"]
+    meta = current.meta
+    clusters = (dict(zip(meta.examples, meta.clusters, strict=True))
+                if meta is not None and meta.clusters else None)
     rows = []
     vanished = [n for n in base_arms if n not in current.arms]
     for name in [*current.arms, *vanished, *(n for n in current.missing if n not in base_arms)]:
         cur, base = current.arms.get(name), base_arms.get(name)
         for metric in METRICS:
-            change, p, test = _test(cur, base, metric, same_data, n_boot)
+            change, p, test = _test(cur, base, metric, same_data, n_boot, clusters)
             rows.append(GateRow(name, metric, base.values.get(metric) if base else None,
                                 cur.values.get(metric) if cur else None, change, p, None, test,
                                 (floors or {}).get(FLOORS[metric]), (), "ok"))

@@ -44,6 +44,7 @@ class ChatRequest:
     seed: int | None = None
     response_format: Mapping[str, Any] | None = None
     sample: int = 0  # repeat index: with temperature > 0 each draw is its own sample
+    logprobs: bool = False  # ask for each output token's log-probability (`confidence: logprob`)
 
     def params(self) -> dict[str, Any]:
         """Keyword arguments for `chat.completions.create`, never with None values."""
@@ -57,6 +58,8 @@ class ChatRequest:
             out["seed"] = self.seed
         if self.response_format is not None:
             out["response_format"] = dict(self.response_format)
+        if self.logprobs:
+            out["logprobs"] = True
         return out
 
 
@@ -77,6 +80,8 @@ class Completion:
     cached: bool = False
     replica: str | None = None  # the base URL that answered, when the model has several
     batch_id: str | None = None  # the Batch API batch that answered (run.mode: batch)
+    # (token, log-probability) of each output token, when requested (ChatRequest.logprobs)
+    logprobs: tuple[tuple[str, float], ...] | None = None
 
     def to_json(self) -> str:
         """Serialise for the response cache."""
@@ -85,7 +90,25 @@ class Completion:
     @classmethod
     def from_json(cls, text: str) -> Completion:
         """Inverse of to_json."""
-        return cls(**json.loads(text))
+        data = json.loads(text)
+        if data.get("logprobs") is not None:
+            data["logprobs"] = tuple((str(t), float(lp)) for t, lp in data["logprobs"])
+        return cls(**data)
+
+
+def token_logprobs(choice: Any) -> tuple[tuple[str, float], ...] | None:
+    """(token, log-probability) of each output token of a chat-completion choice (an SDK
+    object or a dict: `choice.logprobs.content[].token/.logprob`); None when it has none."""
+    def get(obj: Any, name: str) -> Any:
+        return obj.get(name) if isinstance(obj, Mapping) else getattr(obj, name, None)
+
+    content = get(get(choice, "logprobs"), "content") if get(choice, "logprobs") else None
+    if not content:
+        return None
+    try:
+        return tuple((str(get(t, "token")), float(get(t, "logprob"))) for t in content)
+    except (TypeError, ValueError):
+        return None
 
 
 def request_failure(completion: Completion) -> tuple[str, str | None] | None:

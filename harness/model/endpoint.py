@@ -21,7 +21,7 @@ from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_aft
 
 from harness.config import ModelConfig, RunConfig
 from harness.errors import FatalAPIError, InputError
-from harness.model.completion import ChatRequest, Completion
+from harness.model.completion import ChatRequest, Completion, token_logprobs
 from harness.model.faults import (
     NON_RETRYABLE_STATUS,
     InvalidResponse,
@@ -308,6 +308,7 @@ def completion_from(response: Any, latency_ms: float, attempts: int,
         latency_ms=latency_ms,
         attempts=attempts,
         replica=replica,
+        logprobs=token_logprobs(choice),
     )
 
 

@@ -35,7 +35,7 @@ SUMMARY_COLUMNS = [
     "structured_output", "lenient_parses", "field_precision", "field_recall", "field_f1",
     "field_f1_ci_low", "field_f1_ci_high", "variant", "selection", "samples",
     "single_sample_accuracy", "vote_gain", "vote_gain_ci_low", "vote_gain_ci_high",
-    "mean_vote_share",
+    "mean_vote_share", "clusters", "design_effect",
 ]
 
 
@@ -116,9 +116,11 @@ def summary_json(a: Analysis, meta: RunMeta) -> dict[str, Any]:
         "tried": [] if a.tried is None else a.tried.to_dict("records"),
         # what this eval can detect: n, discordance, mde (80% power, alpha 0.05), sentence
         "planning": a.planning or None,
-        # confidence (a vote's share) against accuracy per arm, with the expected calibration error
+        # confidence (a vote share or token probability) against accuracy per arm, with the ECE
         "calibration": _calibration(a),
         "meta": run_meta,
+        # dataset.cluster: the clusters, and how the intervals and tests account for them
+        **({"clustering": a.clustering} if a.clustering else {}),
     })
     return out
 
@@ -195,8 +197,15 @@ def format_table(a: Analysis) -> str:
         cover = (f"  coverage {100 * r['coverage']:.1f}% ({int(r['endpoint_failures'])} endpoint "
                  "failures)" if r["endpoint_failures"] else "")
         schema = "n/a " if r["answers"] == 0 else f"{r['schema_compliance']:.2f}"
+        deff = (f"  design effect {r['design_effect']:.2f}"
+                if "design_effect" in r and r["design_effect"] == r["design_effect"] else "")
         rows.append(f"  {name:<22} n={r['n']:<5}{draws:<4} acc {acc:<22} schema {schema}"
-                    f"  errors {r['errors']}{cover}")
+                    f"  errors {r['errors']}{cover}{deff}")
+    c = a.clustering
+    if c:
+        rows.append(f"  clustered by {c['field']}: {c['clusters']} clusters of "
+                    f"{c['mean_cluster_size']:.1f} examples on average; intervals and paired "
+                    "tests account for them")
     return "\n".join(rows)
 
 

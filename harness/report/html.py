@@ -23,7 +23,7 @@ from harness.model.pricing import is_fine_tuned_id
 from harness.report.chart import curve_svg
 from harness.report.failures import failure_sample
 from harness.report.fields import extraction_sections
-from harness.report.space import design_space_section, planning_note
+from harness.report.space import TEST_NAMES, clusters_note, design_space_section, planning_note
 from harness.running.records import RunMeta
 from harness.strategies import arm_name, is_fine_tuned
 
@@ -298,7 +298,7 @@ def _comparisons(a: Analysis) -> str:
     if a.comparisons.empty:
         return '<p class="muted">No comparisons.</p>'
     metric = "field F1" if (a.comparisons.get("metric") == "field_f1").any() else "accuracy"
-    test = "bootstrap p" if metric == "field F1" else "McNemar p"
+    test = TEST_NAMES.get(str(a.comparisons["test"].iloc[0]), "McNemar p")
     rows = "".join(
         f'<tr><td class="text">{esc(r["arm_a"])}</td><td class="text">{esc(r["arm_b"])}</td>'
         f"<td>{r['n']}</td><td>{r['delta']:+.3f}</td><td>{_fmt(r['delta_ci_low'], '+.3f')} … "
@@ -382,7 +382,7 @@ answers planned). Accuracy interval: Wilson for one draw, two-way bootstrap over
 otherwise. Best accuracy in bold.</p>{price_notes(a.summary)}
 <h2>Learning curve</h2><figure>{curve_svg(a)}<figcaption>{plateau}</figcaption></figure>
 {design_space_section(a)}
-<h2>Paired comparisons</h2>{_comparisons(a)}{planning_note(a)}
+<h2>Paired comparisons</h2>{_comparisons(a)}{planning_note(a)}{clusters_note(a)}
 <p class="muted">Δ = difference of the decision metric ({esc(meta.decision.metric)}) on the same
 examples (paired bootstrap interval); p from McNemar's exact test for accuracy, from the paired
 bootstrap for field F1; Holm-adjusted across this run's comparisons.</p>

@@ -121,7 +121,30 @@ def calibration_table(a: Analysis) -> str:
                     for _, r in t[(t["strategy"] == s) & (t["k"] == k)].iterrows())
         + "</td></tr>" for (s, k), e in ece.items())
     return ('<h3>Calibration</h3><table id="calibration"><tr><th>arm</th><th>ECE</th>'
-            f"<th>confidence bins (vote share) against accuracy</th></tr>{rows}</table>")
+            f"<th>confidence bins (vote share, or the answer's token probability) against "
+            f"accuracy</th></tr>{rows}</table>")
+
+
+TEST_NAMES = {"mcnemar": "McNemar p", "paired_bootstrap": "bootstrap p",
+              "clustered_mcnemar": "clustered McNemar p", "cluster_bootstrap": "cluster bootstrap p"}
+
+
+def clusters_note(a: Analysis) -> str:
+    """A clustered run (`dataset.cluster`): its clusters, each arm's design effect, and how
+    the intervals and tests account for them."""
+    c = a.clustering
+    if not c:
+        return ""
+    s = a.summary
+    effects = "; ".join(f"{_e(arm_name(r['strategy'], r['k'], r['type']))} "
+                        f"{_shown(r['design_effect'], lambda v: f'{v:.2f}')}"
+                        for _, r in s.iterrows()) if "design_effect" in s else ""
+    return (f'<p id="clusters">Clustered eval (dataset.cluster: {_e(c.get("field"))}): '
+            f"{c['clusters']} clusters, {c['mean_cluster_size']:.1f} examples each on average "
+            f"(largest {c['max_cluster_size']}). Design effect of each arm's accuracy (its "
+            f"variance over that of independent examples): {effects}. Intervals: "
+            f"{_e(c['interval'])}; paired bootstraps and the plateau's steps resample clusters; "
+            f"paired test: {_e(c['paired_test'])}.</p>")
 
 
 def planning_note(a: Analysis) -> str:
@@ -138,4 +161,5 @@ def design_space_section(a: Analysis) -> str:
             + voting_table(a.summary) + calibration_table(a) + cache_note(a.summary))
 
 
-__all__ = ["cache_note", "design_space_section", "planning_note", "tried_table", "voting_table"]
+__all__ = ["TEST_NAMES", "cache_note", "clusters_note", "design_space_section", "planning_note",
+           "tried_table", "voting_table"]

@@ -108,7 +108,7 @@ def build_meta(p: Plan) -> RunMeta:
                 prompt_example=rendered_prompt(s, example), unavailable=s.arm.unavailable,
                 structured_output=s.arm.structured_output, selection=s.arm.selection,
                 variant=s.arm.variant, samples=s.arm.samples, temperature=s.arm.temperature,
-                reasoning=s.arm.reasoning)
+                reasoning=s.arm.reasoning, logprobs=s.arm.logprobs)
         for s in p.strategies
     )
     return RunMeta(
@@ -127,6 +127,7 @@ def build_meta(p: Plan) -> RunMeta:
         output_schema=p.task.output_schema(),
         arms=arms,
         examples=tuple(ex.id for ex in data.eval),
+        clusters=tuple(ex.cluster for ex in data.eval) if cfg.dataset.cluster else (),
         models=dict(cfg.models),
         fine_tunes=p.fine_tunes,
         run=cfg.run,

@@ -20,7 +20,8 @@ from harness.model.completion import (
     is_request_error,
     request_failure,
 )
-from harness.tasks import Task, vote_outputs
+from harness.tasks import Score, Task, vote_outputs
+from harness.tasks.confidence import answer_confidence, answer_fields
 
 FORMAT_VERSION = 2
 
@@ -48,6 +49,7 @@ _RECORD_TYPES: dict[str, tuple[type, ...]] = {
     "error_kind": (str,), "error": (str,), "output": (str,), "format_version": (int,),
     "replica": (str,), "batch_id": (str,), "shots": (list, tuple),
     "vote_share": (int, float), "sample_correct": (list, tuple),
+    "confidence": (int, float), "logprobs": (list, tuple),
 }
 
 
@@ -89,6 +91,10 @@ class Record:
     # each sample's own correctness; None for a single answer
     vote_share: float | None = None
     sample_correct: tuple[bool, ...] | None = None
+    # `confidence: logprob`: the answer's probability (tasks.confidence) and the output tokens'
+    # (token, log-probability) it is computed from (kept so that re-scoring can recompute it)
+    confidence: float | None = None
+    logprobs: tuple[tuple[str, float], ...] | None = None
     format_version: int = FORMAT_VERSION
 
     @property
@@ -117,11 +123,12 @@ class Record:
             del out["calls"]
         if not self.lenient:
             del out["lenient"]
-        for name in ("replica", "batch_id", "shots", "vote_share", "sample_correct"):
+        for name in ("replica", "batch_id", "shots", "vote_share", "sample_correct",
+                     "confidence", "logprobs"):
             if out[name] is None:
                 del out[name]
             elif isinstance(out[name], tuple):
-                out[name] = list(out[name])
+                out[name] = [list(x) if isinstance(x, tuple) else x for x in out[name]]
         return out
 
     @classmethod
@@ -135,6 +142,8 @@ class Record:
             d["shots"] = tuple(str(x) for x in d["shots"])
         if isinstance(d.get("sample_correct"), list):
             d["sample_correct"] = tuple(d["sample_correct"])
+        if isinstance(d.get("logprobs"), list):
+            d["logprobs"] = tuple((str(t), float(lp)) for t, lp in d["logprobs"])
         d.setdefault("output", "")
         d["output"] = d["output"] or ""
         for name, kinds in _RECORD_TYPES.items():
@@ -164,7 +173,18 @@ class Record:
         s = task.score(self.output, self.finish_reason, self.expected)
         return dataclasses.replace(self, prediction=s.prediction, correct=s.correct,
                                    parse_ok=s.parse_ok, schema_valid=s.schema_valid,
-                                   error_kind=s.error_kind, error=s.error, lenient=s.lenient)
+                                   error_kind=s.error_kind, error=s.error, lenient=s.lenient,
+                                   confidence=score_confidence(task, s, self.output,
+                                                               self.logprobs))
+
+
+def score_confidence(task: Task, score: Score, output: str,
+                     logprobs: tuple[tuple[str, float], ...] | None) -> float | None:
+    """The confidence of a scored answer from its tokens' log-probabilities (tasks.confidence),
+    None without them or for an answer that does not parse."""
+    if logprobs is None or not score.parse_ok:
+        return None
+    return answer_confidence(output, logprobs, answer_fields(task.output_schema()))
 
 
 @dataclass(frozen=True)
@@ -189,6 +209,7 @@ class ArmMeta:
     samples: int = 1  # self-consistency: samples voted per example
     temperature: float | None = None  # the strategy's temperature; None: run.temperature
     reasoning: bool = False  # answers start with a reasoning string (tasks.ReasoningFirst)
+    logprobs: bool = False  # `confidence: logprob`: token log-probabilities were requested
 
 
 @dataclass(frozen=True)
@@ -248,6 +269,8 @@ class RunMeta:
     message: str | None = None
     counts: dict[str, Any] = field(default_factory=dict)
     format_version: int = FORMAT_VERSION
+    # `dataset.cluster`: each eval example's cluster, in `examples` order; () unclustered
+    clusters: tuple[str, ...] = ()
 
     @property
     def expected_records(self) -> int:
@@ -282,6 +305,7 @@ class RunMeta:
             "status": self.status,
             "message": self.message,
             "counts": self.counts,
+            **({"clusters": list(self.clusters)} if self.clusters else {}),
         }
 
     @classmethod
@@ -319,6 +343,7 @@ class RunMeta:
             message=d.get("message"),
             counts=dict(d.get("counts") or {}),
             format_version=int(d.get("format_version", 1)),
+            clusters=tuple(str(c) for c in d.get("clusters") or ()),
         )
 
 

@@ -55,6 +55,7 @@ def _flat(prefix: str, value: Any, out: dict[str, Any]) -> None:
 
 # Where the data files are does not change an answer; what they hold does (compared by hash).
 _PATHS = ("dataset.eval", "dataset.train")
+_ANALYSIS_ONLY = ("dataset.cluster",)  # changes how answers are analysed, not the answers
 
 
 def answer_keys(meta: RunMeta) -> dict[str, Any]:
@@ -66,7 +67,7 @@ def answer_keys(meta: RunMeta) -> dict[str, Any]:
     _flat("dataset", raw.get("dataset"), out)
     _flat("models", _models(raw.get("models")), out)
     _flat("strategies", raw.get("strategies"), out)
-    for key in _PATHS:
+    for key in (*_PATHS, *_ANALYSIS_ONLY):
         out.pop(key, None)
     out["task.labels (contents)"] = list(meta.labels)
     out["task.output_schema (contents)"] = meta.output_schema

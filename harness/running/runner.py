@@ -223,7 +223,7 @@ class Runner:
         batchers: dict[str, BatchQueue] = {}  # models in batch mode
         journal: BatchJournal | None = None
         # (model, structured_output, reasoning first) -> its generate
-        generators: dict[tuple[str, str, bool], Generate] = {}
+        generators: dict[tuple[str, str, bool, bool], Generate] = {}
         limiter = AdaptiveLimiter(cfg.run.concurrency, requests_per_minute=cfg.run.requests_per_minute,
                                   tokens_per_minute=cfg.run.tokens_per_minute)
 
@@ -258,12 +258,12 @@ class Runner:
                         endpoints[m].pool.replicas[0].client, m, journal,
                         BatchSettings(poll_seconds=cfg.run.batch_poll_seconds,
                                       max_attempts=cfg.run.max_attempts), self.log)
-                for s in {(s.arm.structured_output, s.arm.reasoning): s
+                for s in {(s.arm.structured_output, s.arm.reasoning, s.arm.logprobs): s
                           for s, _ in needs_request if s.arm.model == m}.values():
                     mode = s.arm.structured_output
-                    generators[(m, mode, s.arm.reasoning)] = self._generator(
+                    generators[(m, mode, s.arm.reasoning, s.arm.logprobs)] = self._generator(
                         endpoints[m], scope, adapter_sha, limiter, mode, s.task.output_schema(),
-                        batchers.get(m))
+                        batchers.get(m), logprobs=s.arm.logprobs)
             await asyncio.gather(*(endpoints[m].probe() for m in models))
             if self.progress:
                 self.progress(done, total, "")
@@ -283,8 +283,8 @@ class Runner:
                         attempt = Attempt((Call(model_id, comp),))
                     else:
                         arm = strategy.arm
-                        attempt = await strategy.answer(
-                            ex, generators[(arm.model, arm.structured_output, arm.reasoning)])
+                        attempt = await strategy.answer(ex, generators[
+                            (arm.model, arm.structured_output, arm.reasoning, arm.logprobs)])
                     rec = make_record(strategy, ex, attempt, strategy.task)
                     if rec.error_kind and rec.error_kind.startswith("not_found"):
                         self.missing.setdefault(model_id, f"the endpoint does not know model "
@@ -323,9 +323,10 @@ class Runner:
 
     def _generator(self, endpoint: Endpoint, scope: str, adapter_sha: dict[str, str],
                    limiter: AdaptiveLimiter, mode: str, schema: dict[str, Any],
-                   batcher: BatchQueue | None = None) -> Generate:
+                   batcher: BatchQueue | None = None, logprobs: bool = False) -> Generate:
         """The `generate` a strategy calls for one model, structured-output mode and answer
-        schema: cache, then limiter and endpoint (online) or the batch queue (batch mode)."""
+        schema (and whether token log-probabilities are asked for): cache, then limiter and
+        endpoint (online) or the batch queue (batch mode)."""
         cfg = self.p.cfg
         model = endpoint.config
         response_format = response_format_for(model, schema, mode)
@@ -336,7 +337,7 @@ class Runner:
                 model=model_id, messages=tuple(messages),
                 temperature=cfg.run.temperature if temperature is None else temperature,
                 max_tokens=cfg.run.max_tokens, token_param=model.token_param, seed=cfg.run.seed,
-                response_format=response_format, sample=sample,
+                response_format=response_format, sample=sample, logprobs=logprobs,
             )
             key = cache_key(scope + adapter_sha.get(model_id, "")
                             + endpoint.model_fingerprint(model_id), request)

@@ -6,7 +6,7 @@ from dataclasses import asdict
 
 from harness.dataset import Example
 from harness.model.completion import is_endpoint_failure, request_failure
-from harness.running.records import Record
+from harness.running.records import Record, score_confidence
 from harness.strategies import Attempt, Strategy
 from harness.tasks import Task, vote_outputs
 
@@ -23,6 +23,7 @@ def make_record(strategy: Strategy, example: Example, attempt: Attempt, task: Ta
                   failures[-1] if not attempt.voted else None)
     kind: str | None
     lenient, share, sample_correct, output = False, None, None, comp.content or ""
+    confidence = None
     if failed is not None:
         prediction, correct, parse_ok, valid, (kind, detail) = None, False, False, False, failed
     else:
@@ -32,6 +33,7 @@ def make_record(strategy: Strategy, example: Example, attempt: Attempt, task: Ta
                        for c, f in zip(attempt.calls, failures, strict=True)], example.target)
         else:
             s = task.score(comp.content, comp.finish_reason, example.target)
+            confidence = score_confidence(task, s, output, comp.logprobs)
         prediction, correct, parse_ok, valid = s.prediction, s.correct, s.parse_ok, s.schema_valid
         kind, detail, lenient = s.error_kind, s.error, s.lenient
     calls = tuple({"model_id": c.model_id, **asdict(c.completion)} for c in attempt.calls) \
@@ -50,7 +52,8 @@ def make_record(strategy: Strategy, example: Example, attempt: Attempt, task: Ta
         replica=comp.replica, batch_id=comp.batch_id, shots=attempt.shots,
         cached=all(c.completion.cached for c in attempt.calls),
         prompt_sha256=arm.prompt_sha256, calls=calls, lenient=lenient,
-        vote_share=share, sample_correct=sample_correct,
+        vote_share=share, sample_correct=sample_correct, confidence=confidence,
+        logprobs=comp.logprobs if not attempt.voted else None,
     )
 
 

@@ -104,7 +104,8 @@ def _fast_columns(path: Path) -> RecordColumns:
     required = itemgetter(*_REQUIRED)
     defaults = {"calls": None, "output": None, "lenient": False, "replica": None,
                 "batch_id": None, "shots": None, "vote_share": None,
-                "sample_correct": None, "format_version": 1}
+                "sample_correct": None, "confidence": None, "logprobs": None,
+                "format_version": 1}
     optional = [(n, defaults[n]) for n in _OPTIONAL]
     arm_i, ex_i = _REQUIRED.index("arm"), _REQUIRED.index("example_id")
     rows: list[tuple[Any, ...]] = []

@@ -61,6 +61,7 @@ class Arm:
     samples: int = 1  # self-consistency: answers voted per example
     temperature: float | None = None  # the strategy's own; None: run.temperature
     reasoning: bool = False  # answers start with a reasoning string (tasks.reasoning)
+    logprobs: bool = False  # `confidence: logprob`: token log-probabilities are requested
 
     @property
     def key(self) -> str:

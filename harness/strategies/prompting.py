@@ -118,7 +118,8 @@ def _mode(ctx: Context, s: StrategyConfig) -> str:
 def _settings(ctx: Context, s: StrategyConfig) -> dict[str, Any]:
     """The Arm fields every arm of a strategy shares besides its prompt."""
     return {"structured_output": _mode(ctx, s), "variant": s.variant, "samples": s.samples,
-            "temperature": s.temperature, "reasoning": s.reasoning}
+            "temperature": s.temperature, "reasoning": s.reasoning,
+            "logprobs": s.confidence == "logprob"}
 
 
 def _task(ctx: Context, s: StrategyConfig) -> Task:

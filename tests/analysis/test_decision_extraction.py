@@ -96,7 +96,7 @@ def test_paired_f1_interval_covers_the_true_difference_about_95_percent() -> Non
 # --------------------------------------------------------------------------- plateau on F1
 
 
-def _f1_gain(later: np.ndarray, earlier: np.ndarray) -> Interval:
+def _f1_gain(later: np.ndarray, earlier: np.ndarray, groups: np.ndarray | None) -> Interval:
     return paired_f1_difference(later, earlier, n_boot=500).difference
 
 

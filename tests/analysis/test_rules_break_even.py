@@ -86,7 +86,8 @@ def _verdict(meta: RunMeta) -> tuple[Any, dict[str, Any], Any]:
     from run_helpers import FIXTURE_RUNS
 
     from harness.analysis.decision import curve_and_plateau, meta_task, verdict
-    from harness.analysis.tables import comparisons_frame, results_frame, summary_frame
+    from harness.analysis.pairs import comparisons_frame
+    from harness.analysis.tables import results_frame, summary_frame
     from harness.running.store import read_records
 
     df = results_frame(read_records(FIXTURE_RUNS / "complete"), meta)

@@ -116,7 +116,8 @@ def test_curve_steps_equal_the_comparisons_rows_for_the_same_pair() -> None:
     from run_helpers import FIXTURE_RUNS
 
     from harness.analysis.decision import curve_and_plateau, meta_task
-    from harness.analysis.tables import comparisons_frame, results_frame, summary_frame
+    from harness.analysis.pairs import comparisons_frame
+    from harness.analysis.tables import results_frame, summary_frame
     from harness.running.store import read_meta, read_records
 
     run = FIXTURE_RUNS / "complete"

@@ -15,10 +15,10 @@ from run_helpers import FIXTURE_RUNS
 from harness.analysis import stats
 from harness.analysis.decision import meta_task
 from harness.analysis.metrics import arm_metrics, frame_metrics
+from harness.analysis.pairs import paired_mean_difference
 from harness.analysis.tables import (
     RESULT_COLUMNS,
     columns_frame,
-    paired_mean_difference,
     price,
     results_frame,
     score_matrix,
