@@ -11,7 +11,17 @@ from typing import Any
 
 import pandas as pd
 
-from harness.analysis import calibration, clustered, compliance, guard, power, rules, space, stats
+from harness.analysis import (
+    calibration,
+    cascade,
+    clustered,
+    compliance,
+    guard,
+    power,
+    rules,
+    space,
+    stats,
+)
 from harness.analysis.pairs import Clusters, comparisons_frame, paired
 from harness.analysis.tables import (
     Matrices,
@@ -54,6 +64,7 @@ class Analysis:
     planning: dict[str, Any] | None = None  # what the eval can detect (power.planning)
     calibration: pd.DataFrame | None = None  # confidence bins against accuracy (calibration.py)
     clustering: dict[str, Any] | None = None  # dataset.cluster: the clusters (clustering())
+    cascades: tuple[dict[str, Any], ...] = ()  # type cascade: each one's frontier and point
 
 
 def curve_and_plateau(summary: pd.DataFrame, mats: Matrices, decision: DecisionConfig,
@@ -237,15 +248,22 @@ def analyse_columns(cols: RecordColumns, meta: RunMeta) -> Analysis:
         v = rules.Verdict(v.recommendation, v.sentence, (*v.reasons, note))
     levers = space.untried(summary)
     v = space.with_untried(v, levers)
+    routes = tuple(cascade.evaluate_all(df, summary, meta, decision.bootstrap))
+    hybrid = cascade.hybrid(routes)
+    if hybrid is not None:  # a cascade beats both of its arms: how much of each
+        v = rules.Verdict("hybrid", hybrid[0], (*hybrid[1], f"Otherwise: {v.sentence}",
+                                                 *v.reasons))
     complete = meta.status == "complete" and len(df) == meta.expected_records
     reasons = guard.withhold_reasons(df, summary, meta, task, complete, _expected(cols, meta))
     if reasons:
         v = guard.withheld(reasons, v)
     per_class = per_class_frame(df, task)
+    if routes:  # the cascade rows (NAME@t=THRESHOLD) after every single arm
+        summary = pd.concat([summary, cascade.summary_rows(routes)], ignore_index=True)
     return Analysis(df.drop(columns=["arm"]), summary, per_class, comparisons,
                     curve, plateau, v, evidence, complete, tuple(reasons), plateaus,
                     space.tried_frame(summary, comparisons, decision.metric), levers, plan,
-                    calibration.calibration_frame(df), clustering(meta))
+                    calibration.calibration_frame(df), clustering(meta), routes)
 
 
 def clustering(meta: RunMeta) -> dict[str, Any] | None:

@@ -18,6 +18,7 @@ import pandas as pd
 
 from harness.analysis import Analysis, analyse
 from harness.analysis.calibration import expected_calibration_error
+from harness.analysis.cascade import frontier_frame
 from harness.analysis.decision import analyse_columns, meta_task
 from harness.analysis.tables import row_name
 from harness.files import atomic_writer, write_json_atomic, write_text_atomic
@@ -35,7 +36,8 @@ SUMMARY_COLUMNS = [
     "structured_output", "lenient_parses", "field_precision", "field_recall", "field_f1",
     "field_f1_ci_low", "field_f1_ci_high", "variant", "selection", "samples",
     "single_sample_accuracy", "vote_gain", "vote_gain_ci_low", "vote_gain_ci_high",
-    "mean_vote_share", "clusters", "design_effect",
+    "mean_vote_share", "clusters", "design_effect", "fallback_share", "latency_mean_ms",
+    "cascade_chosen",
 ]
 
 
@@ -121,6 +123,8 @@ def summary_json(a: Analysis, meta: RunMeta) -> dict[str, Any]:
         "meta": run_meta,
         # dataset.cluster: the clusters, and how the intervals and tests account for them
         **({"clustering": a.clustering} if a.clustering else {}),
+        # type cascade: each one's frontier, operating point (held out) and comparisons
+        **({"cascades": list(a.cascades)} if a.cascades else {}),
     })
     return out
 
@@ -179,6 +183,8 @@ def write_reports(run_dir: Path, *, rescore: bool = False) -> Analysis:
         write_text_atomic(run_dir / "tried.csv", _csv(a.tried))
     if a.calibration is not None and len(a.calibration):
         write_text_atomic(run_dir / "calibration.csv", _csv(a.calibration))
+    if a.cascades:
+        write_text_atomic(run_dir / "cascade.csv", _csv(frontier_frame(a.cascades)))
     per = "per_field.csv" if "field" in a.per_class.columns else "per_class.csv"
     write_text_atomic(run_dir / per, _csv(a.per_class))
     write_json_atomic(run_dir / "summary.json", summary_json(a, meta))

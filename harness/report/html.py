@@ -20,6 +20,7 @@ import pandas as pd
 from harness.analysis import Analysis
 from harness.analysis.tables import reference_arm
 from harness.model.pricing import is_fine_tuned_id
+from harness.report.cascade import cascade_section
 from harness.report.chart import curve_svg
 from harness.report.failures import failure_sample
 from harness.report.fields import extraction_sections
@@ -381,7 +382,7 @@ every example; answers = scored answers over all draws (coverage, where shown: a
 answers planned). Accuracy interval: Wilson for one draw, two-way bootstrap over examples and draws
 otherwise. Best accuracy in bold.</p>{price_notes(a.summary)}
 <h2>Learning curve</h2><figure>{curve_svg(a)}<figcaption>{plateau}</figcaption></figure>
-{design_space_section(a)}
+{design_space_section(a)}{cascade_section(a)}
 <h2>Paired comparisons</h2>{_comparisons(a)}{planning_note(a)}{clusters_note(a)}
 <p class="muted">Δ = difference of the decision metric ({esc(meta.decision.metric)}) on the same
 examples (paired bootstrap interval); p from McNemar's exact test for accuracy, from the paired

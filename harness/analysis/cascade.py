@@ -1,0 +1,301 @@
+"""Cascades (`type: cascade`): the primary arm answers; when its confidence is below a
+threshold t (or it has none: no usable answer, no confidence), the fallback arm's answer is
+used instead. Computed from the two arms' records (draw 0), with no new request.
+
+Per threshold: the share routed to the fallback, accuracy (exact match for extraction), cost per
+1,000 queries (the primary is always paid, the fallback when routed) and mean latency (the two
+calls in sequence when routed). The *cost measure* is that cost when both arms' costs are known
+and not all zero, else the mean latency per query (the embedded model has no price).
+
+The operating point: the cheapest threshold (by the cost measure) whose accuracy is not
+significantly below the better of the two arms (paired: McNemar's exact test at
+`decision.alpha`, or the cascade at least as accurate). So that the point is not scored on the
+examples that chose it, the examples are split in two seeded halves (2-fold cross-fitting): the
+threshold chosen on each half answers the other half, and the accuracy, cost, routing share and
+paired comparisons reported for the operating point are those held-out answers. The threshold
+to deploy is the one the same rule chooses on all examples.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from harness.analysis import stats
+from harness.analysis.pairs import paired_mean_difference
+from harness.analysis.tables import row_name
+from harness.config.cascade import CascadeConfig, cascades_from_raw
+from harness.running.records import RunMeta
+
+AUTO_QUANTILES = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
+FRONTIER_COLUMNS = ["cascade", "threshold", "n", "fallback_share", "accuracy", "ci_low",
+                    "ci_high", "cost_per_1k", "mean_latency_ms", "mean_tokens", "on_frontier",
+                    "chosen"]
+
+
+@dataclass(frozen=True)
+class Arms:
+    """The per-example answers of a cascade's two arms on the examples both answered."""
+
+    primary: str
+    fallback: str
+    examples: np.ndarray  # example ids
+    confidence: np.ndarray  # primary's; NaN where it has none
+    right: tuple[np.ndarray, np.ndarray]  # (primary, fallback) correctness
+    cost: tuple[np.ndarray, np.ndarray]  # USD per query; NaN unknown
+    latency: tuple[np.ndarray, np.ndarray]  # ms per query
+    tokens: tuple[np.ndarray, np.ndarray]  # prompt + completion tokens per query
+
+
+def _arm_rows(df: pd.DataFrame, summary: pd.DataFrame, name: str) -> pd.DataFrame:
+    """Draw 0 of the arm a cascade names (a row's display name, or a one-arm strategy)."""
+    hit = summary[[row_name(r) == name for _, r in summary.iterrows()]]
+    if not len(hit):
+        hit = summary[summary["strategy"] == name]
+    if len(hit) != 1:
+        return df.iloc[:0]
+    s, k = hit.iloc[0]["strategy"], int(hit.iloc[0]["k"])
+    return df[(df["strategy"] == s) & (df["k"] == k) & (df["draw"] == 0)]
+
+
+def arms_of(c: CascadeConfig, df: pd.DataFrame, summary: pd.DataFrame) -> Arms:
+    """The two arms' answers, aligned on the examples both have an answer of the model for."""
+    a = _arm_rows(df, summary, c.primary).set_index("example_id")
+    b = _arm_rows(df, summary, c.fallback).set_index("example_id")
+    a, b = a[~a["endpoint_failed"]], b[~b["endpoint_failed"]]
+    ids = [e for e in a.index if e in b.index]
+    a, b = a.loc[ids], b.loc[ids]
+
+    def col(x: pd.DataFrame, name: str) -> np.ndarray:
+        return np.asarray(pd.to_numeric(x[name], errors="coerce").to_numpy(dtype=float))
+
+    def tokens(x: pd.DataFrame) -> np.ndarray:
+        return np.asarray(np.nan_to_num(col(x, "prompt_tokens"))
+                          + np.nan_to_num(col(x, "completion_tokens")))
+
+    return Arms(c.primary, c.fallback, np.asarray(ids, dtype=object),
+                col(a, "confidence"),
+                (a["correct"].astype(bool).to_numpy(), b["correct"].astype(bool).to_numpy()),
+                (col(a, "cost_usd"), col(b, "cost_usd")),
+                (np.nan_to_num(col(a, "latency_ms")), np.nan_to_num(col(b, "latency_ms"))),
+                (tokens(a), tokens(b)))
+
+
+def priced(arms: Arms) -> bool:
+    """Whether the cost measure is money: both arms' costs known and not all zero."""
+    both = np.concatenate(arms.cost)
+    return bool(both.size) and not np.isnan(both).any() and float(both.sum()) > 0
+
+
+def thresholds(c: CascadeConfig, arms: Arms) -> tuple[float, ...]:
+    """The configured thresholds; `auto`: 0 (never route), the primary's confidence deciles,
+    and 1 (route all but the certain)."""
+    if c.thresholds is not None:
+        return c.thresholds
+    conf = arms.confidence[~np.isnan(arms.confidence)]
+    cut = np.quantile(conf, AUTO_QUANTILES).round(3).tolist() if conf.size else []
+    return tuple(sorted({0.0, 1.0, *cut}))
+
+
+def routed(arms: Arms, t: float, rows: np.ndarray | slice = slice(None)) -> np.ndarray:
+    """Which examples go to the fallback at threshold t: confidence below t, or none."""
+    conf = arms.confidence[rows]
+    return np.asarray(np.isnan(conf) | (conf < t))
+
+
+def outcome(arms: Arms, t: float, rows: np.ndarray | slice = slice(None)
+            ) -> dict[str, np.ndarray]:
+    """Per example at threshold t: routed, correct, cost, latency and tokens of the cascade."""
+    r = routed(arms, t, rows)
+    (pa, pb), (ca, cb) = arms.right, arms.cost
+    (la, lb), (ta, tb) = arms.latency, arms.tokens
+    return {"routed": r, "correct": np.where(r, pb[rows], pa[rows]),
+            "cost": ca[rows] + np.where(r, cb[rows], 0.0),
+            "latency": la[rows] + np.where(r, lb[rows], 0.0),
+            "tokens": ta[rows] + np.where(r, tb[rows], 0.0)}
+
+
+def _measure(o: dict[str, np.ndarray], money: bool) -> float:
+    return float(np.mean(o["cost"] if money else o["latency"])) if len(o["cost"]) else math.nan
+
+
+def choose(arms: Arms, ts: Sequence[float], rows: np.ndarray, alpha: float) -> float:
+    """The cheapest threshold whose accuracy on `rows` is not significantly below the better
+    single arm's there (see the module); ties: the more accurate, then the lower t."""
+    money = priced(arms)
+    pa, pb = arms.right[0][rows], arms.right[1][rows]
+    best = pa if pa.mean() >= pb.mean() else pb
+    ok = []
+    for t in ts:
+        o = outcome(arms, t, rows)
+        right = o["correct"]
+        if right.mean() >= best.mean() or stats.mcnemar_exact(right, best) >= alpha:
+            ok.append((_measure(o, money), -float(right.mean()), t))
+    return min(ok)[2] if ok else max(ts, key=lambda t: outcome(arms, t, rows)["correct"].mean())
+
+
+def folds(examples: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Two seeded halves of the examples (index arrays)."""
+    order = np.random.default_rng(seed).permutation(len(examples))
+    half = len(examples) // 2
+    return np.sort(order[:half]), np.sort(order[half:])
+
+
+def _frontier(values: list[tuple[float, float]]) -> list[bool]:
+    """Pareto frontier of (cost measure, accuracy): no other point is cheaper-or-equal and
+    more accurate, or cheaper and as accurate."""
+    return [not any((c2 <= c and a2 > a) or (c2 < c and a2 >= a) for c2, a2 in values)
+            for c, a in values]
+
+
+def evaluate(c: CascadeConfig, df: pd.DataFrame, summary: pd.DataFrame, meta: RunMeta,
+             n_boot: int) -> dict[str, Any] | None:
+    """One cascade's frontier, chosen point (cross-fitted) and paired comparisons; None when
+    its arms share no answered example."""
+    arms = arms_of(c, df, summary)
+    n = len(arms.examples)
+    if n < 2:
+        return None
+    ts = thresholds(c, arms)
+    money = priced(arms)
+    alpha = meta.decision.alpha
+    deploy = choose(arms, ts, np.arange(n), alpha)
+    rows, points = [], []
+    for t in ts:
+        o = outcome(arms, t)
+        ci = stats.wilson_interval(int(o["correct"].sum()), n)
+        points.append((_measure(o, money), ci.estimate))
+        rows.append({"cascade": c.name, "threshold": t, "n": n,
+                     "fallback_share": float(o["routed"].mean()), "accuracy": ci.estimate,
+                     "ci_low": ci.low, "ci_high": ci.high,
+                     "cost_per_1k": 1000 * float(o["cost"].mean()) if money else math.nan,
+                     "mean_latency_ms": float(o["latency"].mean()),
+                     "mean_tokens": float(o["tokens"].mean()), "chosen": t == deploy})
+    for row, on in zip(rows, _frontier(points), strict=True):
+        row["on_frontier"] = on
+    a_idx, b_idx = folds(arms.examples, meta.dataset.seed)
+    held = {"correct": np.zeros(n, dtype=bool), "routed": np.zeros(n, dtype=bool),
+            "cost": np.zeros(n), "latency": np.zeros(n)}
+    chosen_on = []
+    for pick, score in ((a_idx, b_idx), (b_idx, a_idx)):
+        t = choose(arms, ts, pick, alpha)
+        chosen_on.append(t)
+        o = outcome(arms, t, score)
+        for key in held:
+            held[key][score] = o[key]
+    comparisons: list[dict[str, Any]] = []
+    for other, right in ((c.primary, arms.right[0]), (c.fallback, arms.right[1])):
+        d = paired_mean_difference(held["correct"].astype(float), right.astype(float),
+                                   n_boot=n_boot)
+        comparisons.append({"arm_a": f"{c.name}@t={deploy:g}", "arm_b": other, "n": n,
+                            "delta": d.estimate, "delta_ci_low": d.low, "delta_ci_high": d.high,
+                            "p_value": stats.mcnemar_exact(held["correct"], right),
+                            "test": "mcnemar"})
+    for row, adj in zip(comparisons, stats.holm_adjust([float(r["p_value"]) for r in comparisons]),
+                        strict=True):
+        row["p_adjusted"] = adj
+        row["significant"] = adj < alpha
+    ci = stats.wilson_interval(int(held["correct"].sum()), n)
+    return {
+        "name": c.name, "primary": c.primary, "fallback": c.fallback, "n": n,
+        "cost_measure": "cost_per_1k" if money else "mean_latency_ms",
+        "threshold": deploy, "fold_thresholds": chosen_on,
+        "selection": "2-fold cross-fitting: the threshold chosen on each seeded half answers "
+                     "the other half; the operating point's figures are those held-out answers",
+        "held_out": {"accuracy": ci.estimate, "ci_low": ci.low, "ci_high": ci.high,
+                     "fallback_share": float(held["routed"].mean()),
+                     "cost_per_1k": 1000 * float(held["cost"].mean()) if money else None,
+                     "mean_latency_ms": float(held["latency"].mean())},
+        "single": {c.primary: _single(arms, 0, money), c.fallback: _single(arms, 1, money)},
+        "frontier": rows, "comparisons": comparisons,
+    }
+
+
+def _single(arms: Arms, i: int, money: bool) -> dict[str, Any]:
+    return {"accuracy": float(arms.right[i].mean()),
+            "cost_per_1k": 1000 * float(arms.cost[i].mean()) if money else None,
+            "mean_latency_ms": float(arms.latency[i].mean()),
+            "mean_tokens": float(arms.tokens[i].mean())}
+
+
+def evaluate_all(df: pd.DataFrame, summary: pd.DataFrame, meta: RunMeta, n_boot: int
+                 ) -> list[dict[str, Any]]:
+    """Every cascade of the run's config (evaluate), those with answers to route."""
+    out = []
+    for c in cascades_from_raw(meta.config_raw):
+        got = evaluate(c, df, summary, meta, n_boot)
+        if got is not None:
+            out.append(got)
+    return out
+
+
+def frontier_frame(cascades: Sequence[dict[str, Any]]) -> pd.DataFrame:
+    """cascade.csv: every cascade's thresholds with their figures."""
+    rows = [r for c in cascades for r in c["frontier"]]
+    return pd.DataFrame(rows, columns=FRONTIER_COLUMNS)
+
+
+def summary_rows(cascades: Sequence[dict[str, Any]]) -> pd.DataFrame:
+    """The cascade rows of summary.csv: one per threshold, named NAME@t=THRESHOLD."""
+    rows = []
+    for c in cascades:
+        for r in c["frontier"]:
+            rows.append({"strategy": f"{c['name']}@t={r['threshold']:g}", "type": "cascade",
+                         "model": f"{c['primary']} -> {c['fallback']}", "k": 0, "n": r["n"],
+                         "draws": 1, "answers": r["n"], "accuracy": r["accuracy"],
+                         "ci_low": r["ci_low"], "ci_high": r["ci_high"], "errors": 0,
+                         "failures": 0, "endpoint_failures": 0, "cache_hits": 0,
+                         "coverage": 1.0, "fallback_share": r["fallback_share"],
+                         "cost_per_1k": r["cost_per_1k"], "latency_mean_ms": r["mean_latency_ms"],
+                         "cascade_chosen": r["chosen"]})
+    return pd.DataFrame(rows)
+
+
+
+
+def _cost_text(figures: dict[str, Any]) -> str:
+    if figures.get("cost_per_1k") is not None:
+        return f"${figures['cost_per_1k']:.4g} per 1k queries"
+    return f"{figures['mean_latency_ms'] / 1000:.2f} s per query (no prices: latency compared)"
+
+
+def hybrid(cascades: Sequence[dict[str, Any]]) -> tuple[str, tuple[str, ...]] | None:
+    """The `hybrid` verdict's sentence and reasons when a cascade's held-out operating point
+    routes some but not all traffic, is significantly more accurate than the cheaper arm alone,
+    not significantly less accurate than the more accurate arm, and cheaper than it (by the
+    cost measure); None otherwise."""
+    for c in cascades:
+        h, single = c["held_out"], c["single"]
+        key = "cost_per_1k" if c["cost_measure"] == "cost_per_1k" else "mean_latency_ms"
+        names = [c["primary"], c["fallback"]]
+        best = max(names, key=lambda s: single[s]["accuracy"])
+        cheap = names[1 - names.index(best)]
+        vs = {r["arm_b"]: r for r in c["comparisons"]}
+        if not (0 < h["fallback_share"] < 1 and h[key] is not None and single[best][key]
+                is not None and h[key] < single[best][key]):
+            continue
+        if not (vs[cheap]["significant"] and vs[cheap]["delta"] > 0):
+            continue
+        if vs[best]["significant"] and vs[best]["delta"] < 0:
+            continue
+        t = c["threshold"]
+        sentence = (f"Route answers of {c['primary']} with confidence below {t:g} to "
+                    f"{c['fallback']}: {100 * h['fallback_share']:.0f}% of traffic, accuracy "
+                    f"{h['accuracy']:.3f} vs {single[best]['accuracy']:.3f} ({best} alone), "
+                    f"{_cost_text(h)} vs {_cost_text(single[best])}.")
+        reasons = (f"{c['name']}: accuracy {h['accuracy']:.3f} [{h['ci_low']:.3f}, "
+                   f"{h['ci_high']:.3f}] on held-out halves ({c['selection']}); "
+                   f"{vs[cheap]['delta']:+.3f} over {cheap} alone (Holm p = "
+                   f"{vs[cheap]['p_adjusted']:.3g}), {vs[best]['delta']:+.3f} against {best} "
+                   f"alone (Holm p = {vs[best]['p_adjusted']:.3g}).",)
+        return sentence, reasons
+    return None
+
+
+__all__ = ["FRONTIER_COLUMNS", "Arms", "arms_of", "choose", "evaluate", "evaluate_all", "folds",
+           "frontier_frame", "hybrid", "outcome", "summary_rows", "thresholds"]

@@ -1,0 +1,102 @@
+"""The report's cascade section (`type: cascade`): per cascade, its cost-accuracy frontier as a
+table and a chart, the operating point held out from the examples that chose it, and its
+paired comparisons with each arm alone."""
+
+from __future__ import annotations
+
+import io
+import re
+from typing import Any
+
+from harness.analysis import Analysis
+from harness.report.fields import DASH, _e, _num
+
+
+def _cost(c: dict[str, Any], r: dict[str, Any]) -> str:
+    if c["cost_measure"] == "cost_per_1k":
+        return f"${r['cost_per_1k']:.4g}"
+    return f"{r['mean_latency_ms'] / 1000:.2f} s"
+
+
+def frontier_svg(c: dict[str, Any]) -> str:
+    """Accuracy against the cost measure, one point per threshold, the frontier joined, the
+    two arms alone and the chosen point marked."""
+    import matplotlib as mpl
+    from matplotlib.figure import Figure
+
+    money = c["cost_measure"] == "cost_per_1k"
+    key = "cost_per_1k" if money else "mean_latency_ms"
+    pts = c["frontier"]
+    with mpl.rc_context({"svg.fonttype": "none", "svg.hashsalt": "harness", "font.size": 10,
+                         "font.family": "DejaVu Sans"}):
+        fig = Figure(figsize=(8, 3.6), layout="constrained")
+        ax = fig.subplots()
+        ax.plot([p[key] for p in pts], [p["accuracy"] for p in pts], "o", color="#8fb3d9",
+                label="thresholds")
+        on = sorted((p for p in pts if p["on_frontier"]), key=lambda p: p[key])
+        ax.plot([p[key] for p in on], [p["accuracy"] for p in on], "-", color="#1f5fa8",
+                label="frontier")
+        for p in pts:
+            ax.annotate(f"t={p['threshold']:g}", (p[key], p["accuracy"]), fontsize=8,
+                        xytext=(4, -10), textcoords="offset points")
+        for name, marker in ((c["primary"], "s"), (c["fallback"], "D")):
+            s = c["single"][name]
+            ax.plot([s[key]], [s["accuracy"]], marker, color="#555", ls="none", label=f"{name} alone")
+        chosen = [p for p in pts if p["chosen"]]
+        if chosen:
+            ax.plot([chosen[0][key]], [chosen[0]["accuracy"]], "*", ms=15, color="#c77700",
+                    ls="none", label=f"chosen t={chosen[0]['threshold']:g}")
+        ax.set_xlabel("cost per 1k queries (USD)" if money else "mean latency per query (ms)")
+        ax.set_ylabel("accuracy")
+        ax.grid(alpha=0.3)
+        fig.legend(loc="outside lower center", fontsize=9, frameon=False, ncols=5)
+        buf = io.StringIO()
+        fig.savefig(buf, format="svg",
+                    metadata={"Date": None, "Creator": None, "Format": None, "Type": None})
+    svg = buf.getvalue()
+    svg = svg[svg.index("<svg"):]
+    head, rest = svg.split(">", 1)
+    head = re.sub(r'\s(?:width|height)="[^"]*"', "", head)
+    head = head.replace("<svg", f'<svg class="frontier" role="img" aria-label="Cost-accuracy '
+                        f'frontier of {_e(c["name"])}" width="100%"', 1)
+    return f"{head}>{rest}"
+
+
+def cascade_section(a: Analysis) -> str:
+    """The whole section; empty without a cascade."""
+    if not a.cascades:
+        return ""
+    parts = []
+    chosen = ' class="chosen"'
+    for c in a.cascades:
+        rows = "".join(
+            f"<tr{chosen if r['chosen'] else ''}><td>{_e(c['name'])}@t="
+            f"{r['threshold']:g}</td><td>{100 * r['fallback_share']:.0f}%</td>"
+            f"<td>{_num(r['accuracy'])} [{_num(r['ci_low'])}, {_num(r['ci_high'])}]</td>"
+            f"<td>{_cost(c, r)}</td><td>{r['mean_tokens']:.0f}</td>"
+            f"<td>{'yes' if r['on_frontier'] else DASH}</td></tr>" for r in c["frontier"])
+        h = c["held_out"]
+        vs = "; ".join(f"against {_e(r['arm_b'])} alone {100 * r['delta']:+.1f} points "
+                       f"[{100 * r['delta_ci_low']:+.1f}, {100 * r['delta_ci_high']:+.1f}], Holm "
+                       f"p = {r['p_adjusted']:.3g}" for r in c["comparisons"])
+        measure = ("cost per 1k queries" if c["cost_measure"] == "cost_per_1k" else
+                   "mean latency per query (no prices known, so latency is the cost measure)")
+        parts.append(
+            f"<h3>{_e(c['name'])}: {_e(c['primary'])}, falling back to {_e(c['fallback'])}</h3>"
+            f"<figure>{frontier_svg(c)}</figure>"
+            '<table class="cascade"><tr><th>threshold</th><th>to fallback</th><th>accuracy '
+            "[95% CI]</th><th>cost</th><th>tokens / query</th><th>frontier</th></tr>"
+            f"{rows}</table>"
+            f"<p>Operating point: t = {c['threshold']:g}, the cheapest threshold ({_e(measure)}) "
+            f"whose accuracy is not significantly below the better arm alone. Held out "
+            f"({_e(c['selection'])}; thresholds chosen on the halves: "
+            f"{', '.join(f'{t:g}' for t in c['fold_thresholds'])}): accuracy "
+            f"{_num(h['accuracy'])} [{_num(h['ci_low'])}, {_num(h['ci_high'])}], "
+            f"{100 * h['fallback_share']:.0f}% to the fallback, {_cost(c, h)}; {vs}.</p>")
+    return ('<h2 id="cascade">Cascades</h2><p class="muted">Computed from the arms\' recorded '
+            "answers (draw 0), with no new request: an answer of the primary with confidence "
+            "below t, or with none, is replaced by the fallback's; the primary is always paid, "
+            "the fallback when routed.</p>" + "".join(parts))
+
+
+__all__ = ["cascade_section", "frontier_svg"]
