@@ -21,6 +21,7 @@ from harness.analysis import (
     rules,
     space,
     stats,
+    volume,
 )
 from harness.analysis.pairs import Clusters, comparisons_frame, paired
 from harness.analysis.tables import (
@@ -65,6 +66,7 @@ class Analysis:
     calibration: pd.DataFrame | None = None  # confidence bins against accuracy (calibration.py)
     clustering: dict[str, Any] | None = None  # dataset.cluster: the clusters (clustering())
     cascades: tuple[dict[str, Any], ...] = ()  # type cascade: each one's frontier and point
+    cost_by_volume: dict[str, Any] | None = None  # monthly cost by volume (volume.py)
 
 
 def curve_and_plateau(summary: pd.DataFrame, mats: Matrices, decision: DecisionConfig,
@@ -162,18 +164,26 @@ def verdict(summary: pd.DataFrame, comparisons: pd.DataFrame, plateau: rules.Pla
             test = got[3] if got else "paired_bootstrap" if metric == "field_f1" else "mcnemar"
             d = got[1] if got else stats.Interval(math.nan, math.nan, math.nan)
         training = _training_cost(meta, f)
+        engineering = volume.engineering_cost(meta)
+        if training is not None:  # the up-front cost: training and engineering time
+            training += engineering
         be, saving, cap = None, None, None
         prompt_cost, ft_cost = best["cost_per_1k"] / 1000, f["cost_per_1k"] / 1000
         if not (math.isnan(prompt_cost) or math.isnan(ft_cost)):
             saving = float(prompt_cost) - float(ft_cost)
+            hosting = ((meta.models[str(best["model"])].hosting_per_month or 0.0)
+                       - (meta.models[str(f["model"])].hosting_per_month or 0.0))
+            if hosting and decision.monthly_volume:  # fixed costs, spread over the volume
+                saving += hosting / decision.monthly_volume
             if training is not None:
                 be = rules.break_even(training, float(prompt_cost), float(ft_cost),
                                       horizon_months=decision.horizon_months)
             if decision.monthly_volume is not None:
                 cap = rules.max_training_cost(saving, decision.monthly_volume,
                                               decision.horizon_months)
+        zero = saving is not None and float(prompt_cost) == 0 and float(ft_cost) == 0
         arm_ev = rules.ArmEvidence(d, p_adj, be, decision.monthly_volume, saving,
-                                   decision.horizon_months)
+                                   decision.horizon_months, zero)
         cost_text = (rules.pays_back(arm_ev)[1] if saving is not None
                      else "no training cost known" if training is None
                      else "no per-query cost known")
@@ -183,6 +193,7 @@ def verdict(summary: pd.DataFrame, comparisons: pd.DataFrame, plateau: rules.Pla
                     "break_even": asdict(be) if be else None,
                     "break_even_text": cost_text,
                     "training_cost_usd": training, "saving_per_query_usd": saving,
+                    "engineering_cost_usd": engineering,
                     "max_training_cost_usd": cap}
     if plateau is None:
         plateau = rules.PlateauResult("insufficient_data", None, None, (),
@@ -249,7 +260,14 @@ def analyse_columns(cols: RecordColumns, meta: RunMeta) -> Analysis:
     levers = space.untried(summary)
     v = space.with_untried(v, levers)
     routes = tuple(cascade.evaluate_all(df, summary, meta, decision.bootstrap))
+    ft_rows = summary[summary["type"].map(is_fine_tuned).astype(bool)] if len(summary) else summary
+    costs = volume.volume_analysis(
+        summary, meta, {str(r["strategy"]): _training_cost(meta, r) for _, r in ft_rows.iterrows()},
+        routes)
     hybrid = cascade.hybrid(routes)
+    at = (costs.get("at_volume") or {}).get("sentences") or []
+    if at:  # the point on the cost curves that decision.monthly_volume picks
+        v = rules.Verdict(v.recommendation, v.sentence, (*v.reasons, *at))
     if hybrid is not None:  # a cascade beats both of its arms: how much of each
         v = rules.Verdict("hybrid", hybrid[0], (*hybrid[1], f"Otherwise: {v.sentence}",
                                                  *v.reasons))
@@ -263,7 +281,7 @@ def analyse_columns(cols: RecordColumns, meta: RunMeta) -> Analysis:
     return Analysis(df.drop(columns=["arm"]), summary, per_class, comparisons,
                     curve, plateau, v, evidence, complete, tuple(reasons), plateaus,
                     space.tried_frame(summary, comparisons, decision.metric), levers, plan,
-                    calibration.calibration_frame(df), clustering(meta), routes)
+                    calibration.calibration_frame(df), clustering(meta), routes, costs)
 
 
 def clustering(meta: RunMeta) -> dict[str, Any] | None:

@@ -210,7 +210,7 @@ class BreakEven:
             if self.saving_per_query < 0:
                 return (f"never pays back: the fine-tuned model costs "
                         f"${-self.saving_per_query:.6g} more per query")
-            return "never pays back: the fine-tuned model saves nothing per query"
+            return "never pays back: the fine-tuned model costs the same per query"
         months = "month" if self.horizon_months == 1 else "months"
         return (f"pays back after {math.ceil(self.queries):,} queries "
                 f"({math.ceil(self.monthly_volume_to_pay_back):,}/month over "
@@ -255,6 +255,7 @@ class ArmEvidence:
     monthly_volume: float | None  # expected queries per month, None if not given
     saving_per_query: float | None = None  # USD, prompt minus fine-tuned; None if either is unknown
     horizon_months: float = 3.0
+    zero_priced: bool = False  # both arms cost $0 per query (the embedded model): no money saved
 
 
 @dataclass(frozen=True)
@@ -281,7 +282,7 @@ def _pays_back_unknown_cost(ft: ArmEvidence) -> tuple[bool, str, str]:
     if s is None:
         return False, "no cost comparison was available", ""
     if s <= 0:
-        more = (f"costs {_usd(-s)} more per query" if s < 0 else "saves nothing per query")
+        more = (f"costs {_usd(-s)} more per query" if s < 0 else "costs the same per query")
         return False, f"never pays back: the fine-tuned model {more}", ""
     saves = f"saves {_usd(1000 * s)} per 1,000 queries"
     if ft.monthly_volume is None:
@@ -297,9 +298,16 @@ def _pays_back_unknown_cost(ft: ArmEvidence) -> tuple[bool, str, str]:
                   "(training cost not known)"), f" if training costs less than {_usd(cap)}"
 
 
+ZERO_PRICE_TEXT = ("has no money to pay back: both arms are priced at $0 per query (no price "
+                   "known to be paid, as for the embedded model), so compare their tokens and "
+                   "latency per query instead (see the cost section)")
+
+
 def pays_back(ft: ArmEvidence) -> tuple[bool, str, str]:
     """Whether the fine-tune pays back (the rule in decide), a phrase saying why, and the
     condition on an unknown training cost (" if training costs less than $X", else "")."""
+    if ft.zero_priced:
+        return False, ZERO_PRICE_TEXT, ""
     be = ft.break_even
     if be is None:
         return _pays_back_unknown_cost(ft)

@@ -57,6 +57,8 @@ def parse_model(name: str, d: Mapping[str, Any], run_timeout: float, problems: l
         fine_tuned_price=_price({**price["fine_tuned"], "training": price.get("training"),
                                  "batch": price.get("batch", 0.5)})
         if price and price.get("fine_tuned") else None,
+        hosting_per_month=None if not price or price.get("hosting_per_month") is None
+        else float(price["hosting_per_month"]),
     )
 
 

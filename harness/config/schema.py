@@ -32,6 +32,8 @@ _PRICE = {
         "training": {"type": "number", "minimum": 0},
         # the share of these rates a Batch API request costs (OpenAI: half)
         "batch": {"type": "number", "minimum": 0, "maximum": 1},
+        # a fixed monthly cost of serving the model (a self-hosted machine), USD
+        "hosting_per_month": {"type": "number", "minimum": 0},
         # inference on the model's fine-tuned ids (ft:..., local-ft:...)
         "fine_tuned": {"type": "object", "additionalProperties": False, "properties": _RATES},
     },
@@ -224,6 +226,9 @@ SCHEMA: dict[str, Any] = {
                 "min_compliance": {"type": "number", "minimum": 0, "maximum": 1},
                 "metric": {"enum": ["accuracy", "field_f1"]},
                 "min_schema_compliance": {"type": ["number", "null"], "minimum": 0, "maximum": 1},
+                # one-off engineering cost of a fine-tune or cascade: hours x rate (USD/hour)
+                "engineering_hours": {"type": ["number", "null"], "minimum": 0},
+                "hourly_rate": {"type": ["number", "null"], "minimum": 0},
             },
         },
         "finetune": {

@@ -89,6 +89,7 @@ class ModelConfig:
     # config `price.fine_tuned`: inference on this model's fine-tuned ids (ft:..., local-ft:...).
     # None: the built-in fine-tuned rate of the base, else unknown; never `price` (the base rate)
     fine_tuned_price: Price | None = None
+    hosting_per_month: float | None = None  # `price.hosting_per_month`: fixed USD a month
 
     def __post_init__(self) -> None:
         # run.json stores tuples as lists and the price as a mapping: read them back as such
@@ -167,6 +168,9 @@ class DecisionConfig:
     min_compliance: float = 0.5  # a decisive arm below this schema compliance: no verdict
     metric: str = "accuracy"  # what the plateau, comparisons and verdict use: accuracy | field_f1
     min_schema_compliance: float | None = None  # an arm below this cannot be recommended
+    # one-off engineering cost of what is more than a prompt (a fine-tune, a cascade)
+    engineering_hours: float | None = None
+    hourly_rate: float | None = None  # USD per engineering hour
 
 
 @dataclass(frozen=True)

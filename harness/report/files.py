@@ -125,6 +125,8 @@ def summary_json(a: Analysis, meta: RunMeta) -> dict[str, Any]:
         **({"clustering": a.clustering} if a.clustering else {}),
         # type cascade: each one's frontier, operating point (held out) and comparisons
         **({"cascades": list(a.cascades)} if a.cascades else {}),
+        # monthly cost by volume (1K-10M a month), crossovers and sentences
+        "cost_by_volume": a.cost_by_volume or None,
     })
     return out
 

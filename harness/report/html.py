@@ -25,6 +25,7 @@ from harness.report.chart import curve_svg
 from harness.report.failures import failure_sample
 from harness.report.fields import extraction_sections
 from harness.report.space import TEST_NAMES, clusters_note, design_space_section, planning_note
+from harness.report.volume import volume_section
 from harness.running.records import RunMeta
 from harness.strategies import arm_name, is_fine_tuned
 
@@ -387,7 +388,7 @@ otherwise. Best accuracy in bold.</p>{price_notes(a.summary)}
 <p class="muted">Δ = difference of the decision metric ({esc(meta.decision.metric)}) on the same
 examples (paired bootstrap interval); p from McNemar's exact test for accuracy, from the paired
 bootstrap for field F1; Holm-adjusted across this run's comparisons.</p>
-<h2>Cost</h2><p>{be}</p>
+<h2>Cost</h2><p>{be}</p>{volume_section(a)}
 {_task_sections(a)}
 <h2>Sample of failures</h2>{_failures(a)}
 <h2>Prompts</h2>{_prompts(meta)}

@@ -116,3 +116,69 @@ def test_a_cascade_naming_an_unknown_arm_is_one_error_line(make_config, capsys):
     err = capsys.readouterr().err
     assert "strategies[1].fallback: no strategy or arm named 'nope'" in err
     assert err.count("\n") == 1
+
+
+def _with(cfg, models=None, decision=None):
+    data = yaml.safe_load(cfg.read_text())
+    for name, extra in (models or {}).items():
+        data["models"][name]["price"].update(extra)
+    data["decision"] = {**data.get("decision", {}), **(decision or {})}
+    cfg.write_text(yaml.safe_dump(data, sort_keys=False))
+    return cfg
+
+
+def test_cost_by_volume_crossovers_and_payback_match_a_hand_computation(make_config, tmp_path,
+                                                                         monkeypatch):
+    monkeypatch.setenv("TEST_API_KEY", "x")
+    with FakeOpenAI(responder=responder) as server:
+        cfg = _with(_config(make_config, server.base_url, [0.5, 0.8]),
+                    models={"fake": {"hosting_per_month": 50}},
+                    decision={"engineering_hours": 10, "hourly_rate": 100,
+                              "monthly_volume": 1_000_000})
+        assert main(["run", str(cfg), "--out", str(tmp_path / "run"), "--no-cache"]) == 0
+    data = json.loads((tmp_path / "run" / "summary.json").read_text())
+    cost = data["cost_by_volume"]
+    assert cost["reference"] == "big" and cost["engineering_cost_usd"] == 1000
+    arms = {a["name"]: a for a in cost["arms"]}
+    # route@t=0.8: $0.00076 a query (0.75 of queries also pay big's $0.001), hosting $50 (small's)
+    route = arms["route@t=0.8"]
+    assert route["per_query"] == pytest.approx(0.00076)
+    assert route["hosting_per_month"] == 50 and route["up_front"] == 1000
+    i = cost["volumes"].index(1e6)
+    assert route["monthly"][i] == pytest.approx(760 + 50)
+    assert arms["big"]["monthly"][i] == pytest.approx(1000)
+    cross = {(c["a"], c["b"]): c for c in cost["crossovers"]}
+    # route = big where 0.00076 V + 50 = 0.001 V: V = 50 / 0.00024 = 208,333
+    assert cross[("big", "route@t=0.8")]["volume"] == pytest.approx(50 / 0.00024)
+    assert cross[("big", "route@t=0.8")]["cheaper_above"] == "route@t=0.8"
+    # at 1M a month it saves 1000 - 810 = $190 a month: $1,000 pays back in 1000 / 190 months
+    assert ("At 1M queries/month route@t=0.8 saves $190/month over big; it pays back its "
+            "$1,000 up front in 5.3 months.") in cost["sentences"]
+    assert "At 10K queries/month route@t=0.8 costs $47.60/month more than big." in cost["sentences"]
+    assert cost["at_volume"]["volume"] == 1e6
+    assert cost["at_volume"]["sentences"][0] in data["recommendation"]["reasons"]
+    html = (tmp_path / "run" / "report.html").read_text()
+    assert 'id="cost-by-volume"' in html and "pays back its $1,000 up front" in html
+
+
+def test_zero_prices_compare_tokens_and_latency_and_never_say_saves_nothing(
+        make_config, tmp_path, monkeypatch):
+    monkeypatch.setenv("TEST_API_KEY", "x")
+    with FakeOpenAI(responder=responder) as server:
+        cfg = make_config(server.base_url, n_eval=3, strategies=[
+            {"name": "zero-shot", "type": "zero_shot", "model": "fake"},
+            {"name": "tuned", "type": "fine_tuned", "model": "fake",
+             "fine_tuned_model": {"name": "ft:small-model:x", "training_cost_usd": 0}}])
+        data = yaml.safe_load(cfg.read_text())
+        data["models"]["fake"]["price"] = {"input": 0, "output": 0,
+                                           "fine_tuned": {"input": 0, "output": 0}}
+        cfg.write_text(yaml.safe_dump(data, sort_keys=False))
+        assert main(["run", str(cfg), "--out", str(tmp_path / "run"), "--no-cache"]) == 0
+    run = tmp_path / "run"
+    summary = json.loads((run / "summary.json").read_text())
+    cost = summary["cost_by_volume"]
+    assert cost["unpriced"] and cost["sentences"][0].startswith("Every price is zero")
+    assert "tokens" in cost["sentences"][0] and " s" in cost["sentences"][0]
+    text = json.dumps(summary) + (run / "report.html").read_text()
+    assert "saves nothing" not in text
+    assert "priced at $0 per query" in summary["evidence"]["fine_tune"]["break_even_text"]

@@ -1,0 +1,186 @@
+"""Cost by monthly volume: what each arm costs a month as a function of queries a month, where
+two arms cross, and when the fine-tuned arm (or a cascade) pays back what it cost up front.
+
+For an arm at V queries a month: monthly(V) = cost per query x V + hosting, where hosting is
+the `price.hosting_per_month` of its model (a cascade: of both its models, each once). The
+up-front cost of a fine-tuned arm is its training cost plus the engineering time
+(`decision.engineering_hours` x `decision.hourly_rate`); a cascade's is the engineering time
+(plus the training of a fine-tuned arm it routes from); a prompt's is nothing.
+
+Two arms a, b cross where monthly_a(V) = monthly_b(V): V* = (hosting_a - hosting_b) /
+(per_query_b - per_query_a), when that is positive. The months to pay back an up-front cost U
+at volume V against a reference arm r: U / (monthly_r(V) - monthly(V)), when that saving is
+positive. When every price is zero and nothing is hosted (the embedded model), there is no
+money to compare: the figures are tokens and latency per query instead.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from harness.analysis.tables import reference_arm, row_name
+from harness.running.records import RunMeta
+from harness.strategies import is_fine_tuned
+
+VOLUMES = tuple(float(v) for v in np.logspace(3, 7, 41))  # 1K to 10M a month, log-spaced
+SENTENCE_VOLUMES = (1e4, 1e5, 1e6, 1e7)
+
+
+@dataclass(frozen=True)
+class ArmCost:
+    """What one arm costs: per query, a month fixed, and once."""
+
+    name: str
+    per_query: float  # USD; NaN unknown
+    hosting_per_month: float
+    up_front: float  # USD: training and engineering
+    tokens_per_query: float
+    latency_ms: float
+    kind: str = "prompt"  # prompt | fine_tuned | cascade
+
+    def monthly(self, volume: float) -> float:
+        """USD a month at `volume` queries a month."""
+        return self.per_query * volume + self.hosting_per_month
+
+
+def crossover(a: ArmCost, b: ArmCost) -> float | None:
+    """The monthly volume where a and b cost the same, None when they never cross."""
+    slope = b.per_query - a.per_query
+    if slope == 0 or math.isnan(slope):
+        return None
+    v = (a.hosting_per_month - b.hosting_per_month) / slope
+    return v if v > 0 else None
+
+
+def payback_months(arm: ArmCost, ref: ArmCost, volume: float) -> float | None:
+    """Months for `arm`'s monthly saving over `ref` at `volume` to repay its up-front cost;
+    None when it saves nothing there."""
+    saving = ref.monthly(volume) - arm.monthly(volume)
+    if not saving > 0:
+        return None
+    return arm.up_front / saving
+
+
+def _usd(x: float) -> str:
+    return f"${x:,.0f}" if abs(x) >= 100 else f"${x:,.2f}"
+
+
+def _volume(v: float) -> str:
+    for unit, size in (("M", 1e6), ("K", 1e3)):
+        if v >= size:
+            return f"{v / size:g}{unit}"
+    return f"{v:g}"
+
+
+def _hosting(meta: RunMeta, models: Sequence[str]) -> float:
+    return float(sum(meta.models[m].hosting_per_month or 0.0 for m in dict.fromkeys(models)
+                     if m in meta.models))
+
+
+def engineering_cost(meta: RunMeta) -> float:
+    """decision.engineering_hours x decision.hourly_rate (0 when either is unset)."""
+    d = meta.decision
+    return float((d.engineering_hours or 0.0) * (d.hourly_rate or 0.0))
+
+
+def arm_costs(summary: pd.DataFrame, meta: RunMeta, training: dict[str, float | None],
+              cascades: Sequence[dict[str, Any]]) -> list[ArmCost]:
+    """Every answered single arm, and each cascade's operating point (held out)."""
+    eng = engineering_cost(meta)
+    out, model_of = [], {}
+    single = summary[(summary["n"] > 0) & (summary["type"] != "cascade")]
+    for _, r in single.iterrows():
+        ft = is_fine_tuned(str(r["type"]))
+        tokens = float(np.nansum([r["mean_prompt_tokens"], r["mean_completion_tokens"]]))
+        model_of[row_name(r)] = str(r["model"])
+        out.append(ArmCost(row_name(r), float(r["cost_per_1k"]) / 1000,
+                           _hosting(meta, [str(r["model"])]),
+                           (training.get(str(r["strategy"])) or 0.0) + eng if ft else 0.0,
+                           tokens, float(r["latency_p50_ms"]), "fine_tuned" if ft else "prompt"))
+    by_name = {a.name: a for a in out}
+    for c in cascades:
+        h = c["held_out"]
+        pair = [by_name.get(c["primary"]), by_name.get(c["fallback"])]
+        trained = sum(a.up_front - eng for a in pair if a is not None and a.kind == "fine_tuned")
+        per = h["cost_per_1k"] / 1000 if h.get("cost_per_1k") is not None else math.nan
+        weights = (1.0, h["fallback_share"])  # the primary always answers, the fallback if routed
+        tokens = sum(a.tokens_per_query * w for a, w in zip(pair, weights, strict=True) if a)
+        models = [model_of[n] for n in (c["primary"], c["fallback"]) if n in model_of]
+        out.append(ArmCost(f"{c['name']}@t={c['threshold']:g}", per, _hosting(meta, models),
+                           eng + trained, tokens, h["mean_latency_ms"], "cascade"))
+    return out
+
+
+def volume_analysis(summary: pd.DataFrame, meta: RunMeta, training: dict[str, float | None],
+                    cascades: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """summary.json → cost_by_volume: each arm's monthly cost over VOLUMES, the crossovers, the
+    sentences, and the point `decision.monthly_volume` picks."""
+    arms = [a for a in arm_costs(summary, meta, training, cascades) if not math.isnan(a.per_query)]
+    if not arms:
+        return {}
+    ref_row = reference_arm(summary, meta.decision.metric, meta.decision.min_schema_compliance)
+    ref = next((a for a in arms if ref_row is not None and a.name == row_name(ref_row)), None)
+    unpriced = all(a.per_query == 0 and a.hosting_per_month == 0 for a in arms)
+    out: dict[str, Any] = {
+        "volumes": list(VOLUMES),
+        "arms": [{**asdict(a), "monthly": [a.monthly(v) for v in VOLUMES]} for a in arms],
+        "reference": ref.name if ref else None, "unpriced": unpriced,
+        "engineering_cost_usd": engineering_cost(meta),
+    }
+    if unpriced:
+        out["sentences"] = [
+            "Every price is zero and nothing is hosted (the embedded model): no arm costs money "
+            "per query, so per query: " + "; ".join(
+                f"{a.name} {a.tokens_per_query:,.0f} tokens, {a.latency_ms / 1000:.2f} s"
+                for a in arms) + "."]
+        return out
+    crossings = []
+    for i, a in enumerate(arms):
+        for b in arms[i + 1:]:
+            v = crossover(a, b)
+            if v is not None:
+                cheap = a if a.monthly(v * 2) < b.monthly(v * 2) else b
+                crossings.append({"a": a.name, "b": b.name, "volume": v,
+                                  "cheaper_above": cheap.name})
+    out["crossovers"] = crossings
+    sentences: list[str] = []
+    by_volume: dict[float, list[str]] = {}
+    volumes = list(SENTENCE_VOLUMES)
+    if meta.decision.monthly_volume:
+        volumes.append(float(meta.decision.monthly_volume))
+    for a in arms:  # what is more than a prompt, against the best prompt
+        if ref is None or a is ref or a.kind == "prompt":
+            continue
+        for v in volumes:
+            saving = ref.monthly(v) - a.monthly(v)
+            if saving > 0:
+                months = payback_months(a, ref, v)
+                back = (f"; it pays back its {_usd(a.up_front)} up front in {months:.1f} months"
+                        if a.up_front > 0 and months is not None else "")
+                text = (f"At {_volume(v)} queries/month {a.name} saves {_usd(saving)}/month "
+                        f"over {ref.name}{back}.")
+            else:
+                text = (f"At {_volume(v)} queries/month {a.name} costs {_usd(-saving)}/month "
+                        f"more than {ref.name}.")
+            by_volume.setdefault(v, []).append(text)
+    for v in dict.fromkeys(volumes):
+        sentences += by_volume.get(v, [])
+    for c in crossings:
+        sentences.append(f"{c['a']} and {c['b']} cost the same at {c['volume']:,.0f} queries/"
+                         f"month; above it {c['cheaper_above']} is cheaper.")
+    out["sentences"] = sentences
+    if meta.decision.monthly_volume:
+        v = float(meta.decision.monthly_volume)
+        out["at_volume"] = {"volume": v, "monthly": {a.name: a.monthly(v) for a in arms},
+                            "sentences": by_volume.get(v, [])}
+    return out
+
+
+__all__ = ["VOLUMES", "ArmCost", "arm_costs", "crossover", "engineering_cost", "payback_months",
+           "volume_analysis"]

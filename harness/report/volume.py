@@ -1,0 +1,61 @@
+"""The report's cost-by-volume part (analysis/volume.py): each arm's monthly cost over 1K-10M
+queries a month on log axes, the crossovers marked, and the sentences."""
+
+from __future__ import annotations
+
+import io
+import re
+from typing import Any
+
+from harness.analysis import Analysis
+from harness.report.fields import _e
+
+
+def volume_svg(cost: dict[str, Any]) -> str:
+    """Monthly cost against monthly volume, one line per arm (log-log)."""
+    import matplotlib as mpl
+    from matplotlib.figure import Figure
+
+    with mpl.rc_context({"svg.fonttype": "none", "svg.hashsalt": "harness", "font.size": 10,
+                         "font.family": "DejaVu Sans"}):
+        fig = Figure(figsize=(8, 3.6), layout="constrained")
+        ax = fig.subplots()
+        for arm in cost["arms"]:
+            ys = [y if y > 0 else float("nan") for y in arm["monthly"]]
+            ax.plot(cost["volumes"], ys, "-", label=arm["name"])
+        for c in cost.get("crossovers") or ():
+            ax.axvline(c["volume"], color="#999", ls=":", lw=1)
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("queries per month")
+        ax.set_ylabel("USD per month")
+        ax.grid(alpha=0.3, which="both")
+        fig.legend(loc="outside lower center", fontsize=9, frameon=False, ncols=4)
+        buf = io.StringIO()
+        fig.savefig(buf, format="svg",
+                    metadata={"Date": None, "Creator": None, "Format": None, "Type": None})
+    svg = buf.getvalue()
+    svg = svg[svg.index("<svg"):]
+    head, rest = svg.split(">", 1)
+    head = re.sub(r'\s(?:width|height)="[^"]*"', "", head)
+    head = head.replace("<svg", '<svg id="cost-by-volume" role="img" aria-label="Monthly cost '
+                        'against monthly volume" width="100%"', 1)
+    return f"{head}>{rest}"
+
+
+def volume_section(a: Analysis) -> str:
+    """Sentences and chart; the sentence alone when nothing costs money."""
+    cost = a.cost_by_volume
+    if not cost:
+        return ""
+    items = "".join(f"<li>{_e(s)}</li>" for s in cost.get("sentences") or ())
+    chart = "" if cost.get("unpriced") else f"<figure>{volume_svg(cost)}</figure>"
+    eng = cost.get("engineering_cost_usd") or 0
+    note = (f" Up-front costs include ${eng:,.0f} of engineering time (decision.engineering_hours"
+            " x decision.hourly_rate)." if eng else "")
+    return (f'<h3 id="volume">Cost by monthly volume</h3>{chart}<ul>{items}</ul>'
+            f'<p class="muted">Monthly cost = cost per query x queries a month + hosting '
+            f"(price.hosting_per_month); vertical lines: crossovers.{_e(note)}</p>")
+
+
+__all__ = ["volume_section", "volume_svg"]
