@@ -15,7 +15,7 @@ import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from harness.config import Config
 from harness.config import load_config as _load_config
@@ -205,6 +205,57 @@ def gate(run_dir: str | Path, baseline: str | Path, *, max_drop: float | None = 
 
     return run_gate(Path(run_dir), Path(baseline), max_drop=max_drop, alpha=alpha, update=update,
                     allow_different=allow_different)
+
+
+def eval_plan(cfg: Config | str | Path, *, pilot: str | Path | None = None, delta: float = 0.03,
+              power: float = 0.8, alpha: float = 0.05) -> list[str]:
+    """`harness plan`: what the config's eval can detect and the size it needs
+    (analysis.planner), from a pilot run folder's discordance when given; no model call."""
+    from harness.analysis.planner import plan_eval, plan_lines
+
+    if not isinstance(cfg, Config):
+        cfg = load_config(cfg)
+    p = plan(cfg)
+    arms = {(s.arm.strategy, s.arm.k) for s in p.strategies}
+    zero = any(s.arm.type == "zero_shot" for s in p.strategies)
+    if pilot is not None and not (Path(pilot) / META).is_file():
+        raise InputError(f"--pilot {pilot}: not a run folder (no {META})")
+    result = plan_eval(len(p.data.eval), len(arms), zero,
+                       pilot=analyse(pilot) if pilot is not None else None, delta=delta,
+                       target=power, alpha=alpha, pilot_name=str(pilot or ""),
+                       clustered=cfg.dataset.cluster is not None)
+    return plan_lines(result, cfg.name)
+
+
+def distill(cfg: Config | str | Path, teacher: str, student: str, *,
+            out: str | Path | None = None, unlabeled: str | Path | None = None,
+            min_confidence: float | None = None, progress: LossProgress | None = None,
+            log: Log = lambda _m: None, base_urls: dict[str, str | list[str]] | None = None
+            ) -> dict[str, Any]:
+    """Distil the teacher strategy into a fine-tuned student (training.distill): label the
+    unlabeled pool, fine-tune and register the student, evaluate it beside the teacher; write
+    OUT/eval's reports and OUT/distill.json (each arm's accuracy, teacher agreement, cost per
+    1k queries and latency), and return that summary."""
+    from harness.files import write_json_atomic
+    from harness.report import write_reports
+    from harness.training.distill import distill as _distill
+
+    if not isinstance(cfg, Config):
+        cfg = load_config(cfg)
+    out_dir = Path(out) if out is not None else Path("reports") / f"{cfg.name}-distill"
+    summary = _distill(cfg, teacher, student, out=out_dir,
+                       unlabeled=Path(unlabeled) if unlabeled is not None else None,
+                       min_confidence=min_confidence, progress=progress, log=log,
+                       base_urls=base_urls)
+    a = write_reports(out_dir / "eval")
+    for _, row in a.summary.iterrows():
+        arm = summary["arms"].get(str(row["strategy"]))
+        if arm is not None:
+            arm["cost_per_1k"] = None if row["cost_per_1k"] != row["cost_per_1k"] \
+                else float(row["cost_per_1k"])
+            arm["latency_p50_ms"] = float(row["latency_p50_ms"])
+    write_json_atomic(out_dir / "distill.json", summary)
+    return summary
 
 
 def finetune(cfg: Config | str | Path, strategy: str | None = None, *, out: str | Path | None = None,

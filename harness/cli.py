@@ -105,27 +105,12 @@ def _fraction(name: str, value: float) -> float:
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
-    from harness.analysis.planner import plan_eval, plan_lines
-    from harness.api import analyse, load_config
-    from harness.running import plan
-    from harness.running.store import META
+    from harness.api import eval_plan
 
     delta, target = _fraction("--delta", args.delta), _fraction("--power", args.power)
-    alpha = _fraction("--alpha", args.alpha)
-    cfg = load_config(args.config)
-    p = plan(cfg)
-    arms = {(s.arm.strategy, s.arm.k) for s in p.strategies}
-    zero = any(s.arm.type == "zero_shot" for s in p.strategies)
-    pilot = None
-    if args.pilot is not None:
-        if not (Path(args.pilot) / META).is_file():
-            raise InputError(f"--pilot {args.pilot}: not a run folder (no {META})")
-        pilot = analyse(args.pilot)
-    result = plan_eval(len(p.data.eval), len(arms), zero, pilot=pilot, delta=delta,
-                       target=target, alpha=alpha, pilot_name=str(args.pilot or ""),
-                       clustered=cfg.dataset.cluster is not None)
-    for line in plan_lines(result, cfg.name):
-        print(line)
+    lines = eval_plan(args.config, pilot=args.pilot, delta=delta, power=target,
+                      alpha=_fraction("--alpha", args.alpha))
+    print("\n".join(lines))
     return 0
 
 
@@ -191,6 +176,19 @@ def cmd_finetune(args: argparse.Namespace) -> int:
                      confirm=None if args.yes else ask)
     print(f"{entry.name}: {entry.model_id} ({entry.provider}, base {entry.base_model}, "
           f"{entry.trained_tokens or 0} trained tokens)")
+    return 0
+
+
+def cmd_distill(args: argparse.Namespace) -> int:
+    from harness.api import distill
+
+    if args.min_confidence is not None:
+        _fraction("--min-confidence", args.min_confidence)
+    from harness.training.distill import distill_lines
+
+    s = distill(args.config, args.teacher, args.student, out=args.out, unlabeled=args.unlabeled,
+                min_confidence=args.min_confidence, progress=_loss_progress, log=_log)
+    print("\n".join(distill_lines(s)))
     return 0
 
 
@@ -333,6 +331,18 @@ def build_parser() -> argparse.ArgumentParser:
     ft.add_argument("--yes", action="store_true", help="start a paid fine-tuning job without "
                     "asking (for CI; without it the estimate is shown and a terminal is asked)")
     ft.set_defaults(func=cmd_finetune)
+    dis = sub.add_parser("distill", help="label unlabeled inputs with a teacher arm, fine-tune a "
+                         "student on them, evaluate it beside the teacher")
+    dis.add_argument("config")
+    dis.add_argument("--teacher", required=True, help="the labelling strategy (NAME@k=K for "
+                     "one k of a few-shot sweep)")
+    dis.add_argument("--student", required=True, help="the fine_tuned strategy to train")
+    dis.add_argument("--unlabeled", help="a CSV/JSONL of inputs (default: the training inputs, "
+                     "labels ignored)")
+    dis.add_argument("--min-confidence", type=float, help="keep only labels the teacher gave "
+                     "with at least this confidence (0-1)")
+    dis.add_argument("--out", help="folder (default: reports/NAME-distill)")
+    dis.set_defaults(func=cmd_distill)
     cache = sub.add_parser("cache", help="show or clear the response cache (e.g. after the model "
                            "behind an endpoint changed without its name changing)")
     cache.add_argument("action", choices=["info", "clear"])

@@ -158,7 +158,10 @@ def _input_text(template: str, row: dict[str, object]) -> str:
 
 
 def _target_fields(ds: DatasetConfig) -> list[str]:
-    return list(ds.target_fields.values()) if ds.target_fields else [ds.target]
+    """The fields the gold answer is read from; none for unlabeled inputs (no target)."""
+    if ds.target_fields:
+        return list(ds.target_fields.values())
+    return [ds.target] if ds.target else []
 
 
 def _raw_target(ds: DatasetConfig, row: dict[str, object]) -> Any:
@@ -195,7 +198,10 @@ def _read(path: Path, ds: DatasetConfig, where: str,
         text = _input_text(ds.input, row)
         if not text.strip():
             raise InputError(f"{loc}: empty input in field {ds.input!r}")
-        if targets is not None:
+        unlabeled = not _target_fields(ds)  # harness distill's pool: inputs only
+        if unlabeled:
+            target, stratum = None, ""
+        elif targets is not None:
             try:
                 target = targets.parse(_raw_target(ds, row))
             except ValueError as exc:
@@ -207,7 +213,7 @@ def _read(path: Path, ds: DatasetConfig, where: str,
         else:
             target = str(row[ds.target]).strip()
             stratum = target
-        if target is None or target == "":
+        if not unlabeled and (target is None or target == ""):
             raise InputError(f"{loc}: empty target in field {ds.target!r}")
         ex_id = str(row[ds.id]).strip() if ds.id else str(i)
         if not ex_id:

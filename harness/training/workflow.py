@@ -14,13 +14,13 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from harness.config import Config, StrategyConfig
-from harness.dataset import load_data, normalise
+from harness.dataset import Example, load_data, normalise
 from harness.errors import InputError, RunError
 from harness.files import write_text_atomic
 from harness.model.registry import LOCAL_PREFIX, FineTune, Registry, is_raw_model_id
@@ -38,21 +38,31 @@ Confirm = Callable[[str], bool]
 
 def finetune(cfg: Config, strategy_name: str | None = None, *, out: Path | None = None,
              progress: Progress | None = None, log: Log = lambda _m: None, force: bool = False,
-             registry: Registry | None = None, confirm: Confirm | None = None) -> FineTune:
+             registry: Registry | None = None, confirm: Confirm | None = None,
+             train: tuple[Example, ...] | None = None, extra: dict[str, Any] | None = None
+             ) -> FineTune:
     """Build and validate training data, then train (or reuse) the fine-tuned model.
 
     Before a new paid job (provider not local) the estimate is logged and passed to `confirm`;
     a False answer raises RunError and starts nothing. Without `confirm` the job starts (the
     caller's consent: e.g. `train_if_missing: true` in the config). Reusing a finished model or
     attaching to a running job costs nothing new and asks nothing.
+
+    `train` replaces the training pool (harness distill: a teacher's labels), checked for
+    leakage into the eval set as the pool is, but not for covering every label (a teacher may
+    never give one); `extra` is kept in the registry entry.
     """
     strategy = _strategy(cfg, strategy_name)
     model = cfg.models[strategy.model]
     registry = registry or Registry()
     data = load_data(cfg, gold_reader(cfg.task))
+    if train is not None:
+        data = replace(data, train=train)
     task = make_task(cfg.task, data.labels)
     td = build_training_data(cfg, strategy, data, task)
-    validate_training_data(td, data.labels, {normalise(ex.input) for ex in data.eval}, task)
+    # a teacher's labels (train given) need not cover every label: distill warns about those
+    validate_training_data(td, data.labels if train is None else (),
+                           {normalise(ex.input) for ex in data.eval}, task)
     name = str(strategy.fine_tuned_model).removeprefix(LOCAL_PREFIX)
     base = model.model
     hyper = _hyper(cfg, model.provider)
@@ -83,6 +93,8 @@ def finetune(cfg: Config, strategy_name: str | None = None, *, out: Path | None 
             if confirm is not None and not confirm(estimate):
                 raise RunError("fine-tuning not confirmed: no job started")
         entry = run_openai_job(model, name, key, out, hyper, cfg, td, log)
+    if extra:
+        entry = replace(entry, extra={**entry.extra, **extra})
     registry.put(entry)
     return entry
 

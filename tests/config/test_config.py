@@ -203,7 +203,7 @@ def test_unknown_strategy_name(tmp_path: Path) -> None:
     ({"strategies.0.type": "fine_tuned"},
      "strategies[0]: 'fine_tuned_model' is a required property"),
     ({"strategies.0.type": "zeroshot"},
-     "strategies[0].type: 'zeroshot' is not one of ['zero_shot', 'few_shot', 'fine_tuned'] "
+     "strategies[0].type: 'zeroshot' is not one of ['zero_shot', 'few_shot', 'fine_tuned', 'cascade'] "
      "(did you mean 'zero_shot'?)"),
     ({"models.fake.provider": "anthropic"},
      "models.fake.provider: 'anthropic' is not one of ['local', 'openai']"),
