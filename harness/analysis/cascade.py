@@ -34,8 +34,8 @@ from harness.running.records import RunMeta
 
 AUTO_QUANTILES = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 FRONTIER_COLUMNS = ["cascade", "threshold", "n", "fallback_share", "accuracy", "ci_low",
-                    "ci_high", "cost_per_1k", "mean_latency_ms", "mean_tokens", "on_frontier",
-                    "chosen"]
+                    "ci_high", "cost_per_1k", "mean_latency_ms", "mean_tokens", "schema_compliance",
+                    "on_frontier", "chosen"]
 
 
 @dataclass(frozen=True)
@@ -50,6 +50,7 @@ class Arms:
     cost: tuple[np.ndarray, np.ndarray]  # USD per query; NaN unknown
     latency: tuple[np.ndarray, np.ndarray]  # ms per query
     tokens: tuple[np.ndarray, np.ndarray]  # prompt + completion tokens per query
+    valid: tuple[np.ndarray, np.ndarray]  # schema-valid answers
 
 
 def _arm_rows(df: pd.DataFrame, summary: pd.DataFrame, name: str) -> pd.DataFrame:
@@ -83,7 +84,8 @@ def arms_of(c: CascadeConfig, df: pd.DataFrame, summary: pd.DataFrame) -> Arms:
                 (a["correct"].astype(bool).to_numpy(), b["correct"].astype(bool).to_numpy()),
                 (col(a, "cost_usd"), col(b, "cost_usd")),
                 (np.nan_to_num(col(a, "latency_ms")), np.nan_to_num(col(b, "latency_ms"))),
-                (tokens(a), tokens(b)))
+                (tokens(a), tokens(b)),
+                (a["schema_valid"].astype(bool).to_numpy(), b["schema_valid"].astype(bool).to_numpy()))
 
 
 def priced(arms: Arms) -> bool:
@@ -114,7 +116,9 @@ def outcome(arms: Arms, t: float, rows: np.ndarray | slice = slice(None)
     r = routed(arms, t, rows)
     (pa, pb), (ca, cb) = arms.right, arms.cost
     (la, lb), (ta, tb) = arms.latency, arms.tokens
+    va, vb = arms.valid
     return {"routed": r, "correct": np.where(r, pb[rows], pa[rows]),
+            "valid": np.where(r, vb[rows], va[rows]),
             "cost": ca[rows] + np.where(r, cb[rows], 0.0),
             "latency": la[rows] + np.where(r, lb[rows], 0.0),
             "tokens": ta[rows] + np.where(r, tb[rows], 0.0)}
@@ -175,7 +179,8 @@ def evaluate(c: CascadeConfig, df: pd.DataFrame, summary: pd.DataFrame, meta: Ru
                      "ci_low": ci.low, "ci_high": ci.high,
                      "cost_per_1k": 1000 * float(o["cost"].mean()) if money else math.nan,
                      "mean_latency_ms": float(o["latency"].mean()),
-                     "mean_tokens": float(o["tokens"].mean()), "chosen": t == deploy})
+                     "mean_tokens": float(o["tokens"].mean()),
+                     "schema_compliance": float(o["valid"].mean()), "chosen": t == deploy})
     for row, on in zip(rows, _frontier(points), strict=True):
         row["on_frontier"] = on
     a_idx, b_idx = folds(arms.examples, meta.dataset.seed)
@@ -251,6 +256,7 @@ def summary_rows(cascades: Sequence[dict[str, Any]]) -> pd.DataFrame:
                          "ci_low": r["ci_low"], "ci_high": r["ci_high"], "errors": 0,
                          "failures": 0, "endpoint_failures": 0, "cache_hits": 0,
                          "coverage": 1.0, "fallback_share": r["fallback_share"],
+                         "schema_compliance": r["schema_compliance"],
                          "cost_per_1k": r["cost_per_1k"], "latency_mean_ms": r["mean_latency_ms"],
                          "cascade_chosen": r["chosen"]})
     return pd.DataFrame(rows)
