@@ -4,11 +4,10 @@ paired comparisons with each arm alone."""
 
 from __future__ import annotations
 
-import io
-import re
 from typing import Any
 
 from harness.analysis import Analysis
+from harness.report.chart import chart_style, figure_svg
 from harness.report.fields import DASH, _e, _num
 
 
@@ -21,14 +20,12 @@ def _cost(c: dict[str, Any], r: dict[str, Any]) -> str:
 def frontier_svg(c: dict[str, Any]) -> str:
     """Accuracy against the cost measure, one point per threshold, the frontier joined, the
     two arms alone and the chosen point marked."""
-    import matplotlib as mpl
     from matplotlib.figure import Figure
 
     money = c["cost_measure"] == "cost_per_1k"
     key = "cost_per_1k" if money else "mean_latency_ms"
     pts = c["frontier"]
-    with mpl.rc_context({"svg.fonttype": "none", "svg.hashsalt": "harness", "font.size": 10,
-                         "font.family": "DejaVu Sans"}):
+    with chart_style():
         fig = Figure(figsize=(8, 3.6), layout="constrained")
         ax = fig.subplots()
         ax.plot([p[key] for p in pts], [p["accuracy"] for p in pts], "o", color="#8fb3d9",
@@ -50,16 +47,8 @@ def frontier_svg(c: dict[str, Any]) -> str:
         ax.set_ylabel("accuracy")
         ax.grid(alpha=0.3)
         fig.legend(loc="outside lower center", fontsize=9, frameon=False, ncols=5)
-        buf = io.StringIO()
-        fig.savefig(buf, format="svg",
-                    metadata={"Date": None, "Creator": None, "Format": None, "Type": None})
-    svg = buf.getvalue()
-    svg = svg[svg.index("<svg"):]
-    head, rest = svg.split(">", 1)
-    head = re.sub(r'\s(?:width|height)="[^"]*"', "", head)
-    head = head.replace("<svg", f'<svg class="frontier" role="img" aria-label="Cost-accuracy '
-                        f'frontier of {_e(c["name"])}" width="100%"', 1)
-    return f"{head}>{rest}"
+        return figure_svg(fig, f'class="frontier" role="img" aria-label="Cost-accuracy frontier '
+                               f'of {_e(c["name"])}"')
 
 
 def cascade_section(a: Analysis) -> str:

@@ -22,6 +22,29 @@ def _missing(x: Any) -> bool:
 COLORS = ("#1f5fbf", "#b3411f", "#6a3d9a", "#1b7f79", "#8c6d1f", "#c2185b")
 
 
+def chart_style() -> Any:
+    """The rc context every chart is drawn and saved in: text as text, deterministic ids."""
+    import matplotlib as mpl
+
+    return mpl.rc_context({"svg.fonttype": "none", "svg.hashsalt": "harness", "font.size": 10,
+                           "font.family": "DejaVu Sans"})
+
+
+def figure_svg(fig: Any, attributes: str) -> str:
+    """A matplotlib figure as inline SVG (call inside `chart_style()`): no date or creator,
+    so identical bytes on every rebuild; as wide as the page, its height from the viewBox
+    (matplotlib's fixed size in pt dropped); `attributes` (id, role, aria-label) on the <svg>."""
+    buf = io.StringIO()
+    fig.savefig(buf, format="svg",
+                metadata={"Date": None, "Creator": None, "Format": None, "Type": None})
+    svg = buf.getvalue()
+    svg = svg[svg.index("<svg"):]
+    head, rest = svg.split(">", 1)
+    head = re.sub(r'\s(?:width|height)="[^"]*"', "", head)
+    head = head.replace("<svg", f'<svg {attributes} width="100%"', 1)
+    return f"{head}>{rest}"
+
+
 def curve_svg(a: Analysis) -> str:
     """Accuracy vs k with its interval band (one line per few-shot curve), zero-shot and
     fine-tuned reference lines, and the plateau mark on the curve it was judged on.
@@ -31,7 +54,6 @@ def curve_svg(a: Analysis) -> str:
     """
     if a.curve.empty:
         return '<p class="muted">No few-shot sweep in this run.</p>'
-    import matplotlib as mpl
     from matplotlib.figure import Figure
 
     c = a.curve.reset_index(drop=True)
@@ -49,8 +71,7 @@ def curve_svg(a: Analysis) -> str:
     ft = summary[summary["type"].map(is_fine_tuned).astype(bool) & (summary["errors"] < summary["n"])]
     lows = [v for v in [*c["ci_low"], *zs["accuracy"], *ft["accuracy"]] if not _missing(v)]
     ymin = max(0.0, math.floor((min(lows, default=0.0) - 0.05) * 10) / 10)
-    with mpl.rc_context({"svg.fonttype": "none", "svg.hashsalt": "harness", "font.size": 10,
-                         "font.family": "DejaVu Sans"}):
+    with chart_style():
         fig = Figure(figsize=(10, 4.4), layout="constrained")
         ax = fig.subplots()
         ax.patch.set_gid("plot-area")
@@ -84,14 +105,5 @@ def curve_svg(a: Analysis) -> str:
         legend = fig.legend(handles, labels, loc="outside lower center", fontsize=9, frameon=False,
                             ncols=len(labels) if one_row else 3)
         legend.set_gid("legend")
-        buf = io.StringIO()
-        fig.savefig(buf, format="svg",  # no date, no creator: identical bytes on every rebuild
-                    metadata={"Date": None, "Creator": None, "Format": None, "Type": None})
-    svg = buf.getvalue()
-    svg = svg[svg.index("<svg"):]
-    head, rest = svg.split(">", 1)
-    # as wide as the page, its height from the viewBox: drop matplotlib's fixed size in pt
-    head = re.sub(r'\s(?:width|height)="[^"]*"', "", head)
-    label = f"Learning curve: {metric} against the number of examples in the prompt"
-    head = head.replace("<svg", f'<svg id="learning-curve" role="img" aria-label="{label}" width="100%"', 1)
-    return f"{head}>{rest}"
+        label = f"Learning curve: {metric} against the number of examples in the prompt"
+        return figure_svg(fig, f'id="learning-curve" role="img" aria-label="{label}"')

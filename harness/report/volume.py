@@ -3,21 +3,18 @@ queries a month on log axes, the crossovers marked, and the sentences."""
 
 from __future__ import annotations
 
-import io
-import re
 from typing import Any
 
 from harness.analysis import Analysis
+from harness.report.chart import chart_style, figure_svg
 from harness.report.fields import _e
 
 
 def volume_svg(cost: dict[str, Any]) -> str:
     """Monthly cost against monthly volume, one line per arm (log-log)."""
-    import matplotlib as mpl
     from matplotlib.figure import Figure
 
-    with mpl.rc_context({"svg.fonttype": "none", "svg.hashsalt": "harness", "font.size": 10,
-                         "font.family": "DejaVu Sans"}):
+    with chart_style():
         fig = Figure(figsize=(8, 3.6), layout="constrained")
         ax = fig.subplots()
         for arm in cost["arms"]:
@@ -31,16 +28,8 @@ def volume_svg(cost: dict[str, Any]) -> str:
         ax.set_ylabel("USD per month")
         ax.grid(alpha=0.3, which="both")
         fig.legend(loc="outside lower center", fontsize=9, frameon=False, ncols=4)
-        buf = io.StringIO()
-        fig.savefig(buf, format="svg",
-                    metadata={"Date": None, "Creator": None, "Format": None, "Type": None})
-    svg = buf.getvalue()
-    svg = svg[svg.index("<svg"):]
-    head, rest = svg.split(">", 1)
-    head = re.sub(r'\s(?:width|height)="[^"]*"', "", head)
-    head = head.replace("<svg", '<svg id="cost-by-volume" role="img" aria-label="Monthly cost '
-                        'against monthly volume" width="100%"', 1)
-    return f"{head}>{rest}"
+        return figure_svg(fig, 'id="cost-by-volume" role="img" aria-label="Monthly cost against '
+                               'monthly volume"')
 
 
 def volume_section(a: Analysis) -> str:

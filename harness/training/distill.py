@@ -38,7 +38,7 @@ from harness.running.runner import Runner
 from harness.running.store import read_records
 from harness.strategies import is_fine_tuned
 from harness.tasks import gold_reader
-from harness.training.workflow import Progress, finetune
+from harness.training.workflow import Progress, ensure_fine_tunes, finetune
 
 Log = Callable[[str], None]
 SUFFIX = "-distilled"
@@ -51,6 +51,9 @@ def _teacher(cfg: Config, name: str) -> StrategyConfig:
     if s is None:
         raise InputError(f"--teacher: no strategy named {base!r} (strategies: "
                          f"{', '.join(x.name for x in cfg.strategies)})")
+    if s.variants:
+        raise InputError(f"--teacher: {base} has prompt variants, so it is several arms; give "
+                         "the variant you want as a strategy of its own")
     if s.type == "few_shot":
         if not k and len(s.shots) != 1:
             raise InputError(f"--teacher: {base} is swept over k = {list(s.shots)}; name one, "
@@ -113,7 +116,11 @@ def distill(cfg: Config, teacher: str, student: str, *, out: Path,
     data = load_data(cfg, gold_reader(cfg.task))
     inputs = pool(cfg, data, unlabeled, log)
     labelling = dataclasses.replace(cfg, strategies=(t_cfg,), cascades=())
-    p = plan(labelling, registry)
+    # a fine-tuned teacher marked train_if_missing is trained first, as `harness run` would
+    p = ensure_fine_tunes(plan(labelling, registry), progress=progress, log=log,
+                          registry=registry)
+    if p.strategies[0].arm.unavailable:
+        raise InputError(f"--teacher: {teacher}: {p.strategies[0].arm.unavailable}")
     p = dataclasses.replace(p, data=dataclasses.replace(p.data, eval=inputs))
     Runner(p, out / "teacher", base_urls=base_urls, log=log).execute()
     answers = read_records(out / "teacher")
@@ -149,8 +156,8 @@ def distill(cfg: Config, teacher: str, student: str, *, out: Path,
                      train=train, extra=provenance)
     evaluated = [t_cfg, tuned] + ([s_cfg] if _exists(s_cfg, registry) else [])
     ev_cfg = dataclasses.replace(cfg, strategies=tuple(evaluated), cascades=())
-    Runner(plan(ev_cfg, registry), out / "eval", base_urls=base_urls, log=log,
-           allow_missing=True).execute()
+    ev = ensure_fine_tunes(plan(ev_cfg, registry), progress=progress, log=log, registry=registry)
+    Runner(ev, out / "eval", base_urls=base_urls, log=log, allow_missing=True).execute()
     summary = _agreement(out / "eval", t_cfg.name, entry, provenance)
     write_json_atomic(out / "distill.json", summary)
     return summary

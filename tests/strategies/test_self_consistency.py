@@ -190,10 +190,11 @@ def test_samples_at_temperature_zero_are_refused(tmp_path, capsys):
     assert "strategies[0].samples" in err and "temperature" in err and err.count("\n") == 1
 
 
-def test_agreement_confidence_needs_samples_and_logprob_is_not_offered_yet(tmp_path, capsys):
+def test_agreement_confidence_needs_samples_and_logprob_only_one(tmp_path, capsys):
     cfg = _config(tmp_path, "http://127.0.0.1:9/v1", [
         {"name": "a", "type": "zero_shot", "model": "fake", "confidence": "agreement"},
-        {"name": "b", "type": "zero_shot", "model": "fake", "confidence": "logprob"}])
+        {"name": "b", "type": "zero_shot", "model": "fake", "confidence": "logprob",
+         "samples": 3, "temperature": 0.7}])
     assert main(["validate", str(cfg)]) == 2
     err = capsys.readouterr().err
     assert "strategies[0].confidence: agreement" in err and "strategies[1].confidence: logprob" in err
