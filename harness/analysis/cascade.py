@@ -150,6 +150,24 @@ def folds(examples: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
     return np.sort(order[:half]), np.sort(order[half:])
 
 
+def cross_fit(arms: Arms, ts: Sequence[float], seed: int, alpha: float
+              ) -> tuple[list[float], dict[str, np.ndarray]]:
+    """2-fold cross-fitting: the threshold `choose` picks on each seeded half (folds), and
+    every example's cascade outcome under the threshold chosen on the other half."""
+    n = len(arms.examples)
+    held = {"correct": np.zeros(n, dtype=bool), "routed": np.zeros(n, dtype=bool),
+            "cost": np.zeros(n), "latency": np.zeros(n)}
+    chosen = []
+    a_idx, b_idx = folds(arms.examples, seed)
+    for pick, score in ((a_idx, b_idx), (b_idx, a_idx)):
+        t = choose(arms, ts, pick, alpha)
+        chosen.append(t)
+        o = outcome(arms, t, score)
+        for key in held:
+            held[key][score] = o[key]
+    return chosen, held
+
+
 def _frontier(values: list[tuple[float, float]]) -> list[bool]:
     """Pareto frontier of (cost measure, accuracy): no other point is cheaper-or-equal and
     more accurate, or cheaper and as accurate."""
@@ -183,16 +201,7 @@ def evaluate(c: CascadeConfig, df: pd.DataFrame, summary: pd.DataFrame, meta: Ru
                      "schema_compliance": float(o["valid"].mean()), "chosen": t == deploy})
     for row, on in zip(rows, _frontier(points), strict=True):
         row["on_frontier"] = on
-    a_idx, b_idx = folds(arms.examples, meta.dataset.seed)
-    held = {"correct": np.zeros(n, dtype=bool), "routed": np.zeros(n, dtype=bool),
-            "cost": np.zeros(n), "latency": np.zeros(n)}
-    chosen_on = []
-    for pick, score in ((a_idx, b_idx), (b_idx, a_idx)):
-        t = choose(arms, ts, pick, alpha)
-        chosen_on.append(t)
-        o = outcome(arms, t, score)
-        for key in held:
-            held[key][score] = o[key]
+    chosen_on, held = cross_fit(arms, ts, meta.dataset.seed, alpha)
     comparisons: list[dict[str, Any]] = []
     for other, right in ((c.primary, arms.right[0]), (c.fallback, arms.right[1])):
         d = paired_mean_difference(held["correct"].astype(float), right.astype(float),
@@ -303,5 +312,6 @@ def hybrid(cascades: Sequence[dict[str, Any]]) -> tuple[str, tuple[str, ...]] | 
     return None
 
 
-__all__ = ["FRONTIER_COLUMNS", "Arms", "arms_of", "choose", "evaluate", "evaluate_all", "folds",
+__all__ = ["FRONTIER_COLUMNS", "Arms", "arms_of", "choose", "cross_fit", "evaluate",
+           "evaluate_all", "folds",
            "frontier_frame", "hybrid", "outcome", "summary_rows", "thresholds"]

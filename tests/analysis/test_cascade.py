@@ -182,3 +182,29 @@ def test_zero_prices_compare_tokens_and_latency_and_never_say_saves_nothing(
     text = json.dumps(summary) + (run / "report.html").read_text()
     assert "saves nothing" not in text
     assert "priced at $0 per query" in summary["evidence"]["fine_tune"]["break_even_text"]
+
+
+def test_the_operating_point_is_scored_on_the_half_that_did_not_choose_it():
+    import numpy as np
+
+    from harness.analysis.cascade import Arms, choose, cross_fit, folds
+
+    ids = np.array([f"e{i}" for i in range(40)], dtype=object)
+    a, b = folds(ids, 0)
+    conf = np.full(40, 0.9)
+    conf[a[:10]] = conf[b[:10]] = 0.5
+    primary = np.ones(40, dtype=bool)
+    primary[a[:10]] = False  # unsure and wrong in half A only
+    ones, zeros = np.ones(40), np.zeros(40)
+    arms = Arms("p", "f", ids, conf, (primary, np.ones(40, dtype=bool)), (zeros, ones),
+                (zeros, ones), (zeros, ones), (np.ones(40, dtype=bool),) * 2)
+    ts = (0.0, 0.6, 1.0)
+    # half A needs routing (10 of 20 wrong unrouted: McNemar p = 2/1024); half B does not
+    assert choose(arms, ts, a, 0.05) == 0.6 and choose(arms, ts, b, 0.05) == 0.0
+    chosen, held = cross_fit(arms, ts, 0, 0.05)
+    assert chosen == [0.6, 0.0]
+    # half B answered at t=0.6 (all right, its 10 unsure routed); half A at t=0.0 (10 wrong)
+    assert held["correct"][b].all() and held["routed"][b].sum() == 10
+    assert held["correct"][a].sum() == 10 and not held["routed"][a].any()
+    assert held["correct"].mean() == 0.75  # on all 40 the rule picks 0.6, at accuracy 1.0
+    assert choose(arms, ts, np.arange(40), 0.05) == 0.6
