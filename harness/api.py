@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import contextlib
+import math
 import shutil
 import signal
 import threading
@@ -251,9 +252,9 @@ def distill(cfg: Config | str | Path, teacher: str, student: str, *,
     for _, row in a.summary.iterrows():
         arm = summary["arms"].get(str(row["strategy"]))
         if arm is not None:
-            arm["cost_per_1k"] = None if row["cost_per_1k"] != row["cost_per_1k"] \
-                else float(row["cost_per_1k"])
-            arm["latency_p50_ms"] = float(row["latency_p50_ms"])
+            for key in ("cost_per_1k", "latency_p50_ms"):  # NaN (unknown, all cached): null
+                value = float(row[key])
+                arm[key] = None if math.isnan(value) else value
     write_json_atomic(out_dir / "distill.json", summary)
     return summary
 

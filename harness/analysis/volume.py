@@ -137,7 +137,9 @@ def volume_analysis(summary: pd.DataFrame, meta: RunMeta, training: dict[str, fl
         out["sentences"] = [
             "Every price is zero and nothing is hosted (the embedded model): no arm costs money "
             "per query, so per query: " + "; ".join(
-                f"{a.name} {a.tokens_per_query:,.0f} tokens, {a.latency_ms / 1000:.2f} s"
+                f"{a.name} {a.tokens_per_query:,.0f} tokens, " + (
+                    f"{a.latency_ms / 1000:.2f} s" if a.latency_ms == a.latency_ms
+                    else "latency not measured (every answer came from the cache)")
                 for a in arms) + "."]
         return out
     crossings = []

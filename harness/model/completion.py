@@ -58,8 +58,9 @@ class ChatRequest:
             out["seed"] = self.seed
         if self.response_format is not None:
             out["response_format"] = dict(self.response_format)
-        if self.logprobs:
+        if self.logprobs:  # llama.cpp's server answers logprobs only with top_logprobs set
             out["logprobs"] = True
+            out["top_logprobs"] = 0
         return out
 
 

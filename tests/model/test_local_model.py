@@ -67,6 +67,16 @@ def test_embedded_model_answers_in_schema(tmp_path):
     assert (df["prompt_tokens"] > 0).all()
 
 
+def test_embedded_model_gives_token_probabilities(tmp_path):
+    cfg = _config(tmp_path, [{"name": "zs", "type": "zero_shot", "model": "local",
+                              "confidence": "logprob"}], limit=4)
+    assert main(["run", str(cfg), "--out", str(tmp_path / "run"), "--no-cache"]) == 0
+    df = pd.read_csv(tmp_path / "run" / "results.csv")
+    assert df["confidence"].between(0, 1).all() and df["confidence"].notna().all()
+    record = json.loads((tmp_path / "run" / "results.jsonl").read_text().splitlines()[0])
+    assert "".join(t for t, _ in record["logprobs"]).endswith(record["output"].strip()[-2:])
+
+
 def test_prompt_over_context_is_a_recorded_failure(tmp_path):
     cfg = _config(
         tmp_path, [{"name": "fs", "type": "few_shot", "model": "local", "shots": 16}], n_ctx=512, limit=2

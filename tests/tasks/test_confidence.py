@@ -58,8 +58,8 @@ def test_a_logprob_arm_records_each_answers_probability(make_config, tmp_path, m
             {"name": "zero-shot", "type": "zero_shot", "model": "fake", "confidence": "logprob"},
             {"name": "plain", "type": "zero_shot", "model": "fake"}])
         assert main(["run", str(cfg), "--out", str(tmp_path / "run"), "--no-cache"]) == 0
-        asked = [b.get("logprobs") for b in server.requests]
-    assert asked.count(True) == 8 and asked.count(None) == 8
+        asked = [(b.get("logprobs"), b.get("top_logprobs")) for b in server.requests]
+    assert asked.count((True, 0)) == 8 and asked.count((None, None)) == 8
     results = pd.read_csv(tmp_path / "run" / "results.csv")
     mine = results[results["strategy"] == "zero-shot"]
     want = [0.9 if e == "billing" else 0.4 for e in mine["expected"]]
