@@ -31,11 +31,13 @@ from harness.analysis.pairs import paired_mean_difference
 from harness.analysis.tables import row_name
 from harness.config.cascade import CascadeConfig, cascades_from_raw
 from harness.running.records import RunMeta
+from harness.tasks import Task
+from harness.tasks.extraction import ExtractionTask
 
 AUTO_QUANTILES = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 FRONTIER_COLUMNS = ["cascade", "threshold", "n", "fallback_share", "accuracy", "ci_low",
                     "ci_high", "cost_per_1k", "mean_latency_ms", "mean_tokens", "schema_compliance",
-                    "on_frontier", "chosen"]
+                    "field_f1", "on_frontier", "chosen"]
 
 
 @dataclass(frozen=True)
@@ -51,6 +53,8 @@ class Arms:
     latency: tuple[np.ndarray, np.ndarray]  # ms per query
     tokens: tuple[np.ndarray, np.ndarray]  # prompt + completion tokens per query
     valid: tuple[np.ndarray, np.ndarray]  # schema-valid answers
+    # extraction: per-example (tp, fp, fn) of field F1 (n, 3) of each arm; None otherwise
+    counts: tuple[np.ndarray, np.ndarray] | None = None
 
 
 def _arm_rows(df: pd.DataFrame, summary: pd.DataFrame, name: str) -> pd.DataFrame:
@@ -64,8 +68,19 @@ def _arm_rows(df: pd.DataFrame, summary: pd.DataFrame, name: str) -> pd.DataFram
     return df[(df["strategy"] == s) & (df["k"] == k) & (df["draw"] == 0)]
 
 
-def arms_of(c: CascadeConfig, df: pd.DataFrame, summary: pd.DataFrame) -> Arms:
-    """The two arms' answers, aligned on the examples both have an answer of the model for."""
+def _counts(x: pd.DataFrame, task: ExtractionTask) -> np.ndarray:
+    """Per example (tp, fp, fn) summed over the fields (ExtractionTask.field_counts)."""
+    out = np.zeros((len(x), 3))
+    for i, (gold, pred) in enumerate(zip(x["expected"], x["prediction"], strict=True)):
+        table = task.field_counts([gold], [pred]).values()
+        out[i] = [sum(t[0] for t in table), sum(t[1] for t in table), sum(t[2] for t in table)]
+    return out
+
+
+def arms_of(c: CascadeConfig, df: pd.DataFrame, summary: pd.DataFrame,
+            task: Task | None = None) -> Arms:
+    """The two arms' answers, aligned on the examples both have an answer of the model for
+    (with field F1 counts for an extraction task)."""
     a = _arm_rows(df, summary, c.primary).set_index("example_id")
     b = _arm_rows(df, summary, c.fallback).set_index("example_id")
     a, b = a[~a["endpoint_failed"]], b[~b["endpoint_failed"]]
@@ -85,7 +100,8 @@ def arms_of(c: CascadeConfig, df: pd.DataFrame, summary: pd.DataFrame) -> Arms:
                 (col(a, "cost_usd"), col(b, "cost_usd")),
                 (np.nan_to_num(col(a, "latency_ms")), np.nan_to_num(col(b, "latency_ms"))),
                 (tokens(a), tokens(b)),
-                (a["schema_valid"].astype(bool).to_numpy(), b["schema_valid"].astype(bool).to_numpy()))
+                (a["schema_valid"].astype(bool).to_numpy(), b["schema_valid"].astype(bool).to_numpy()),
+                (_counts(a, task), _counts(b, task)) if isinstance(task, ExtractionTask) else None)
 
 
 def priced(arms: Arms) -> bool:
@@ -117,7 +133,9 @@ def outcome(arms: Arms, t: float, rows: np.ndarray | slice = slice(None)
     (pa, pb), (ca, cb) = arms.right, arms.cost
     (la, lb), (ta, tb) = arms.latency, arms.tokens
     va, vb = arms.valid
-    return {"routed": r, "correct": np.where(r, pb[rows], pa[rows]),
+    extra = {} if arms.counts is None else {
+        "counts": np.where(r[:, None], arms.counts[1][rows], arms.counts[0][rows])}
+    return {**extra, "routed": r, "correct": np.where(r, pb[rows], pa[rows]),
             "valid": np.where(r, vb[rows], va[rows]),
             "cost": ca[rows] + np.where(r, cb[rows], 0.0),
             "latency": la[rows] + np.where(r, lb[rows], 0.0),
@@ -128,10 +146,48 @@ def _measure(o: dict[str, np.ndarray], money: bool) -> float:
     return float(np.mean(o["cost"] if money else o["latency"])) if len(o["cost"]) else math.nan
 
 
-def choose(arms: Arms, ts: Sequence[float], rows: np.ndarray, alpha: float) -> float:
-    """The cheapest threshold whose accuracy on `rows` is not significantly below the better
-    single arm's there (see the module); ties: the more accurate, then the lower t."""
+@dataclass(frozen=True)
+class Rule:
+    """How the operating point is chosen: by default the cheapest threshold not significantly
+    less accurate than the better arm; with `decision.cascade_min_accuracy` the cheapest at or
+    above that accuracy; with `decision.cascade_max_cost_per_1k` (priced arms only) the most
+    accurate within that cost; with both, the cheapest meeting both. When no threshold meets
+    them, the default rule."""
+
+    alpha: float
+    min_accuracy: float | None = None
+    max_cost_per_1k: float | None = None
+
+    def describe(self, money: bool) -> str:
+        """The rule in words."""
+        cap = self.max_cost_per_1k if money else None
+        if self.min_accuracy is not None:
+            within = f" within ${cap:g} per 1k queries" if cap is not None else ""
+            return f"the cheapest threshold with accuracy at least {self.min_accuracy:g}{within}"
+        if cap is not None:
+            return f"the most accurate threshold within ${cap:g} per 1k queries"
+        return ("the cheapest threshold whose accuracy is not significantly below the better "
+                f"arm alone (McNemar, alpha {self.alpha:g})")
+
+
+def choose(arms: Arms, ts: Sequence[float], rows: np.ndarray, rule: Rule | float) -> float:
+    """The threshold `rule` picks on `rows` (see Rule; a bare number is the default rule's
+    alpha); ties: the more accurate, then the lower t."""
+    rule = rule if isinstance(rule, Rule) else Rule(float(rule))
     money = priced(arms)
+    cap = rule.max_cost_per_1k if money else None
+    if rule.min_accuracy is not None or cap is not None:
+        met = []
+        for t in ts:
+            o = outcome(arms, t, rows)
+            acc, measure = float(o["correct"].mean()), _measure(o, money)
+            if (rule.min_accuracy is None or acc >= rule.min_accuracy) and (
+                    cap is None or 1000 * measure <= cap):
+                met.append((measure, -acc, t) if rule.min_accuracy is not None
+                           else (-acc, measure, t))
+        if met:
+            return min(met)[2]
+    alpha = rule.alpha
     pa, pb = arms.right[0][rows], arms.right[1][rows]
     best = pa if pa.mean() >= pb.mean() else pb
     ok = []
@@ -150,7 +206,7 @@ def folds(examples: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
     return np.sort(order[:half]), np.sort(order[half:])
 
 
-def cross_fit(arms: Arms, ts: Sequence[float], seed: int, alpha: float
+def cross_fit(arms: Arms, ts: Sequence[float], seed: int, alpha: Rule | float
               ) -> tuple[list[float], dict[str, np.ndarray]]:
     """2-fold cross-fitting: the threshold `choose` picks on each seeded half (folds), and
     every example's cascade outcome under the threshold chosen on the other half."""
@@ -176,17 +232,18 @@ def _frontier(values: list[tuple[float, float]]) -> list[bool]:
 
 
 def evaluate(c: CascadeConfig, df: pd.DataFrame, summary: pd.DataFrame, meta: RunMeta,
-             n_boot: int) -> dict[str, Any] | None:
+             n_boot: int, task: Task | None = None) -> dict[str, Any] | None:
     """One cascade's frontier, chosen point (cross-fitted) and paired comparisons; None when
-    its arms share no answered example."""
-    arms = arms_of(c, df, summary)
+    its arms share no answered example. Extraction tasks: field F1 per threshold too."""
+    arms = arms_of(c, df, summary, task)
     n = len(arms.examples)
     if n < 2:
         return None
     ts = thresholds(c, arms)
     money = priced(arms)
     alpha = meta.decision.alpha
-    deploy = choose(arms, ts, np.arange(n), alpha)
+    rule = Rule(alpha, meta.decision.cascade_min_accuracy, meta.decision.cascade_max_cost_per_1k)
+    deploy = choose(arms, ts, np.arange(n), rule)
     rows, points = [], []
     for t in ts:
         o = outcome(arms, t)
@@ -198,10 +255,12 @@ def evaluate(c: CascadeConfig, df: pd.DataFrame, summary: pd.DataFrame, meta: Ru
                      "cost_per_1k": 1000 * float(o["cost"].mean()) if money else math.nan,
                      "mean_latency_ms": float(o["latency"].mean()),
                      "mean_tokens": float(o["tokens"].mean()),
-                     "schema_compliance": float(o["valid"].mean()), "chosen": t == deploy})
+                     "schema_compliance": float(o["valid"].mean()),
+                     "field_f1": stats.micro_f1(o["counts"]) if "counts" in o else math.nan,
+                     "chosen": t == deploy})
     for row, on in zip(rows, _frontier(points), strict=True):
         row["on_frontier"] = on
-    chosen_on, held = cross_fit(arms, ts, meta.dataset.seed, alpha)
+    chosen_on, held = cross_fit(arms, ts, meta.dataset.seed, rule)
     comparisons: list[dict[str, Any]] = []
     for other, right in ((c.primary, arms.right[0]), (c.fallback, arms.right[1])):
         d = paired_mean_difference(held["correct"].astype(float), right.astype(float),
@@ -218,7 +277,7 @@ def evaluate(c: CascadeConfig, df: pd.DataFrame, summary: pd.DataFrame, meta: Ru
     return {
         "name": c.name, "primary": c.primary, "fallback": c.fallback, "n": n,
         "cost_measure": "cost_per_1k" if money else "mean_latency_ms",
-        "threshold": deploy, "fold_thresholds": chosen_on,
+        "threshold": deploy, "fold_thresholds": chosen_on, "rule": rule.describe(money),
         "selection": "2-fold cross-fitting: the threshold chosen on each seeded half answers "
                      "the other half; the operating point's figures are those held-out answers",
         "held_out": {"accuracy": ci.estimate, "ci_low": ci.low, "ci_high": ci.high,
@@ -237,12 +296,12 @@ def _single(arms: Arms, i: int, money: bool) -> dict[str, Any]:
             "mean_tokens": float(arms.tokens[i].mean())}
 
 
-def evaluate_all(df: pd.DataFrame, summary: pd.DataFrame, meta: RunMeta, n_boot: int
-                 ) -> list[dict[str, Any]]:
+def evaluate_all(df: pd.DataFrame, summary: pd.DataFrame, meta: RunMeta, n_boot: int,
+                 task: Task | None = None) -> list[dict[str, Any]]:
     """Every cascade of the run's config (evaluate), those with answers to route."""
     out = []
     for c in cascades_from_raw(meta.config_raw):
-        got = evaluate(c, df, summary, meta, n_boot)
+        got = evaluate(c, df, summary, meta, n_boot, task)
         if got is not None:
             out.append(got)
     return out
@@ -265,7 +324,7 @@ def summary_rows(cascades: Sequence[dict[str, Any]]) -> pd.DataFrame:
                          "ci_low": r["ci_low"], "ci_high": r["ci_high"], "errors": 0,
                          "failures": 0, "endpoint_failures": 0, "cache_hits": 0,
                          "coverage": 1.0, "fallback_share": r["fallback_share"],
-                         "schema_compliance": r["schema_compliance"],
+                         "schema_compliance": r["schema_compliance"], "field_f1": r["field_f1"],
                          "cost_per_1k": r["cost_per_1k"], "latency_mean_ms": r["mean_latency_ms"],
                          "cascade_chosen": r["chosen"]})
     return pd.DataFrame(rows)
@@ -312,6 +371,6 @@ def hybrid(cascades: Sequence[dict[str, Any]]) -> tuple[str, tuple[str, ...]] | 
     return None
 
 
-__all__ = ["FRONTIER_COLUMNS", "Arms", "arms_of", "choose", "cross_fit", "evaluate",
-           "evaluate_all", "folds",
-           "frontier_frame", "hybrid", "outcome", "summary_rows", "thresholds"]
+__all__ = ["FRONTIER_COLUMNS", "Arms", "Rule", "arms_of", "choose", "cross_fit", "evaluate",
+           "evaluate_all", "folds", "frontier_frame", "hybrid", "outcome", "summary_rows",
+           "thresholds"]

@@ -259,7 +259,7 @@ def analyse_columns(cols: RecordColumns, meta: RunMeta) -> Analysis:
         v = rules.Verdict(v.recommendation, v.sentence, (*v.reasons, note))
     levers = space.untried(summary)
     v = space.with_untried(v, levers)
-    routes = tuple(cascade.evaluate_all(df, summary, meta, decision.bootstrap))
+    routes = tuple(cascade.evaluate_all(df, summary, meta, decision.bootstrap, task))
     ft_rows = summary[summary["type"].map(is_fine_tuned).astype(bool)] if len(summary) else summary
     costs = volume.volume_analysis(
         summary, meta, {str(r["strategy"]): _training_cost(meta, r) for _, r in ft_rows.iterrows()},

@@ -229,6 +229,9 @@ SCHEMA: dict[str, Any] = {
                 # one-off engineering cost of a fine-tune or cascade: hours x rate (USD/hour)
                 "engineering_hours": {"type": ["number", "null"], "minimum": 0},
                 "hourly_rate": {"type": ["number", "null"], "minimum": 0},
+                # a cascade's operating point: an accuracy floor and / or a cost cap (USD per 1k)
+                "cascade_min_accuracy": {"type": ["number", "null"], "minimum": 0, "maximum": 1},
+                "cascade_max_cost_per_1k": {"type": ["number", "null"], "minimum": 0},
             },
         },
         "finetune": {

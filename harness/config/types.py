@@ -171,6 +171,9 @@ class DecisionConfig:
     # one-off engineering cost of what is more than a prompt (a fine-tune, a cascade)
     engineering_hours: float | None = None
     hourly_rate: float | None = None  # USD per engineering hour
+    # a cascade's operating point (analysis/cascade.py Rule): an accuracy floor, a cost cap
+    cascade_min_accuracy: float | None = None
+    cascade_max_cost_per_1k: float | None = None
 
 
 @dataclass(frozen=True)

@@ -76,8 +76,8 @@ def cascade_section(a: Analysis) -> str:
             '<table class="cascade"><tr><th>threshold</th><th>to fallback</th><th>accuracy '
             "[95% CI]</th><th>cost</th><th>tokens / query</th><th>frontier</th></tr>"
             f"{rows}</table>"
-            f"<p>Operating point: t = {c['threshold']:g}, the cheapest threshold ({_e(measure)}) "
-            f"whose accuracy is not significantly below the better arm alone. Held out "
+            f"<p>Operating point: t = {c['threshold']:g}, {_e(c.get('rule', ''))} (cost: "
+            f"{_e(measure)}). Held out "
             f"({_e(c['selection'])}; thresholds chosen on the halves: "
             f"{', '.join(f'{t:g}' for t in c['fold_thresholds'])}): accuracy "
             f"{_num(h['accuracy'])} [{_num(h['ci_low'])}, {_num(h['ci_high'])}], "

@@ -208,3 +208,38 @@ def test_the_operating_point_is_scored_on_the_half_that_did_not_choose_it():
     assert held["correct"][a].sum() == 10 and not held["routed"][a].any()
     assert held["correct"].mean() == 0.75  # on all 40 the rule picks 0.6, at accuracy 1.0
     assert choose(arms, ts, np.arange(40), 0.05) == 0.6
+
+
+@pytest.mark.parametrize(("decision", "want"), [
+    ({"cascade_min_accuracy": 0.7}, 0.5),  # the cheapest at >= 0.7: t=0.5 (0.75, $0.26)
+    ({"cascade_max_cost_per_1k": 0.6}, 0.5),  # the most accurate within $0.60: 0.5 and 0.65 tie
+    ({"cascade_max_cost_per_1k": 0.8}, 0.8),  # within $0.80: t=0.8 reaches 1.0
+    ({"cascade_min_accuracy": 0.9, "cascade_max_cost_per_1k": 0.5}, 0.8),  # none: the default
+])
+def test_an_accuracy_floor_or_a_cost_cap_chooses_the_point(make_config, tmp_path, monkeypatch,
+                                                           decision, want):
+    monkeypatch.setenv("TEST_API_KEY", "x")
+    with FakeOpenAI(responder=responder) as server:
+        cfg = _with(_config(make_config, server.base_url, [0.5, 0.65, 0.8, 0.95]),
+                    decision=decision)
+        assert main(["run", str(cfg), "--out", str(tmp_path / "run"), "--no-cache"]) == 0
+    c = json.loads((tmp_path / "run" / "summary.json").read_text())["cascades"][0]
+    assert c["threshold"] == want
+    if len(decision) == 1:
+        assert ("at least" in c["rule"]) == ("cascade_min_accuracy" in decision)
+
+
+def test_extraction_cascades_route_field_counts_too():
+    import numpy as np
+
+    from harness.analysis import stats
+    from harness.analysis.cascade import Arms, outcome
+
+    two = np.ones(2, dtype=bool)
+    arms = Arms("p", "f", np.array(["e0", "e1"], dtype=object), np.array([0.9, 0.2]),
+                (np.array([True, False]), two), (np.zeros(2), np.ones(2)), (np.zeros(2),) * 2,
+                (np.zeros(2),) * 2, (two, two),
+                (np.array([[2, 0, 0], [0, 1, 1]], float), np.array([[1, 0, 1], [2, 0, 0]], float)))
+    # t=0: both primary -> tp 2, fp 1, fn 1 -> F1 = 4 / 6; t=0.5 routes e1 -> tp 4 -> F1 = 1
+    assert stats.micro_f1(outcome(arms, 0.0)["counts"]) == pytest.approx(4 / 6)
+    assert stats.micro_f1(outcome(arms, 0.5)["counts"]) == 1.0
