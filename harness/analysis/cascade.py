@@ -69,12 +69,10 @@ def _arm_rows(df: pd.DataFrame, summary: pd.DataFrame, name: str) -> pd.DataFram
 
 
 def _counts(x: pd.DataFrame, task: ExtractionTask) -> np.ndarray:
-    """Per example (tp, fp, fn) summed over the fields (ExtractionTask.field_counts)."""
-    out = np.zeros((len(x), 3))
-    for i, (gold, pred) in enumerate(zip(x["expected"], x["prediction"], strict=True)):
-        table = task.field_counts([gold], [pred]).values()
-        out[i] = [sum(t[0] for t in table), sum(t[1] for t in table), sum(t[2] for t in table)]
-    return out
+    """Per example (tp, fp, fn) summed over the fields (ExtractionTask.example_counts)."""
+    return np.array([task.example_counts(gold, pred) for gold, pred
+                     in zip(x["expected"], x["prediction"], strict=True)], dtype=float
+                    ).reshape(-1, 3)
 
 
 def arms_of(c: CascadeConfig, df: pd.DataFrame, summary: pd.DataFrame,

@@ -171,8 +171,8 @@ def verdict(summary: pd.DataFrame, comparisons: pd.DataFrame, plateau: rules.Pla
         prompt_cost, ft_cost = best["cost_per_1k"] / 1000, f["cost_per_1k"] / 1000
         if not (math.isnan(prompt_cost) or math.isnan(ft_cost)):
             saving = float(prompt_cost) - float(ft_cost)
-            hosting = ((meta.models[str(best["model"])].hosting_per_month or 0.0)
-                       - (meta.models[str(f["model"])].hosting_per_month or 0.0))
+            hosting = (volume.hosting(meta, [str(best["model"])])
+                       - volume.hosting(meta, [str(f["model"])]))
             if hosting and decision.monthly_volume:  # fixed costs, spread over the volume
                 saving += hosting / decision.monthly_volume
             if training is not None:

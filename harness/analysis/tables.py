@@ -158,9 +158,7 @@ def count_matrix(df: pd.DataFrame, strategy: str, k: int, examples: Sequence[str
         for ex, gold, pred in zip(part["example_id"].astype(str), part["expected"],
                                   part["prediction"], strict=True):
             if ex in pos:
-                table = task.field_counts([gold], [pred]).values()
-                out[pos[ex], d_i] = [sum(t[0] for t in table), sum(t[1] for t in table),
-                                     sum(t[2] for t in table)]
+                out[pos[ex], d_i] = task.example_counts(gold, pred)
     return np.asarray(out.mean(axis=1))  # NaN where any draw is missing
 
 

@@ -78,7 +78,8 @@ def _volume(v: float) -> str:
     return f"{v:g}"
 
 
-def _hosting(meta: RunMeta, models: Sequence[str]) -> float:
+def hosting(meta: RunMeta, models: Sequence[str]) -> float:
+    """USD a month of hosting the models (price.hosting_per_month), each model once."""
     return float(sum(meta.models[m].hosting_per_month or 0.0 for m in dict.fromkeys(models)
                      if m in meta.models))
 
@@ -100,7 +101,7 @@ def arm_costs(summary: pd.DataFrame, meta: RunMeta, training: dict[str, float | 
         tokens = float(np.nansum([r["mean_prompt_tokens"], r["mean_completion_tokens"]]))
         model_of[row_name(r)] = str(r["model"])
         out.append(ArmCost(row_name(r), float(r["cost_per_1k"]) / 1000,
-                           _hosting(meta, [str(r["model"])]),
+                           hosting(meta, [str(r["model"])]),
                            (training.get(str(r["strategy"])) or 0.0) + eng if ft else 0.0,
                            tokens, float(r["latency_p50_ms"]), "fine_tuned" if ft else "prompt"))
     by_name = {a.name: a for a in out}
@@ -112,7 +113,7 @@ def arm_costs(summary: pd.DataFrame, meta: RunMeta, training: dict[str, float | 
         weights = (1.0, h["fallback_share"])  # the primary always answers, the fallback if routed
         tokens = sum(a.tokens_per_query * w for a, w in zip(pair, weights, strict=True) if a)
         models = [model_of[n] for n in (c["primary"], c["fallback"]) if n in model_of]
-        out.append(ArmCost(f"{c['name']}@t={c['threshold']:g}", per, _hosting(meta, models),
+        out.append(ArmCost(f"{c['name']}@t={c['threshold']:g}", per, hosting(meta, models),
                            eng + trained, tokens, h["mean_latency_ms"], "cascade"))
     return out
 
@@ -184,5 +185,6 @@ def volume_analysis(summary: pd.DataFrame, meta: RunMeta, training: dict[str, fl
     return out
 
 
-__all__ = ["VOLUMES", "ArmCost", "arm_costs", "crossover", "engineering_cost", "payback_months",
+__all__ = ["VOLUMES", "ArmCost", "arm_costs", "crossover", "engineering_cost", "hosting",
+           "payback_months",
            "volume_analysis"]

@@ -233,6 +233,12 @@ class ExtractionTask:
                     row[2] += 1
         return {k: (v[0], v[1], v[2], v[3], v[4]) for k, v in table.items()}
 
+    def example_counts(self, expected: Any, predicted: Any) -> tuple[int, int, int]:
+        """One example's (true positives, false positives, misses) summed over its fields:
+        its row of field F1's micro counts."""
+        table = self.field_counts([expected], [predicted]).values()
+        return (sum(t[0] for t in table), sum(t[1] for t in table), sum(t[2] for t in table))
+
     def breakdown(self, expected: Sequence[Any], predicted: Sequence[Any]) -> dict[str, dict[str, float]]:
         """Per field: accuracy, precision, recall, F1 and support (non-null gold values)."""
         out = {}

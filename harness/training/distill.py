@@ -2,8 +2,8 @@
 labels and registered as distilled, and student, teacher and (when it exists) the student
 trained on gold labels are evaluated side by side.
 
-1. The pool: `--unlabeled FILE` (its `dataset.input` field or template; `dataset.id` when
-   present) or the training inputs with their labels ignored. An input that is also an eval
+1. The pool: `--unlabeled FILE` (its `dataset.input` field or template; rows numbered from 0)
+   or the training inputs with their labels ignored. An input that is also an eval
    input is dropped (leakage), and the count is reported.
 2. The teacher answers the pool through the runner (cache, retries, a resumable folder
    `OUT/teacher/`); nothing is scored, there being no gold.
@@ -84,7 +84,8 @@ def distilled_name(student: StrategyConfig) -> str:
 def pool(cfg: Config, data: Data, unlabeled: Path | None, log: Log) -> tuple[Example, ...]:
     """The unlabeled inputs the teacher labels, eval inputs removed (see the module)."""
     if unlabeled is not None:
-        ds = dataclasses.replace(cfg.dataset, target="", target_fields=None, cluster=None)
+        # inputs only: no target, no cluster, and row numbers as ids (the file need not have ids)
+        ds = dataclasses.replace(cfg.dataset, target="", target_fields=None, cluster=None, id=None)
         raw = read_examples(unlabeled, ds, "--unlabeled", _UNLABELED)
         examples = [Example(f"u{ex.id}", ex.input, None) for ex in raw]
     else:
