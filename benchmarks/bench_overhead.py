@@ -20,7 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from loopback_project import write_project
+from loopback_project import loopback_server, write_project
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -79,26 +79,19 @@ def main() -> None:
     ap.add_argument("--latency", type=float, default=0.1)
     ap.add_argument("--rounds", type=int, default=3)
     args = ap.parse_args()
-    server = subprocess.Popen(
-        [sys.executable, "-c", SERVER.format(tests=str(ROOT / "tests"), latency=args.latency)],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     harness_s: list[float] = []
     bare_s: list[float] = []
-    try:
-        assert server.stdout is not None
-        base_url = server.stdout.readline().strip()
-        with tempfile.TemporaryDirectory() as tmp:
-            t = Path(tmp)
-            cfg = write_project(t, base_url, args.requests, args.concurrency)
-            env = {**os.environ, "HARNESS_CACHE_DIR": str(t / "cache"),
-                   "HARNESS_HISTORY": str(t / "history.jsonl")}
-            for i in range(args.rounds):
-                bare_s.append(_timed([sys.executable, "-c", BARE, base_url, str(args.requests),
-                                      str(args.concurrency)], env))
-                harness_s.append(_timed([sys.executable, "-m", "harness", "run", str(cfg),
-                                         "--out", str(t / f"run{i}"), "--no-cache"], env))
-    finally:
-        server.communicate("")
+    with (loopback_server(SERVER.format(tests=str(ROOT / "tests"), latency=args.latency)) as base_url,
+          tempfile.TemporaryDirectory() as tmp):
+        t = Path(tmp)
+        cfg = write_project(t, base_url, args.requests, args.concurrency)
+        env = {**os.environ, "HARNESS_CACHE_DIR": str(t / "cache"),
+               "HARNESS_HISTORY": str(t / "history.jsonl")}
+        for i in range(args.rounds):
+            bare_s.append(_timed([sys.executable, "-c", BARE, base_url, str(args.requests),
+                                  str(args.concurrency)], env))
+            harness_s.append(_timed([sys.executable, "-m", "harness", "run", str(cfg),
+                                     "--out", str(t / f"run{i}"), "--no-cache"], env))
     h, b = statistics.median(harness_s), statistics.median(bare_s)
     print(json.dumps({
         "requests": args.requests, "concurrency": args.concurrency, "latency_s": args.latency,

@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 import yaml
-from loopback_project import LABELS
+from loopback_project import LABELS, loopback_server
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -63,27 +63,20 @@ def main() -> None:
     ap.add_argument("--examples", type=int, default=100_000)
     ap.add_argument("--concurrency", type=int, default=64)
     args = ap.parse_args()
-    server = subprocess.Popen(
-        [sys.executable, "-c", SERVER.format(tests=str(ROOT / "tests"))],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-    try:
-        assert server.stdout is not None
-        base_url = server.stdout.readline().strip()
-        with tempfile.TemporaryDirectory() as tmp:
-            t = Path(tmp)
-            cfg = write_project(t, base_url, args.examples, args.concurrency)
-            env = {**os.environ, "HARNESS_CACHE_DIR": str(t / "cache"),
-                   "HARNESS_HISTORY": str(t / "history.jsonl")}
-            start = time.perf_counter()
-            done = subprocess.run([sys.executable, "-m", "harness", "run", str(cfg), "--out",
-                                   str(t / "run")], env=env, stdout=subprocess.DEVNULL,
-                                  stderr=subprocess.PIPE, text=True)
-            wall = time.perf_counter() - start
-            peak_mib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-            with open(t / "run" / "results.jsonl", encoding="utf-8") as f:
-                records = sum(1 for _ in f)
-    finally:
-        server.communicate("")
+    with (loopback_server(SERVER.format(tests=str(ROOT / "tests"))) as base_url,
+          tempfile.TemporaryDirectory() as tmp):
+        t = Path(tmp)
+        cfg = write_project(t, base_url, args.examples, args.concurrency)
+        env = {**os.environ, "HARNESS_CACHE_DIR": str(t / "cache"),
+               "HARNESS_HISTORY": str(t / "history.jsonl")}
+        start = time.perf_counter()
+        done = subprocess.run([sys.executable, "-m", "harness", "run", str(cfg), "--out",
+                               str(t / "run")], env=env, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.PIPE, text=True)
+        wall = time.perf_counter() - start
+        peak_mib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+        with open(t / "run" / "results.jsonl", encoding="utf-8") as f:
+            records = sum(1 for _ in f)
     print(json.dumps({
         "examples": args.examples, "arms": 3, "records": records, "exit_code": done.returncode,
         "wall_s": round(wall, 1), "requests_per_s": round(records / wall, 1),

@@ -11,13 +11,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-from loopback_project import write_project
+from loopback_project import loopback_server, write_project
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -41,24 +39,17 @@ def main() -> None:
     from harness.config import load_config
     from harness.running import Runner, plan
 
-    server = subprocess.Popen(
-        [sys.executable, "-c", SERVER.format(tests=str(ROOT / "tests"), latency=args.latency)],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-    try:
-        assert server.stdout is not None
-        base_url = server.stdout.readline().strip()
-        with tempfile.TemporaryDirectory() as tmp:
-            t = Path(tmp)
-            n = args.requests
-            write_project(t, base_url, n, args.concurrency)
-            p = plan(load_config(t / "c.yaml"))
-            runner = Runner(p, t / "run", use_cache=False)
-            cpu0, wall0 = time.process_time(), time.perf_counter()
-            counts = runner.execute()
-            wall = time.perf_counter() - wall0
-            cpu = time.process_time() - cpu0
-    finally:
-        server.communicate("")
+    with (loopback_server(SERVER.format(tests=str(ROOT / "tests"), latency=args.latency)) as base_url,
+          tempfile.TemporaryDirectory() as tmp):
+        t = Path(tmp)
+        n = args.requests
+        write_project(t, base_url, n, args.concurrency)
+        p = plan(load_config(t / "c.yaml"))
+        runner = Runner(p, t / "run", use_cache=False)
+        cpu0, wall0 = time.process_time(), time.perf_counter()
+        counts = runner.execute()
+        wall = time.perf_counter() - wall0
+        cpu = time.process_time() - cpu0
     ideal = args.concurrency / args.latency
     rate = counts.requests / wall
     print(json.dumps({

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import subprocess
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import yaml
@@ -25,3 +29,16 @@ def write_project(folder: Path, base_url: str, n: int, concurrency: int) -> Path
     }
     (folder / "c.yaml").write_text(yaml.safe_dump(cfg))
     return folder / "c.yaml"
+
+
+@contextlib.contextmanager
+def loopback_server(script: str) -> Iterator[str]:
+    """Run `script` (a Python program that prints its base URL on one line, then serves until its
+    stdin closes) in a child process; yield that URL, and close the server on the way out."""
+    server = subprocess.Popen([sys.executable, "-c", script], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert server.stdout is not None
+        yield server.stdout.readline().strip()
+    finally:
+        server.communicate("")
