@@ -22,9 +22,10 @@ from harness.config import Config
 from harness.config import load_config as _load_config
 from harness.errors import HarnessError, InputError
 from harness.running.lock import LOCK, RunLock
+from harness.running.outcome import Counts
 from harness.running.plan import check_task, default_out_dir, plan
 from harness.running.preflight import preflight
-from harness.running.runner import Counts, Progress, Runner
+from harness.running.runner import Progress, Runner
 from harness.running.store import META, read_columns, read_meta
 
 if TYPE_CHECKING:
@@ -89,7 +90,11 @@ def run(cfg: Config | str | Path, out: str | Path | None = None, *, use_cache: b
     check_out_dir(out_dir, resume=resume)
     # the outermost folder this run creates: removed again if the input turns out bad
     created = next((d for d in reversed((out_dir, *out_dir.parents)) if not d.exists()), None)
+    hist = history_path(history)
+    check_history_writable(hist)  # before the first request, like --out and the cache
     p = ensure_fine_tunes(plan(cfg), progress=train_progress, log=log)
+    for note in p.notes:
+        log(f"fine-tuned model {note}")
     for s in p.strategies:
         if s.arm.unavailable:
             log(f"warning: {s.arm.strategy}: {s.arm.unavailable}")
@@ -119,8 +124,41 @@ def run(cfg: Config | str | Path, out: str | Path | None = None, *, use_cache: b
         _warn_missing(out_dir, log)
         a = write_reports(out_dir)
         if a.complete:
-            append_history(history_path(history), out_dir, a.summary, read_meta(out_dir))
+            try:
+                append_history(hist, out_dir, a.summary, read_meta(out_dir))
+            except OSError as exc:  # the run is complete and reported: a warning, not a failure
+                log(f"warning: history file {hist}: not appended ({exc.strerror or exc}); the "
+                    f"run and its reports in {out_dir} are complete")
     return RunResult(out_dir, counts, a)
+
+
+def check_history_writable(path: Path) -> None:
+    """InputError naming the history file when it cannot be appended to (nothing is created:
+    a missing file is checked through its folder)."""
+    import os
+
+    target = path if path.exists() else next((d for d in path.parents if d.exists()), Path("."))
+    problem = None
+    if path.exists() and not path.is_file():
+        problem = "it is not a file"
+    elif not os.access(target, os.W_OK) or (target.is_file() and target != path):
+        problem = "it cannot be written"
+    else:
+        try:  # some places (e.g. /proc) pass os.access and refuse the write itself
+            if path.exists():
+                with open(path, "a", encoding="utf-8"):
+                    pass
+            elif target == path.parent and (path.parent / ".").is_dir():
+                import tempfile
+
+                with tempfile.NamedTemporaryFile(dir=path.parent, prefix=".harness-check-"):
+                    pass
+        except OSError as exc:
+            problem = f"it cannot be written ({exc.strerror or exc})"
+    if problem:
+        raise InputError(f"--history: {path}: {problem}; the run's history is appended there "
+                         "when it completes (choose another file with --history or "
+                         "$HARNESS_HISTORY)")
 
 
 def _preload_reports() -> None:
@@ -149,7 +187,9 @@ def signals_held() -> Iterator[None]:
 def _warn_missing(out_dir: Path, log: Log) -> None:
     for arm in read_meta(out_dir).arms:
         if arm.unavailable:
-            log(f"warning: arm {arm.key} was not evaluated: {arm.unavailable}")
+            log(f"warning: arm {arm.key}: {arm.unavailable}"
+                if arm.unavailable.startswith(("evaluated on", "not evaluated"))
+                else f"warning: arm {arm.key} was not evaluated: {arm.unavailable}")
 
 
 def check_out_dir(out_dir: Path, *, resume: bool) -> None:
@@ -231,12 +271,17 @@ def eval_plan(cfg: Config | str | Path, *, pilot: str | Path | None = None, delt
 def distill(cfg: Config | str | Path, teacher: str, student: str, *,
             out: str | Path | None = None, unlabeled: str | Path | None = None,
             min_confidence: float | None = None, progress: LossProgress | None = None,
-            log: Log = lambda _m: None, base_urls: dict[str, str | list[str]] | None = None
-            ) -> dict[str, Any]:
+            log: Log = lambda _m: None, base_urls: dict[str, str | list[str]] | None = None,
+            confirm: Callable[[str], bool] | None = None) -> dict[str, Any]:
     """Distil the teacher strategy into a fine-tuned student (training.distill): label the
     unlabeled pool, fine-tune and register the student, evaluate it beside the teacher; write
     OUT/eval's reports and OUT/distill.json (each arm's accuracy, teacher agreement, cost per
-    1k queries and latency), and return that summary."""
+    1k queries and latency), and return that summary.
+
+    Paid work (a teacher on a provider, a provider's fine-tuning job) waits for `confirm`
+    (given the estimate; False: RunError, nothing requested), as `finetune` does; without
+    `confirm` the call itself is the consent. A teacher that is the student, or answers with
+    the student's own model, is refused (InputError)."""
     from harness.files import write_json_atomic
     from harness.report import write_reports
     from harness.training.distill import distill as _distill
@@ -247,7 +292,7 @@ def distill(cfg: Config | str | Path, teacher: str, student: str, *,
     summary = _distill(cfg, teacher, student, out=out_dir,
                        unlabeled=Path(unlabeled) if unlabeled is not None else None,
                        min_confidence=min_confidence, progress=progress, log=log,
-                       base_urls=base_urls)
+                       base_urls=base_urls, confirm=confirm)
     a = write_reports(out_dir / "eval")
     for _, row in a.summary.iterrows():
         arm = summary["arms"].get(str(row["strategy"]))
@@ -275,3 +320,15 @@ def finetune(cfg: Config | str | Path, strategy: str | None = None, *, out: str 
         cfg = load_config(cfg)
     return _finetune(cfg, strategy, out=Path(out) if out is not None else None, progress=progress,
                      log=log, force=force, confirm=confirm)
+
+
+def cancel_finetune(cfg: Config | str | Path, strategy: str | None = None, *,
+                    log: Log = lambda _m: None) -> str | None:
+    """`harness finetune --cancel`: cancel the provider's running fine-tuning job of this
+    config's strategy (its data and settings) through the jobs API; the job id, or None when
+    no job of it is running."""
+    from harness.training.workflow import cancel
+
+    if not isinstance(cfg, Config):
+        cfg = load_config(cfg)
+    return cancel(cfg, strategy, log=log)

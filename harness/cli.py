@@ -8,7 +8,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TextIO
 
@@ -53,7 +53,8 @@ class ProgressBar:
                 self.stream.write("\n")
             self.stream.flush()
         elif pct // 10 != self._last_pct // 10 or done >= total:
-            self.stream.write(f"{self.label}: {done}/{total} ({pct}%)\n")
+            skipped = f", {info}" if "not requested" in info else ""
+            self.stream.write(f"{self.label}: {done}/{total} ({pct}%){skipped}\n")
             self.stream.flush()
         self._last_pct, self._last_t = pct, now
 
@@ -124,7 +125,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     from harness.config import with_overrides
     from harness.report import format_table
 
-    cfg = with_overrides(load_config(args.config), limit=args.limit, concurrency=args.concurrency)
+    if args.max_cost is not None and not args.max_cost > 0:
+        raise InputError("--max-cost: must be more than 0 (USD)")
+    cfg = with_overrides(load_config(args.config), limit=args.limit, concurrency=args.concurrency,
+                         max_cost_usd=args.max_cost)
     if args.dry_run:
         return cmd_validate(args)
     result = run(cfg, args.out, use_cache=not args.no_cache, progress=ProgressBar(cfg.name),
@@ -143,8 +147,11 @@ def cmd_run(args: argparse.Namespace) -> int:
              if counts.rerequested else "")
     print(f"requests {counts.requests}, cache hits {counts.cache_hits}, retries {counts.retries}"
           f"{f' ({kinds})' if kinds else ''}, endpoint failures {counts.endpoint_failures}, "
-          f"model failures {counts.failures - counts.endpoint_failures}, "
-          f"already done {counts.skipped_done}{again}")
+          f"model failures {counts.failures - counts.endpoint_failures - counts.not_requested}, "
+          f"already done {counts.skipped_done}{again}"
+          + (f", not requested {counts.not_requested} (model unavailable)"
+             if counts.not_requested else "")
+          + (f", spent ${counts.spent_usd:,.4f}" if counts.spent_usd else ""))
     print(f"reports: {out}/ (report.html, summary.csv, summary.json, results.csv, comparisons.csv, "
           "tried.csv)")
     return 0
@@ -161,16 +168,28 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_finetune(args: argparse.Namespace) -> int:
-    from harness.api import finetune
+def _asker(command: str, what: str, question: str) -> Callable[[str], bool]:
+    """The consent prompt of a paid command: on a terminal ask; otherwise refuse (--yes)."""
 
     def ask(_estimate: str) -> bool:  # the estimate is already on stderr, through _log
         if not sys.stdin.isatty():
-            raise InputError("finetune: this starts a paid fine-tuning job and stdin is not a "
-                             "terminal to ask on; pass --yes to confirm non-interactively")
-        print("Start this fine-tuning job? [y/N] ", end="", file=sys.stderr, flush=True)
+            raise InputError(f"{command}: this starts {what} and stdin is not a terminal to "
+                             "ask on; pass --yes to confirm non-interactively")
+        print(f"{question} [y/N] ", end="", file=sys.stderr, flush=True)
         return sys.stdin.readline().strip().lower() in {"y", "yes"}
 
+    return ask
+
+
+def cmd_finetune(args: argparse.Namespace) -> int:
+    from harness.api import cancel_finetune, finetune
+
+    if args.cancel:
+        job = cancel_finetune(args.config, args.strategy, log=_log)
+        print(f"cancelled fine-tuning job {job}" if job else
+              "no running fine-tuning job for this config's data and settings")
+        return 0
+    ask = _asker("finetune", "a paid fine-tuning job", "Start this fine-tuning job?")
     entry = finetune(args.config, args.strategy, out=Path(args.out) if args.out else None,
                      progress=_loss_progress, log=_log, force=args.force,
                      confirm=None if args.yes else ask)
@@ -186,8 +205,11 @@ def cmd_distill(args: argparse.Namespace) -> int:
         _fraction("--min-confidence", args.min_confidence)
     from harness.training.distill import distill_lines
 
+    ask = _asker("distill", "paid work (the teacher's requests and a fine-tuning job)",
+                 "Start this distillation?")
     s = distill(args.config, args.teacher, args.student, out=args.out, unlabeled=args.unlabeled,
-                min_confidence=args.min_confidence, progress=_loss_progress, log=_log)
+                min_confidence=args.min_confidence, progress=_loss_progress, log=_log,
+                confirm=None if args.yes else ask)
     print("\n".join(distill_lines(s)))
     return 0
 
@@ -263,6 +285,9 @@ def cmd_cache(args: argparse.Namespace) -> int:
     return 0
 
 
+_PATHS = ("config", "out", "history", "pilot", "run_dir", "baseline", "unlabeled")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with every subcommand."""
     parser = _Parser(prog="harness", description="Prompt or fine-tune? Measure it.")
@@ -286,6 +311,9 @@ def build_parser() -> argparse.ArgumentParser:
                      "requests and estimated cost; send nothing, write nothing")
     run.add_argument("--history", help="history file to append to (default: $HARNESS_HISTORY, "
                      "else reports/history.jsonl)")
+    run.add_argument("--max-cost", type=float, metavar="USD", help="a hard spend cap for this "
+                     "invocation (overrides run.max_cost_usd): the run stops, exit 1, before a "
+                     "request that could take the known spend past it")
     run.set_defaults(func=cmd_run)
 
     val = sub.add_parser("validate", help="check config and data; calls no model")
@@ -330,6 +358,8 @@ def build_parser() -> argparse.ArgumentParser:
     ft.add_argument("--force", action="store_true", help="train again even if the registry has it")
     ft.add_argument("--yes", action="store_true", help="start a paid fine-tuning job without "
                     "asking (for CI; without it the estimate is shown and a terminal is asked)")
+    ft.add_argument("--cancel", action="store_true", help="cancel this config's running job "
+                    "at the provider (the jobs API) instead of training")
     ft.set_defaults(func=cmd_finetune)
     dis = sub.add_parser("distill", help="label unlabeled inputs with a teacher arm, fine-tune a "
                          "student on them, evaluate it beside the teacher")
@@ -342,6 +372,9 @@ def build_parser() -> argparse.ArgumentParser:
     dis.add_argument("--min-confidence", type=float, help="keep only labels the teacher gave "
                      "with at least this confidence (0-1)")
     dis.add_argument("--out", help="folder (default: reports/NAME-distill)")
+    dis.add_argument("--yes", action="store_true", help="start paid work (the teacher's "
+                     "requests, a fine-tuning job) without asking; without it the estimate is "
+                     "shown and a terminal is asked")
     dis.set_defaults(func=cmd_distill)
     cache = sub.add_parser("cache", help="show or clear the response cache (e.g. after the model "
                            "behind an endpoint changed without its name changing)")
@@ -362,7 +395,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point: exit 0 success, 1 run could not complete, 2 bad input, 130 interrupted."""
-    from harness.running.runner import Terminated
+    from harness.running.outcome import Terminated
 
     def on_sigterm(_signum: int, _frame: object) -> None:
         raise Terminated
@@ -371,6 +404,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     previous = signal.signal(signal.SIGTERM, on_sigterm) if main_thread else None
     try:
         args = build_parser().parse_args(argv)
+        for name in _PATHS:  # ~ in a path argument is the home folder, as in config paths
+            if isinstance(getattr(args, name, None), str):
+                setattr(args, name, os.path.expanduser(getattr(args, name)))
         if getattr(args, "limit", None) is not None and args.limit < 1:
             raise InputError("--limit: must be at least 1")
         if getattr(args, "concurrency", None) is not None and args.concurrency < 1:

@@ -273,6 +273,9 @@ def analyse_columns(cols: RecordColumns, meta: RunMeta) -> Analysis:
                                                  *v.reasons))
     complete = meta.status == "complete" and len(df) == meta.expected_records
     reasons = guard.withhold_reasons(df, summary, meta, task, complete, _expected(cols, meta))
+    missing = guard.missing_note(meta)
+    if missing is not None:
+        v = rules.Verdict(v.recommendation, v.sentence, (missing, *v.reasons))
     if reasons:
         v = guard.withheld(reasons, v)
     per_class = per_class_frame(df, task)

@@ -44,7 +44,7 @@ def withhold_reasons(results: pd.DataFrame, summary: pd.DataFrame, meta: RunMeta
                        f"({100 * failed / planned:.1f}%, above run.max_failure_rate "
                        f"{100 * limit:g}%); resume the run to request them again")
     for a in meta.arms:
-        if a.unavailable:
+        if a.unavailable and not meta.allow_missing:  # --allow-missing: a verdict over the rest
             reasons.append(f"arm {a.key} is unavailable: {a.unavailable}")
     if len(summary) == 0:
         return reasons
@@ -74,6 +74,15 @@ def withhold_reasons(results: pd.DataFrame, summary: pd.DataFrame, meta: RunMeta
                        f"decision.min_compliance {100 * floor:g}%): most answers are unusable; "
                        "check the output schema and the prompts")
     return reasons
+
+
+def missing_note(meta: RunMeta) -> str | None:
+    """With --allow-missing, the sentence that names the arms the verdict leaves out."""
+    gone = [a for a in meta.arms if a.unavailable]
+    if not meta.allow_missing or not gone:
+        return None
+    return ("The verdict is over the arms that were evaluated (--allow-missing): "
+            + "; ".join(f"{a.key} {a.unavailable}" for a in gone) + ".")
 
 
 def withheld(reasons: Sequence[str], verdict: rules.Verdict) -> rules.Verdict:

@@ -207,6 +207,7 @@ SCHEMA: dict[str, Any] = {
                 "requests_per_minute": {"type": "number", "exclusiveMinimum": 0},
                 "tokens_per_minute": {"type": "number", "exclusiveMinimum": 0},
                 "max_failure_rate": {"type": "number", "minimum": 0, "maximum": 1},
+                "max_cost_usd": {"type": "number", "exclusiveMinimum": 0},
                 "cache_ttl": {"type": ["number", "null"], "exclusiveMinimum": 0},
                 "mode": {"enum": ["online", "batch"]},
                 "batch_poll_seconds": {"type": "number", "exclusiveMinimum": 0},
@@ -250,6 +251,7 @@ SCHEMA: dict[str, Any] = {
                 "suffix": _STR,
                 "seed": {"type": "integer"},
                 "poll_interval": {"type": "number", "exclusiveMinimum": 0},
+                "max_cost_usd": {"type": "number", "exclusiveMinimum": 0},
             },
         },
         "gate": {

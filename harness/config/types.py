@@ -149,6 +149,8 @@ class RunConfig:
     cache_ttl: float | None = None  # seconds a cached answer is served; None: no expiry
     mode: str = "online"  # online | batch (the OpenAI Batch API); models.NAME.mode overrides
     batch_poll_seconds: float = 30.0  # batch mode: seconds between status polls
+    # a hard spend cap (USD) for one invocation: the run stops before a request that could pass it
+    max_cost_usd: float | None = None
 
 
 def batch_mode(model: ModelConfig, run: RunConfig) -> bool:
@@ -190,6 +192,7 @@ class FinetuneConfig:
     suffix: str | None = None
     seed: int = 0
     poll_interval: float = 10.0
+    max_cost_usd: float | None = None  # a fine-tuning estimate above this is refused
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,7 @@ import contextlib
 import hashlib
 import platform
 import time
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from importlib import metadata
@@ -32,6 +33,7 @@ class Plan:
     strategies: tuple[Strategy, ...]
     adapters: dict[str, Path]  # local alias -> LoRA adapter GGUF
     fine_tunes: dict[str, dict[str, Any]]  # strategy -> registry entry
+    notes: tuple[str, ...] = ()  # which registry entry each fine-tuned arm resolved to, and how
 
 
 def check_task(cfg: Config) -> None:
@@ -41,14 +43,24 @@ def check_task(cfg: Config) -> None:
         raise InputError(f"{cfg.path}: " + "; ".join(problems))
 
 
-def plan(cfg: Config, registry: Registry | None = None) -> Plan:
-    """Load and check data, resolve fine-tuned models, expand strategies into arms."""
+def plan(cfg: Config, registry: Registry | None = None,
+         pins: Mapping[str, str] | None = None) -> Plan:
+    """Load and check data, resolve fine-tuned models, expand strategies into arms.
+
+    A registry name resolves to the entry this config's own training would produce (its
+    identity: data, base model, settings; see `harness.training.identity`), never to another
+    config's model of the same name. `pins` (strategy -> registry key) names an exact entry
+    (harness distill: the student it just trained)."""
+    from harness.training.identity import Resolution, identity
+    from harness.training.identity import resolve as resolve_entry
+
     check_task(cfg)
     data = load_data(cfg, gold_reader(cfg.task))
     task = make_task(cfg.task, data.labels)
     registry = registry or Registry()
     adapters: dict[str, Path] = {}
     fine_tunes: dict[str, dict[str, Any]] = {}
+    notes: list[str] = []
 
     def resolve(s: StrategyConfig) -> tuple[str | None, str | None]:
         name = str(s.fine_tuned_model)
@@ -60,23 +72,40 @@ def plan(cfg: Config, registry: Registry | None = None) -> Plan:
                 return None, (f"fine-tuned model {name!r} is a provider model id; the local "
                               "model serves only fine-tunes named in the registry (local-ft:NAME)")
             return name, None
-        entry = registry.get(name)
         hint = f"create it with: harness finetune {cfg.path} --strategy {s.name}"
+        pin = (pins or {}).get(s.name)
+        pinned = registry.find_key(pin, name) if pin is not None else None
+        if pinned is not None:
+            found = Resolution(pinned, note=f"{name}: the entry just trained ({pinned.key[:12]})")
+        else:
+            try:
+                ident = identity(cfg, s, data, task)
+            except InputError as exc:  # no training data to identify the model by
+                return None, f"fine-tuned model {name!r}: {exc}; {hint}"
+            found = resolve_entry(registry, name, ident, hint)
+        entry = found.entry
+        if entry is None:
+            return None, found.problem
+        if found.note:
+            notes.append(f"{s.name}: {found.note}")
         if model.provider == "local":
-            if entry is None or not entry.adapter_path or not Path(entry.adapter_path).exists():
-                return None, f"fine-tuned model {name!r} is not available; {hint}"
+            if not entry.adapter_path or not Path(entry.adapter_path).exists():
+                return None, (f"fine-tuned model {name!r}: its adapter {entry.adapter_path} is "
+                              f"gone; {hint}")
             alias = LOCAL_PREFIX + entry.name
+            if adapters.get(alias, Path(entry.adapter_path)) != Path(entry.adapter_path):
+                alias += f"@{entry.key[:8]}"  # two entries of one name in one run
             adapters[alias] = Path(entry.adapter_path)
             fine_tunes[s.name] = asdict(entry)
             return alias, None
-        if entry is None or entry.provider == "local":
+        if entry.provider == "local":
             # a registry name, never a model id: sending it would only fail on every example
             return None, f"fine-tuned model {name!r} is not available; {hint}"
         fine_tunes[s.name] = asdict(entry)
         return entry.model_id, None
 
     strategies = expand(cfg, data, task, resolve)
-    return Plan(cfg, data, task, tuple(strategies), adapters, fine_tunes)
+    return Plan(cfg, data, task, tuple(strategies), adapters, fine_tunes, tuple(notes))
 
 
 def _versions() -> dict[str, str]:

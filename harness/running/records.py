@@ -271,6 +271,8 @@ class RunMeta:
     format_version: int = FORMAT_VERSION
     # `dataset.cluster`: each eval example's cluster, in `examples` order; () unclustered
     clusters: tuple[str, ...] = ()
+    # --allow-missing: the run was accepted without its unavailable arms (a verdict over the rest)
+    allow_missing: bool = False
 
     @property
     def expected_records(self) -> int:
@@ -306,6 +308,7 @@ class RunMeta:
             "message": self.message,
             "counts": self.counts,
             **({"clusters": list(self.clusters)} if self.clusters else {}),
+            **({"allow_missing": True} if self.allow_missing else {}),
         }
 
     @classmethod
@@ -344,6 +347,7 @@ class RunMeta:
             counts=dict(d.get("counts") or {}),
             format_version=int(d.get("format_version", 1)),
             clusters=tuple(str(c) for c in d.get("clusters") or ()),
+            allow_missing=bool(d.get("allow_missing", False)),
         )
 
 

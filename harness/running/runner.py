@@ -10,27 +10,30 @@ import itertools
 import shutil
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import openai
 
-from harness.config import batch_mode
+from harness.config import ModelConfig, Price, batch_mode
 from harness.dataset import Example
-from harness.errors import InputError, RunError
+from harness.errors import InputError
 from harness.model.batch import BatchJournal, BatchQueue, BatchSettings
 from harness.model.cache import cache_key, open_cache
 from harness.model.completion import ChatRequest, Completion, is_endpoint_failure
 from harness.model.endpoint import Endpoint, error_kind, response_format_for, retry_after_seconds
 from harness.model.limits import AdaptiveLimiter
 from harness.model.local_server import LocalServers, base_model_path
+from harness.model.pricing import LOCAL_PRICE, batch_price, price_of
 from harness.paths import cache_dir
+from harness.running.outcome import Counts, RunIncomplete, RunInterrupted, Terminated
 from harness.running.plan import Plan, build_meta, file_sha256
-from harness.running.records import Record, RunMeta, endpoint_failure_share
+from harness.running.records import ArmMeta, Record, RunMeta, endpoint_failure_share
 from harness.running.resume import check_resumable
 from harness.running.scoring import make_record
+from harness.running.spend import CapHit, SpendCap, SpendCapReached
 from harness.running.store import ResultStore, read_columns, write_meta
 from harness.strategies import Attempt, Call, Generate, Strategy
 from harness.strategies.prompts import Message
@@ -38,43 +41,6 @@ from harness.strategies.prompts import Message
 Progress = Callable[[int, int, str], None]
 BATCHES = "batches.json"  # the run folder's journal of Batch API batches
 BATCH_WORKERS = 100_000  # batch mode: requests gathered at once (two full batches)
-
-
-class RunInterrupted(RunError):
-    """Ctrl-C or SIGTERM: the run stopped cleanly; what finished is on disk."""
-
-    exit_code = 130
-
-
-class Terminated(KeyboardInterrupt):
-    """SIGTERM (`timeout`, a CI cancel, `docker stop`), raised like Ctrl-C so a run stops the
-    same clean way: records kept, run.json marked interrupted, partial reports written."""
-
-
-class RunIncomplete(RunError):
-    """The run finished its requests but may not be trusted as complete (exit code 1)."""
-
-
-@dataclass
-class Counts:
-    """What a run did, for the user and the metadata."""
-
-    requests: int = 0
-    cache_hits: int = 0
-    retries: int = 0
-    failures: int = 0
-    skipped_done: int = 0
-    rerequested: int = 0  # endpoint failures of an earlier attempt, requested again
-    by_error: dict[str, int] = field(default_factory=dict)
-    retries_by_kind: dict[str, int] = field(default_factory=dict)
-
-    endpoint_failures: int = 0  # of `failures`: the endpoint's, not the model's
-
-    def failure(self, kind: str) -> None:
-        """Count one failed example."""
-        self.failures += 1
-        self.endpoint_failures += is_endpoint_failure(kind)
-        self.by_error[kind] = self.by_error.get(kind, 0) + 1
 
 
 class Runner:
@@ -99,6 +65,9 @@ class Runner:
                                 p.cfg.run.cache_ttl) if use_cache else None
         self.counts = Counts()
         self.missing: dict[str, str] = {}  # model id -> why it is unavailable (found at run time)
+        self.retried_404: set[str] = set()  # model ids whose first 404 was asked again
+        self.answered: Counter[str] = Counter()  # arm -> examples answered in this invocation
+        self.spend = SpendCap(p.cfg.run.max_cost_usd)
         self.endpoint_failed: Counter[str] = Counter()  # arm -> endpoint failures on record
 
     def _todo(self, done: set[tuple[str, str]]) -> list[tuple[Strategy, Example]]:
@@ -135,6 +104,13 @@ class Runner:
         try:
             asyncio.run(self._run_all(todo, store))
             status = "complete"
+            if self.spend.hit:
+                status = "interrupted"
+                message = (f"stopped at the spend cap: ${self.spend.spent:,.4f} spent of "
+                           f"run.max_cost_usd ${self.spend.cap:g}")
+                raise SpendCapReached(
+                    f"{message} (the next request could have passed it); finished examples "
+                    f"are saved. To go on, raise the cap: {resume} --max-cost USD")
         except KeyboardInterrupt as exc:
             how = "SIGTERM" if isinstance(exc, Terminated) else "Ctrl-C"
             status, message = "interrupted", f"stopped by {how}"
@@ -157,6 +133,7 @@ class Runner:
                 # bad input found at start (e.g. endpoint unreachable): leave nothing behind
                 shutil.rmtree(created, ignore_errors=True)
             else:
+                self.counts.spent_usd = round(self.spend.spent, 6)
                 meta = self._mark_missing(meta)
                 problem = self._completeness(meta) if status == "complete" else None
                 if problem is not None:
@@ -175,7 +152,9 @@ class Runner:
     def _append(self, store: ResultStore, rec: Record) -> None:
         """Record one answered (or failed) example durably, and count it."""
         if rec.error_kind:
-            self.counts.failure(rec.error_kind)
+            self.counts.failure(rec.error_kind, rec.attempts)
+        else:
+            self.answered[rec.arm] += 1
         if rec.endpoint_failed:
             self.endpoint_failed[rec.arm] += 1
         store.append(rec)
@@ -183,18 +162,26 @@ class Runner:
     def _mark_missing(self, meta: RunMeta) -> RunMeta:
         """Arms whose model turned out not to exist, marked unavailable in the metadata."""
         if not self.missing:
-            return meta
-        arms = tuple(dataclasses.replace(a, unavailable=a.unavailable or self.missing[a.model_id])
+            return dataclasses.replace(meta, allow_missing=self.allow_missing and any(
+                a.unavailable for a in meta.arms))
+        n = len(self.p.data.eval)
+
+        def why(a: ArmMeta) -> str:
+            got = self.answered[a.key]
+            return (f"evaluated on {got} of {n} examples, then {self.missing[a.model_id]}" if got
+                    else f"not evaluated: {self.missing[a.model_id]}")
+
+        arms = tuple(dataclasses.replace(a, unavailable=a.unavailable or why(a))
                      if a.model_id in self.missing else a for a in meta.arms)
-        return dataclasses.replace(meta, arms=arms)
+        return dataclasses.replace(meta, arms=arms, allow_missing=self.allow_missing)
 
     def _completeness(self, meta: RunMeta) -> str | None:
         """Why a run whose requests all finished is still incomplete, or None."""
         unavailable = [a for a in meta.arms if a.unavailable]
         if unavailable and not self.allow_missing:
             names = ", ".join(f"{a.key} ({a.unavailable})" for a in unavailable)
-            return (f"{len(unavailable)} arm(s) could not be evaluated: {names}; pass "
-                    "--allow-missing to accept the run without them")
+            return (f"{len(unavailable)} arm(s) could not be fully evaluated: {names}; pass "
+                    "--allow-missing for a verdict over the arms that were evaluated")
         failed, planned = endpoint_failure_share(meta, self.endpoint_failed)
         limit = meta.run.max_failure_rate
         if planned and failed / planned > limit:
@@ -224,15 +211,28 @@ class Runner:
         journal: BatchJournal | None = None
         # (model, structured_output, reasoning first) -> its generate
         generators: dict[tuple[str, str, bool, bool], Generate] = {}
-        limiter = AdaptiveLimiter(cfg.run.concurrency, requests_per_minute=cfg.run.requests_per_minute,
-                                  tokens_per_minute=cfg.run.tokens_per_minute)
+        # one limiter per endpoint (base URL + key variable): a 429 storm on one provider must
+        # not slow another, nor its headers teach another's rate
+        limiters: dict[tuple[str, str | None], AdaptiveLimiter] = {}
 
-        def on_retry(exc: BaseException | None) -> None:
-            self.counts.retries += 1
-            kind = error_kind(exc) if exc is not None else "unknown"
-            self.counts.retries_by_kind[kind] = self.counts.retries_by_kind.get(kind, 0) + 1
-            if isinstance(exc, openai.RateLimitError):
-                limiter.on_rate_limited(retry_after_seconds(exc))
+        def limiter_for(url: str | list[str] | None, mc: ModelConfig) -> AdaptiveLimiter:
+            where = (str(url or mc.base_urls or mc.base_url or mc.provider), mc.api_key_env)
+            if where not in limiters:
+                limiters[where] = AdaptiveLimiter(
+                    cfg.run.concurrency, requests_per_minute=cfg.run.requests_per_minute,
+                    tokens_per_minute=cfg.run.tokens_per_minute)
+            return limiters[where]
+
+        def on_retry_for(limiter: AdaptiveLimiter) -> Callable[[BaseException | None], None]:
+            def on_retry(exc: BaseException | None) -> None:
+                self.counts.retries += 1
+                kind = error_kind(exc) if exc is not None else "unknown"
+                self.counts.retries_by_kind[kind] = self.counts.retries_by_kind.get(kind, 0) + 1
+                if isinstance(exc, openai.RateLimitError):
+                    limiter.on_rate_limited(retry_after_seconds(exc))
+            return on_retry
+
+        self._check_prices(needs_request)
 
         try:
             local_models = [m for m in models if cfg.models[m].provider == "local"]
@@ -246,7 +246,8 @@ class Runner:
                 mc = cfg.models[m]
                 url = self.base_urls.get(m) or (server.base_urls if mc.provider == "local" and server
                                                 else None)
-                endpoints[m] = Endpoint(mc, base_url=url, run=cfg.run, on_retry=on_retry,
+                limiter = limiter_for(url, mc)
+                endpoints[m] = Endpoint(mc, base_url=url, run=cfg.run, on_retry=on_retry_for(limiter),
                                         on_headers=limiter.on_headers,
                                         before_retry=limiter.pace)
                 scope = (f"llama.cpp:{file_sha256(base_model_path())}"
@@ -269,22 +270,36 @@ class Runner:
                 self.progress(done, total, "")
             queue: asyncio.Queue[tuple[Strategy, Example]] = asyncio.Queue()
 
+            skipped = 0
+
             async def worker() -> None:
-                nonlocal done
-                while True:
+                nonlocal done, skipped
+                while not self.spend.hit:
                     try:
                         strategy, ex = queue.get_nowait()
                     except asyncio.QueueEmpty:
                         return
                     model_id = strategy.arm.model_id
-                    if model_id in self.missing:  # a 404 earlier: don't pay for the rest
-                        comp = Completion(attempts=0, error_kind="model_unavailable",
-                                          error=self.missing[model_id])
-                        attempt = Attempt((Call(model_id, comp),))
-                    else:
-                        arm = strategy.arm
-                        attempt = await strategy.answer(ex, generators[
-                            (arm.model, arm.structured_output, arm.reasoning, arm.logprobs)])
+                    arm = strategy.arm
+                    generate = generators[(arm.model, arm.structured_output, arm.reasoning,
+                                           arm.logprobs)]
+                    try:
+                        if model_id in self.missing:  # a 404 earlier: don't pay for the rest
+                            comp = Completion(attempts=0, error_kind="model_unavailable",
+                                              error=self.missing[model_id])
+                            attempt = Attempt((Call(model_id, comp),))
+                            skipped += 1
+                        else:
+                            attempt = await strategy.answer(ex, generate)
+                            rec = make_record(strategy, ex, attempt, strategy.task)
+                            if (rec.error_kind and rec.error_kind.startswith("not_found")
+                                    and model_id not in self.retried_404):
+                                # one 404 may be a proxy's hiccup: ask once more before
+                                # declaring the model unavailable
+                                self.retried_404.add(model_id)
+                                attempt = await strategy.answer(ex, generate)
+                    except CapHit:  # not recorded: a resume with a higher cap asks it again
+                        return
                     rec = make_record(strategy, ex, attempt, strategy.task)
                     if rec.error_kind and rec.error_kind.startswith("not_found"):
                         self.missing.setdefault(model_id, f"the endpoint does not know model "
@@ -292,7 +307,9 @@ class Runner:
                     self._append(store, rec)
                     done += 1
                     if self.progress:
-                        self.progress(done, total, strategy.arm.key)
+                        info = (f"{skipped} not requested: model unavailable" if skipped
+                                else strategy.arm.key)
+                        self.progress(done, total, info)
 
             # One model id at a time: llama.cpp's server holds one model (or adapter) in memory and
             # reloads on a switch; a warm-up request keeps that load out of the latency figures.
@@ -312,6 +329,8 @@ class Runner:
                     for w in workers:
                         w.cancel()
                     await asyncio.gather(*workers, return_exceptions=True)
+                if self.spend.hit:
+                    break
         finally:
             for batcher in batchers.values():
                 await batcher.aclose()
@@ -330,6 +349,7 @@ class Runner:
         cfg = self.p.cfg
         model = endpoint.config
         response_format = response_format_for(model, schema, mode)
+        prices: dict[str, Price | None] = {}
 
         async def generate(messages: Sequence[Message], *, model_id: str, sample: int = 0,
                            temperature: float | None = None) -> Completion:
@@ -345,20 +365,54 @@ class Runner:
             if comp is not None:
                 self.counts.cache_hits += 1
                 return comp
-            if batcher is not None:
-                comp = await batcher.complete(request, key)
-            else:
-                tokens = sum(len(m["content"]) for m in messages) / 4 + cfg.run.max_tokens
-                await limiter.acquire(tokens)
-                ok = False
-                try:
-                    comp = await endpoint.complete(request)
-                    ok = comp.error_kind is None
-                finally:
-                    await limiter.release(ok=ok)
+            if model_id not in prices:
+                prices[model_id] = self._price(model.name, model_id)
+            price = prices[model_id]
+            bound = (SpendCap.bound(price, messages, cfg.run.max_tokens)
+                     if price is not None and self.spend.cap is not None else 0.0)
+            self.spend.reserve(bound)  # CapHit: this request may not start
+            try:
+                comp = await self._send(request, key, endpoint, limiter, batcher, messages)
+            except BaseException:
+                self.spend.release(bound)
+                raise
+            self.spend.settle(bound, price or LOCAL_PRICE, comp)
             self.counts.requests += comp.attempts
             if self.cache is not None:
                 self.cache.put(key, request.model, comp)
             return comp
 
         return generate
+
+    async def _send(self, request: ChatRequest, key: str, endpoint: Endpoint,
+                    limiter: AdaptiveLimiter, batcher: BatchQueue | None,
+                    messages: Sequence[Message]) -> Completion:
+        """One request: through the batch queue, or the limiter and the endpoint."""
+        if batcher is not None:
+            return await batcher.complete(request, key)
+        tokens = sum(len(m["content"]) for m in messages) / 4 + self.p.cfg.run.max_tokens
+        await limiter.acquire(tokens)
+        ok = False
+        try:
+            comp = await endpoint.complete(request)
+            ok = comp.error_kind is None
+        finally:
+            await limiter.release(ok=ok)
+        return comp
+
+    def _price(self, model: str, model_id: str) -> Price | None:
+        """The rates a request to `model_id` is billed at (batch rates in batch mode)."""
+        mc = self.p.cfg.models[model]
+        price = price_of(mc, model_id)
+        return batch_price(price) if price is not None and batch_mode(mc, self.p.cfg.run) else price
+
+    def _check_prices(self, items: Sequence[tuple[Strategy, Example]]) -> None:
+        """With a spend cap, every model to be requested needs a known price (InputError)."""
+        cap = self.p.cfg.run.max_cost_usd
+        if cap is None:
+            return
+        for model, model_id in sorted({(s.arm.model, s.arm.model_id) for s, _ in items}):
+            if self._price(model, model_id) is None:
+                raise InputError(f"run.max_cost_usd is ${cap:g}, but the price of {model_id!r} "
+                                 f"(models.{model}) is unknown, so its spend cannot be counted; "
+                                 f"set models.{model}.price")

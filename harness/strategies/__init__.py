@@ -11,9 +11,15 @@ from harness.strategies.base import (
     is_prompting,
     is_sweep,
 )
-from harness.strategies.prompting import STRATEGIES, SingleCall, expand, rendered_prompt
+from harness.strategies.prompting import (
+    STRATEGIES,
+    FineTunedCall,
+    SingleCall,
+    expand,
+    rendered_prompt,
+)
 from harness.strategies.selectors import SELECTORS, hash_seed, select_shots
 
-__all__ = ["SELECTORS", "STRATEGIES", "Arm", "Attempt", "Call", "Generate", "SingleCall",
-           "Strategy", "arm_name", "expand", "hash_seed", "is_fine_tuned", "is_prompting",
+__all__ = ["SELECTORS", "STRATEGIES", "Arm", "Attempt", "Call", "FineTunedCall", "Generate",
+           "SingleCall", "Strategy", "arm_name", "expand", "hash_seed", "is_fine_tuned", "is_prompting",
            "is_sweep", "rendered_prompt", "select_shots"]

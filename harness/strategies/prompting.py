@@ -22,6 +22,7 @@ from harness.strategies.prompts import (
     Message,
     PromptTemplate,
     build_messages,
+    fine_tuned_messages,
     prompt_sha256,
     render,
     resolve_template,
@@ -78,6 +79,22 @@ class SingleCall:
         return Attempt(tuple(Call(arm.model_id, c) for c in completions),
                        shots=tuple(ex.id for ex in shots) if per_input else None,
                        voted=arm.samples > 1)
+
+
+@dataclass(frozen=True)
+class FineTunedCall(SingleCall):
+    """A fine-tuned model's arm: one call with the conversation it was trained on.
+
+    Its messages come from `prompts.fine_tuned_messages`, the rule the training rows are built
+    by (`training.data.build_training_data`), so what is evaluated is what was taught.
+    """
+
+    def messages(self, example: Example,
+                 shots: tuple[Example, ...] | None = None) -> list[Message]:
+        """System prompt and the templated input (a fine-tuned arm shows no shots)."""
+        if shots:
+            raise ValueError(f"{self.arm.name}: a fine-tuned arm shows no few-shot examples")
+        return fine_tuned_messages(self.arm.template, self.instructions, self.task, example.input)
 
 
 @dataclass(frozen=True)
@@ -168,7 +185,7 @@ def _fine_tuned(ctx: Context, i: int, s: StrategyConfig) -> list[Strategy]:
     template = _template(ctx, i, s, fine_tuned=True)
     arm = Arm(s.name, s.type, s.model, model_id or str(s.fine_tuned_model), 0, 0, (), template,
               _version(ctx, template), unavailable=reason, **_settings(ctx, s))
-    return [SingleCall(arm, ctx.task, ctx.cfg.task.instructions)]
+    return [FineTunedCall(arm, ctx.task, ctx.cfg.task.instructions)]
 
 
 # config `type:` -> expansion into arms; a plain dict
@@ -204,6 +221,6 @@ def rendered_prompt(strategy: Strategy, example: Example) -> str:
     return render(strategy.messages(example))
 
 
-__all__ = ["STRATEGIES", "FineTuneResolver", "SingleCall", "expand", "rendered_prompt",
+__all__ = ["STRATEGIES", "FineTuneResolver", "FineTunedCall", "SingleCall", "expand", "rendered_prompt",
            "variants_of"]
 

@@ -125,6 +125,19 @@ def build_messages(
     return messages
 
 
+def fine_tuned_messages(template: PromptTemplate, instructions: str, task: Task,
+                        text: str) -> list[Message]:
+    """A fine-tuned arm's conversation for one input: the system prompt, then the user turn.
+
+    The one rule for both sides of a fine-tune: the evaluation sends exactly these messages to
+    the fine-tuned model, and each training row (`training.data`) is these messages plus the
+    assistant's answer. `template` is the arm's resolved fine-tuned template (its
+    `fine_tuned_system` and `user`); the user turn is `template.user` filled with `text`.
+    """
+    return [{"role": "system", "content": system_prompt(template, instructions, task)},
+            {"role": "user", "content": template.user.format(input=text)}]
+
+
 def render(messages: Sequence[Message]) -> str:
     """A readable transcript of a prompt, for reports."""
     return "\n\n".join(f"[{m['role']}]\n{m['content']}" for m in messages)

@@ -30,15 +30,19 @@ from typing import Any
 
 from harness.config import Config, StrategyConfig
 from harness.dataset import Data, Example, Targets, load_data, normalise, read_examples
-from harness.errors import InputError
+from harness.errors import InputError, RunError
 from harness.files import write_json_atomic, write_text_atomic
+from harness.model.pricing import price_of, training_cost
 from harness.model.registry import FineTune, Registry
-from harness.running.plan import plan
+from harness.running.plan import Plan, plan
+from harness.running.preflight import preflight
 from harness.running.runner import Runner
 from harness.running.store import read_records
 from harness.strategies import is_fine_tuned
 from harness.tasks import gold_reader
-from harness.training.workflow import Progress, ensure_fine_tunes, finetune
+from harness.training.data import build_training_data
+from harness.training.identity import hyperparameters
+from harness.training.workflow import Confirm, Progress, ensure_fine_tunes, finetune
 
 Log = Callable[[str], None]
 SUFFIX = "-distilled"
@@ -103,14 +107,71 @@ def pool(cfg: Config, data: Data, unlabeled: Path | None, log: Log) -> tuple[Exa
 _UNLABELED = Targets(parse=lambda _raw: None, check=lambda _t: None, stratum=lambda _t: "")
 
 
+def _not_self(cfg: Config, t_cfg: StrategyConfig, s_cfg: StrategyConfig) -> None:
+    """Refuse a teacher that is the student, or whose answers are the student's own model's."""
+    if t_cfg.name == s_cfg.name:
+        raise InputError(f"--teacher {t_cfg.name} is the student: a model cannot be distilled "
+                         "from its own answers; name a prompted (or other) teacher")
+    if is_fine_tuned(t_cfg.type):
+        own = {str(s_cfg.fine_tuned_model), distilled_name(s_cfg)}
+        name = str(t_cfg.fine_tuned_model).removeprefix("local-ft:")
+        if name in own or str(t_cfg.fine_tuned_model) in own:
+            raise InputError(f"--teacher {t_cfg.name}: its model {t_cfg.fine_tuned_model!r} is the "
+                             f"student {s_cfg.name}'s own; the student would learn its own answers")
+
+
+def _paid(cfg: Config, model: str) -> bool:
+    return cfg.models[model].provider != "local"
+
+
+def _consent(cfg: Config, p: Plan, inputs: tuple[Example, ...], out: Path, s_cfg: StrategyConfig,
+             log: Log, confirm: Confirm | None) -> bool:
+    """Ask once before paid labelling (and the paid training it leads to): the estimate is
+    logged and `confirm` must agree (False: RunError, nothing requested). True when consent was
+    given here (the fine-tune then asks nothing again); False when nothing paid was to be
+    labelled, so that a new paid job still asks on its own."""
+    done = {r.example_id for r in read_records(out / "teacher") if not r.endpoint_failed} \
+        if (out / "teacher").is_dir() else set()
+    todo = tuple(ex for ex in inputs if ex.id not in done)
+    if not todo or not _paid(cfg, p.strategies[0].arm.model):
+        return False
+    pf = preflight(dataclasses.replace(p, data=dataclasses.replace(p.data, eval=todo)))
+    cost = "cost unknown (add price: to the model)" if pf.cost_usd is None \
+        else f"<= ${pf.cost_usd:,.4f}"
+    lines = [f"estimate for distillation: the teacher {p.strategies[0].arm.strategy} labels "
+             f"{len(todo):,} inputs ({pf.requests:,} requests on "
+             f"{p.strategies[0].arm.model_id}), {cost}"]
+    if _paid(cfg, s_cfg.model):
+        student = cfg.models[s_cfg.model]
+        gold = build_training_data(cfg, s_cfg, p.data, p.task)
+        epochs = hyperparameters(cfg, student.provider).get("n_epochs", 1)
+        billed = round(gold.tokens_per_example * len(inputs) * float(epochs))
+        price = price_of(student, student.model)
+        money = training_cost(price, billed) if price is not None else None
+        lines.append(f"then a fine-tuning job on {student.model}: ~{billed:,} trained tokens "
+                     + (f"(~${money:.2f})" if money is not None else "(cost unknown)")
+                     + " if every label is kept")
+    estimate = "; ".join(lines)
+    log(estimate)
+    if confirm is not None and not confirm(estimate):
+        raise RunError("distillation not confirmed: nothing requested")
+    return True
+
+
 def distill(cfg: Config, teacher: str, student: str, *, out: Path,
             unlabeled: Path | None = None, min_confidence: float | None = None,
             progress: Progress | None = None, log: Log = lambda _m: None,
             registry: Registry | None = None,
-            base_urls: dict[str, str | list[str]] | None = None) -> dict[str, Any]:
+            base_urls: dict[str, str | list[str]] | None = None,
+            confirm: Confirm | None = None) -> dict[str, Any]:
     """Label, filter, fine-tune, register and evaluate (see the module); the summary written
-    to OUT/distill.json."""
+    to OUT/distill.json.
+
+    Paid work (a teacher on a provider's API, a provider's fine-tuning job) starts only after
+    the estimate is logged and `confirm` agrees, as for `finetune`; without `confirm` the call
+    itself is the consent."""
     t_cfg, s_cfg = _teacher(cfg, teacher), _student(cfg, student)
+    _not_self(cfg, t_cfg, s_cfg)
     if min_confidence is not None and t_cfg.confidence is None:
         raise InputError(f"--min-confidence: the teacher {teacher} records no confidence; set "
                          "confidence: logprob (or agreement with samples) on it")
@@ -122,6 +183,12 @@ def distill(cfg: Config, teacher: str, student: str, *, out: Path,
                           registry=registry)
     if p.strategies[0].arm.unavailable:
         raise InputError(f"--teacher: {teacher}: {p.strategies[0].arm.unavailable}")
+    own = {e.model_id for n in (str(s_cfg.fine_tuned_model), distilled_name(s_cfg))
+           for e in (registry or Registry()).entries(n)}
+    if p.strategies[0].arm.model_id in own:
+        raise InputError(f"--teacher {teacher}: it answers with {p.strategies[0].arm.model_id}, "
+                         f"the student {student}'s own model")
+    asked = _consent(cfg, p, inputs, out, s_cfg, log, confirm)
     p = dataclasses.replace(p, data=dataclasses.replace(p.data, eval=inputs))
     Runner(p, out / "teacher", base_urls=base_urls, log=log).execute()
     answers = read_records(out / "teacher")
@@ -154,10 +221,11 @@ def distill(cfg: Config, teacher: str, student: str, *, out: Path,
                   "min_confidence": min_confidence, "pool": str(unlabeled or "dataset.train")}
     entry = finetune(dataclasses.replace(cfg, strategies=(*cfg.strategies, tuned)), tuned.name,
                      out=out / "training", progress=progress, log=log, registry=registry,
-                     train=train, extra=provenance)
+                     train=train, extra=provenance, confirm=None if asked else confirm)
     evaluated = [t_cfg, tuned] + ([s_cfg] if _exists(s_cfg, registry) else [])
     ev_cfg = dataclasses.replace(cfg, strategies=tuple(evaluated), cascades=())
-    ev = ensure_fine_tunes(plan(ev_cfg, registry), progress=progress, log=log, registry=registry)
+    ev = ensure_fine_tunes(plan(ev_cfg, registry, pins={tuned.name: entry.key}),
+                           progress=progress, log=log, registry=registry)
     Runner(ev, out / "eval", base_urls=base_urls, log=log, allow_missing=True).execute()
     summary = _agreement(out / "eval", t_cfg.name, entry, provenance)
     write_json_atomic(out / "distill.json", summary)

@@ -84,7 +84,9 @@ class LoraResult:
 
     ``seconds`` is the whole call (model loading, training, export); ``seconds_per_step`` is the
     training loop only.  ``trained_tokens`` counts non-padding tokens fed through the model over
-    all steps.  ``final_loss`` is the mean loss over the last epoch's worth of steps.
+    all steps.  ``losses`` holds each step's loss (the one ``progress`` reports), ``final_loss``
+    is the last of them and ``last_epoch_mean_loss`` the mean over the last epoch's worth of
+    steps (``last_epoch_steps`` of them; see :func:`loss_summary`).
     """
 
     adapter_path: Path
@@ -92,12 +94,34 @@ class LoraResult:
     epochs: float
     trained_tokens: int
     final_loss: float
+    last_epoch_mean_loss: float
+    last_epoch_steps: int
     losses: tuple[float, ...]
     seconds: float
     seconds_per_step: float
 
 
 # --------------------------------------------------------------------------- pure helpers
+
+
+@dataclass(frozen=True)
+class LossSummary:
+    """The figures a training log reports: the last step's loss, and the mean over the last
+    epoch's worth of steps (smoother: one batch's loss varies with its examples)."""
+
+    final_loss: float
+    last_epoch_mean_loss: float
+    last_epoch_steps: int
+
+
+def loss_summary(losses: Sequence[float], n_examples: int, batch_size: int) -> LossSummary:
+    """Summarise per-step losses: an epoch is ``ceil(n_examples / batch_size)`` steps (all of
+    them when fewer were run)."""
+    if not losses:
+        raise ValueError("no training steps: no loss to summarise")
+    per_epoch = max(1, math.ceil(n_examples / max(1, batch_size)))
+    last = losses[-per_epoch:]
+    return LossSummary(float(losses[-1]), sum(last) / len(last), len(last))
 
 
 def split_conversation(
@@ -316,12 +340,11 @@ def _train_peft_model(
         finally:
             torch.use_deterministic_algorithms(deterministic, warn_only=warn_only)
     model.eval()
-    last = losses[-max(1, math.ceil(len(encoded) / settings.batch_size)) :]
     stats = {
         "steps": total_steps,
         "epochs": total_steps * settings.batch_size / len(encoded),
         "trained_tokens": tokens,
-        "final_loss": sum(last) / len(last),
+        "summary": loss_summary(losses, len(encoded), settings.batch_size),
         "losses": tuple(losses),
         "loop_seconds": loop_seconds,
         "bf16": bf16,
@@ -349,18 +372,21 @@ def train_lora(
     base = Path(base_gguf) if base_gguf is not None else base_model_path()
     model, stats = _train_peft_model(examples, settings, base, progress)
     path = export_adapter_gguf(model, Path(out_path), settings.alpha, base)
+    summary: LossSummary = stats["summary"]
     return LoraResult(
         adapter_path=path,
         steps=stats["steps"],
         epochs=stats["epochs"],
         trained_tokens=stats["trained_tokens"],
-        final_loss=stats["final_loss"],
+        final_loss=summary.final_loss,
+        last_epoch_mean_loss=summary.last_epoch_mean_loss,
+        last_epoch_steps=summary.last_epoch_steps,
         losses=stats["losses"],
         seconds=time.perf_counter() - started,
         seconds_per_step=stats["loop_seconds"] / stats["steps"],
     )
 
 
-__all__ = ["BASE_GGUF_NAME", "HF_TO_GGUF", "LoraResult", "LoraSettings", "adapter_tensors",
-           "base_model_path", "export_adapter_gguf", "gguf_tensor_name", "permute_rope_rows",
-           "train_lora"]
+__all__ = ["BASE_GGUF_NAME", "HF_TO_GGUF", "LoraResult", "LoraSettings", "LossSummary",
+           "adapter_tensors", "base_model_path", "export_adapter_gguf", "gguf_tensor_name",
+           "loss_summary", "permute_rope_rows", "train_lora"]

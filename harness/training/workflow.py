@@ -11,10 +11,8 @@ local) starts, the training estimate is logged and `confirm` (when given) must a
 
 from __future__ import annotations
 
-import hashlib
-import json
 from collections.abc import Callable
-from dataclasses import asdict, replace
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -28,8 +26,22 @@ from harness.paths import cache_dir
 from harness.running.plan import Plan, plan
 from harness.strategies import is_fine_tuned
 from harness.tasks import gold_reader, make_task
-from harness.training.data import TrainingData, build_training_data, jsonl, validate_training_data
-from harness.training.openai_job import run_openai_job, training_estimate
+from harness.training.data import (
+    CONVERSATION_RULE,
+    TrainingData,
+    build_training_data,
+    jsonl,
+    validate_training_data,
+)
+from harness.training.identity import hyperparameters, identity
+from harness.training.openai_job import (
+    JobSpec,
+    TrainingEstimate,
+    cancel_job,
+    reuse_provider_job,
+    run_openai_job,
+    training_estimate,
+)
 from harness.training.pending import Log, load_pending
 
 Progress = Callable[[int, int, float], None]
@@ -63,52 +75,73 @@ def finetune(cfg: Config, strategy_name: str | None = None, *, out: Path | None 
     # a teacher's labels (train given) need not cover every label: distill warns about those
     validate_training_data(td, data.labels if train is None else (),
                            {normalise(ex.input) for ex in data.eval}, task)
+    ident = identity(cfg, strategy, data, task, td)
     name = str(strategy.fine_tuned_model).removeprefix(LOCAL_PREFIX)
-    base = model.model
-    hyper = _hyper(cfg, model.provider)
-    key = hashlib.sha256(json.dumps([td.sha256, model.provider, base, hyper,
-                                     cfg.finetune.suffix, cfg.finetune.seed],
-                                    sort_keys=True).encode()).hexdigest()
+    hyper = hyperparameters(cfg, model.provider)
+    key = ident.key
     out = out or Path("reports") / f"{cfg.name}-finetune"
     write_text_atomic(out / "train.jsonl", jsonl(td.train))
     write_text_atomic(out / "validation.jsonl", jsonl(td.validation))
     log(f"training data: {len(td.train)} examples, {len(td.validation)} held out for validation, "
-        f"~{td.tokens_per_example:.0f} tokens per example, ~{td.total_tokens} tokens in all "
+        f"~{td.tokens_per_example:,.0f} tokens per example, ~{td.total_tokens:,} tokens in all "
         f"(files in {out}/)")
-    existing = registry.find_key(key)
+    existing = registry.find_key(key) or registry.find_key(ident.legacy_key)
     if existing is not None and not force and (
         model.provider != "local" or (existing.adapter_path and Path(existing.adapter_path).exists())
     ):
-        if existing.name != name:
-            existing = FineTune(**{**asdict(existing), "name": name})
+        if existing.name != name or existing.key != key:  # under this name (and the current key)
+            existing = replace(existing, name=name, key=key, recipe=ident.recipe)
             registry.put(existing)
-        log(f"reusing {existing.model_id}: same data, base model and settings (use --force to retrain)")
+        log(f"reusing {existing.model_id}: same data, base model and settings, entry "
+            f"{key[:12]} (use --force to retrain)")
         return existing
     if model.provider == "local":
         entry = _train_local(name, key, td, hyper, cfg, progress, log)
     else:
-        if key not in load_pending():  # a job already running was confirmed when it started
-            estimate = training_estimate(model, hyper, td)
-            log(estimate)
-            if confirm is not None and not confirm(estimate):
-                raise RunError("fine-tuning not confirmed: no job started")
-        entry = run_openai_job(model, name, key, out, hyper, cfg, td, log)
-    if extra:
-        entry = replace(entry, extra={**entry.extra, **extra})
+        job = JobSpec(model, name, key, out, hyper, cfg, td)
+        found = reuse_provider_job(job, log) if not force else None
+        if found is None:
+            if key not in load_pending():  # a job already running was confirmed when it started
+                estimate = training_estimate(model, hyper, td)
+                log(estimate.line)
+                check_training_cap(cfg, estimate)
+                if confirm is not None and not confirm(estimate.line):
+                    raise RunError("fine-tuning not confirmed: no job started")
+            found = run_openai_job(job, log)
+        entry = found
+    entry = replace(entry, rule=CONVERSATION_RULE, recipe=ident.recipe,
+                    extra={**entry.extra, **(extra or {})})
     registry.put(entry)
     return entry
 
 
-def _hyper(cfg: Config, provider: str) -> dict[str, Any]:
-    ft = cfg.finetune
-    if provider == "openai":
-        h: dict[str, Any] = {"n_epochs": ft.epochs, "batch_size": ft.batch_size,
-                             "learning_rate_multiplier": ft.learning_rate_multiplier}
-        return {k: (int(v) if k == "n_epochs" and float(v).is_integer() else v) for k, v in h.items()}
-    return {"epochs": ft.epochs, "batch_size": 8 if ft.batch_size == "auto" else ft.batch_size,
-            "learning_rate": ft.learning_rate, "rank": ft.rank, "alpha": ft.alpha,
-            "max_length": ft.max_length, "seed": ft.seed}
+def cancel(cfg: Config, strategy_name: str | None = None, *, log: Log = lambda _m: None
+           ) -> str | None:
+    """`harness finetune --cancel`: cancel the provider's running job for this config's
+    strategy (found in the pending list, else by its identity in the jobs' metadata) through
+    the jobs API; the job id, or None when none runs."""
+    strategy = _strategy(cfg, strategy_name)
+    model = cfg.models[strategy.model]
+    if model.provider == "local":
+        raise InputError(f"--cancel: {strategy.name} trains locally; there is no provider job "
+                         "to cancel (Ctrl-C stops a local fine-tune)")
+    data = load_data(cfg, gold_reader(cfg.task))
+    ident = identity(cfg, strategy, data, make_task(cfg.task, data.labels))
+    return cancel_job(cfg, model, ident.key, log)
 
+
+def check_training_cap(cfg: Config, estimate: TrainingEstimate) -> None:
+    """Refuse (InputError) an estimate above `finetune.max_cost_usd`, or one whose cost is
+    unknown while a cap is set."""
+    cap = cfg.finetune.max_cost_usd
+    if cap is None:
+        return
+    if estimate.cost_usd is None:
+        raise InputError(f"finetune.max_cost_usd is ${cap:g} but the job's cost is unknown "
+                         f"({estimate.line}); set the training price so that the cap can be checked")
+    if estimate.cost_usd > cap:
+        raise InputError(f"finetune.max_cost_usd: the estimate ~${estimate.cost_usd:,.2f} is above "
+                         f"the cap ${cap:g}; no job started")
 
 
 def _strategy(cfg: Config, name: str | None) -> StrategyConfig:
@@ -151,7 +184,8 @@ def _train_local(name: str, key: str, td: TrainingData, hyper: dict[str, Any], c
         f"{len(td.train)} examples, {settings.epochs:g} epochs")
     result = lora.train_lora([r["messages"] for r in td.train], path, settings, progress=progress)
     log(f"trained {result.steps} steps in {result.seconds:.0f} s ({result.seconds_per_step:.2f} s/step), "
-        f"final loss {result.final_loss:.4f}; adapter {path}")
+        f"final step loss {result.final_loss:.4f}, mean over the last epoch "
+        f"({result.last_epoch_steps} steps) {result.last_epoch_mean_loss:.4f}; adapter {path}")
     return FineTune(
         name=name, model_id=LOCAL_PREFIX + name, provider="local",
         base_model=str(lora.base_model_path().name), data_sha256=td.sha256, hyperparameters=hyper,
@@ -159,7 +193,8 @@ def _train_local(name: str, key: str, td: TrainingData, hyper: dict[str, Any], c
         created_at=datetime.now(UTC).isoformat(timespec="seconds"), adapter_path=str(path), key=key,
         extra={"steps": result.steps, "seconds": round(result.seconds, 1),
                "seconds_per_step": round(result.seconds_per_step, 3),
-               "final_loss": round(result.final_loss, 4)},
+               "final_loss": round(result.final_loss, 4),
+               "last_epoch_mean_loss": round(result.last_epoch_mean_loss, 4)},
     )
 
 

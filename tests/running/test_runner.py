@@ -12,7 +12,7 @@ from fake_openai import ChatReply, FakeOpenAI
 from harness.cli import main
 from harness.config import load_config
 from harness.running import Runner, plan
-from harness.running.runner import RunIncomplete
+from harness.running.outcome import RunIncomplete
 
 
 def _run(config: Path, out: Path, *extra: str) -> int:

@@ -316,14 +316,18 @@ def test_a_missing_fine_tuned_model_stops_its_arm_at_the_first_404(make_config, 
         assert _run(cfg, out) == 1
         ft_requests = sum(1 for b in server.requests if b.get("model", "").startswith("ft:"))
         err = capsys.readouterr().err
-        assert ft_requests == 1  # stopped at the first 404: no request paid for twenty
+        assert ft_requests == 2  # a 404 is asked once more, then the arm stops: not twenty
         assert "warning: arm ft" in err and "--allow-missing" in err
         summary = _summary(out)
         assert summary["recommendation"] is None
         assert any("unavailable" in r for r in summary["recommendation_withheld"])
         out2 = tmp_path / "run2"
         assert _run(cfg, out2, "--allow-missing") == 0
-    assert _summary(out2)["recommendation"] is None  # accepted, but still no verdict
+    # accepted: a verdict over the arms that were evaluated, naming the missing one
+    accepted = _summary(out2)
+    assert accepted["recommendation"] is not None and not accepted["recommendation_withheld"]
+    assert any("--allow-missing" in r and "ft" in r and "not evaluated" in r
+               for r in accepted["recommendation"]["reasons"])
 
 
 def test_no_verdict_when_nothing_scores_above_chance(make_config, tmp_path, capsys):

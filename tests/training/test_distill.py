@@ -47,11 +47,11 @@ def test_distill_labels_filters_trains_registers_and_evaluates(make_config, tmp_
             {"text": f"{lab}\npool message {i} about {lab}"} for i in range(5) for lab in LABELS])
         assert main(["distill", str(cfg), "--teacher", "teacher", "--student", "student",
                      "--unlabeled", str(tmp_path / "pool.csv"), "--min-confidence", "0.5",
-                     "--out", str(tmp_path / "d")]) == 0
+                     "--out", str(tmp_path / "d"), "--yes"]) == 0
         jobs = server.job_creates
         labelled = [b for b in server.requests if "pool message" in last_user_content(b)]
         uploaded = max(server.files.values(), key=len).decode()
-        # again: nothing new is labelled or trained
+        # again, without --yes: nothing new is labelled or trained, so nothing is asked
         assert main(["distill", str(cfg), "--teacher", "teacher", "--student", "student",
                      "--unlabeled", str(tmp_path / "pool.csv"), "--min-confidence", "0.5",
                      "--out", str(tmp_path / "d")]) == 0

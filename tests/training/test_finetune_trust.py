@@ -172,7 +172,7 @@ def test_without_a_terminal_a_paid_job_needs_yes(make_config, tmp_path, monkeypa
         cfg = load_config(cfg_path)
         td = build_training_data(cfg, cfg.strategy("ft"), load_data(cfg))
         billed = td.total_tokens * 2  # two epochs
-        assert (f"~{td.total_tokens} tokens x 2 epochs = ~{billed} trained tokens, "
+        assert (f"~{td.total_tokens:,} tokens x 2 epochs = ~{billed:,} trained tokens, "
                 f"~${billed * 7.5 / 1e6:.2f} at $7.5 per 1M training tokens") in err
         assert Registry().get("support-ft") is None
         # --yes: trained; again without --yes: reused, nothing to pay, nothing asked

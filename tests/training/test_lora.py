@@ -119,6 +119,21 @@ def test_epoch_order_is_seeded_and_covers_each_epoch() -> None:
     assert len(order) == 12
 
 
+def test_loss_summary_names_the_last_step_and_the_last_epoch_mean() -> None:
+    # 10 examples in batches of 4: 3 steps an epoch; 2 epochs, 6 steps
+    losses = [2.0, 1.5, 1.0, 0.9, 0.3, 0.6]
+    summary = lora.loss_summary(losses, n_examples=10, batch_size=4)
+    assert summary.final_loss == 0.6  # what the last progress line reported
+    assert summary.last_epoch_mean_loss == pytest.approx((0.9 + 0.3 + 0.6) / 3)
+    assert summary.last_epoch_steps == 3
+    # fewer steps than an epoch (epochs < 1): the mean is over every step run
+    short = lora.loss_summary([1.0, 0.5], n_examples=100, batch_size=8)
+    assert (short.final_loss, short.last_epoch_mean_loss, short.last_epoch_steps) == (0.5, 0.75, 2)
+    assert lora.loss_summary([0.4], n_examples=3, batch_size=8) == lora.LossSummary(0.4, 0.4, 1)
+    with pytest.raises(ValueError, match="no training steps"):
+        lora.loss_summary([], n_examples=3, batch_size=8)
+
+
 def test_lr_factor_warms_up_and_decays() -> None:
     factors = [lora.lr_factor(s, 100) for s in range(100)]
     assert factors[0] < factors[5] < factors[9] < factors[10] == 1.0
@@ -506,6 +521,9 @@ def test_train_lora_is_reproducible(tmp_path: Path) -> None:
     assert first.steps == 2 and first.epochs == 1.0
     assert [c[:2] for c in calls] == [(1, 2), (2, 2)]
     assert [c[2] for c in calls] == list(first.losses)
+    assert first.final_loss == calls[-1][2]  # the summary's final loss is the last step's
+    assert first.last_epoch_mean_loss == pytest.approx(sum(first.losses) / 2)
+    assert first.last_epoch_steps == 2
     assert first.losses == second.losses
     assert first.adapter_path.read_bytes() == second.adapter_path.read_bytes()
     assert first.trained_tokens > 4 * 20 and first.seconds_per_step > 0
