@@ -24,10 +24,10 @@ class _Parser(argparse.ArgumentParser):
 class ProgressBar:
     """A one-line progress bar on a terminal; occasional plain lines otherwise."""
 
-    def __init__(self, label: str, stream: TextIO = sys.stderr) -> None:
+    def __init__(self, label: str, stream: TextIO | None = None) -> None:
         self.label = label
-        self.stream = stream
-        self.tty = stream.isatty()
+        self.stream = stream or sys.stderr
+        self.tty = self.stream.isatty()
         self.start = time.monotonic()
         self._last_pct = -1
         self._last_t = 0.0
