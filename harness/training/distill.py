@@ -148,6 +148,12 @@ def _consent(cfg: Config, p: Plan, inputs: tuple[Example, ...], out: Path, s_cfg
         billed = round(gold.tokens_per_example * len(inputs) * float(epochs))
         price = price_of(student, student.model)
         money = training_cost(price, billed) if price is not None else None
+        cap = cfg.finetune.max_cost_usd
+        if cap is not None and (money is None or money > cap):
+            raise InputError(f"finetune.max_cost_usd: the distillation's fine-tuning job on "
+                             f"{student.model} could cost "
+                             + (f"~${money:,.2f}" if money is not None else "an unknown amount")
+                             + f", above the cap ${cap:g}; nothing requested")
         lines.append(f"then a fine-tuning job on {student.model}: ~{billed:,} trained tokens "
                      + (f"(~${money:.2f})" if money is not None else "(cost unknown)")
                      + " if every label is kept")

@@ -252,3 +252,18 @@ def test_job_calls_have_no_sdk_retries_and_are_retried_by_the_harness(make_confi
     with pytest.raises(ValueError):
         openai_job._call(cfg, refused)
     assert calls["n"] == 1  # not retryable: asked once
+
+
+def test_a_distillation_whose_training_could_pass_the_cap_requests_nothing(make_config, tmp_path,
+                                                                           capsys):
+    strategies = [ZS, {**FT, "fine_tuned_model": "router"}]
+    with FakeOpenAI() as server:
+        extra = {"finetune": {**SETTINGS["finetune"], "max_cost_usd": 0.0001},
+                 "models": {"fake": {"provider": "openai", "model": "fake-model",
+                                     "base_url": server.base_url, "api_key_env": "TEST_API_KEY",
+                                     "price": {"input": 1, "output": 2, "training": 25}}}}
+        cfg = make_config(server.base_url, strategies=strategies, extra=extra)
+        assert main(["distill", str(cfg), "--teacher", "zs", "--student", "ft",
+                     "--out", str(tmp_path / "d"), "--yes"]) == 2
+        assert not server.requests and server.job_creates == 0
+    assert "finetune.max_cost_usd" in _errors(capsys.readouterr().err)[-1]
