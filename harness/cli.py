@@ -7,11 +7,10 @@ import os
 import signal
 import sys
 import threading
-import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TextIO
 
+from harness.cli_progress import ProgressBar, loss_progress
 from harness.errors import HarnessError, InputError
 from harness.version import __version__
 
@@ -19,56 +18,6 @@ from harness.version import __version__
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # type: ignore[override]
         raise InputError(f"{self.prog}: {message}")
-
-
-class ProgressBar:
-    """A one-line progress bar on a terminal; occasional plain lines otherwise."""
-
-    def __init__(self, label: str, stream: TextIO | None = None) -> None:
-        self.label = label
-        self.stream = stream or sys.stderr
-        self.tty = self.stream.isatty()
-        self.start = time.monotonic()
-        self._last_pct = -1
-        self._last_t = 0.0
-
-    def __call__(self, done: int, total: int, info: str) -> None:
-        try:
-            self._draw(done, total, info)
-        except (BrokenPipeError, ValueError):
-            self.stream = open(os.devnull, "w")  # noqa: SIM115 - the reader went away: the run goes on
-
-    def _draw(self, done: int, total: int, info: str) -> None:
-        pct = int(100 * done / total) if total else 100
-        now = time.monotonic()
-        if self.tty:
-            if now - self._last_t < 0.1 and done < total:
-                return
-            width = 30
-            fill = int(width * done / total) if total else width
-            rate = done / max(now - self.start, 1e-9)
-            self.stream.write(f"\r{self.label} [{'#' * fill}{'.' * (width - fill)}] {done}/{total} "
-                              f"{rate:5.1f}/s {info[:30]:<30}")
-            if done >= total:
-                self.stream.write("\n")
-            self.stream.flush()
-        elif pct // 10 != self._last_pct // 10 or done >= total:
-            skipped = f", {info}" if "not requested" in info else ""
-            self.stream.write(f"{self.label}: {done}/{total} ({pct}%){skipped}\n")
-            self.stream.flush()
-        self._last_pct, self._last_t = pct, now
-
-
-def _loss_progress(step: int, total: int, loss: float) -> None:
-    """Training progress with the loss: a live line on a terminal, every 10% otherwise."""
-    width = 30
-    fill = int(width * step / total) if total else width
-    line = f"fine-tune [{'#' * fill}{'.' * (width - fill)}] step {step}/{total} loss {loss:.4f}"
-    if sys.stderr.isatty():
-        sys.stderr.write("\r" + line + ("\n" if step >= total else ""))
-    elif step == 1 or step >= total or (10 * step) // total != (10 * (step - 1)) // total:
-        sys.stderr.write(line + "\n")
-    sys.stderr.flush()
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
@@ -132,7 +81,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.dry_run:
         return cmd_validate(args)
     result = run(cfg, args.out, use_cache=not args.no_cache, progress=ProgressBar(cfg.name),
-                 train_progress=_loss_progress, log=_log, resume=args.resume,
+                 train_progress=loss_progress, log=_log, resume=args.resume,
                  keep_failures=args.keep_failures, allow_missing=args.allow_missing,
                  history=args.history)
     a, counts, out = result.analysis, result.counts, result.out
@@ -191,7 +140,7 @@ def cmd_finetune(args: argparse.Namespace) -> int:
         return 0
     ask = _asker("finetune", "a paid fine-tuning job", "Start this fine-tuning job?")
     entry = finetune(args.config, args.strategy, out=Path(args.out) if args.out else None,
-                     progress=_loss_progress, log=_log, force=args.force,
+                     progress=loss_progress, log=_log, force=args.force,
                      confirm=None if args.yes else ask)
     print(f"{entry.name}: {entry.model_id} ({entry.provider}, base {entry.base_model}, "
           f"{entry.trained_tokens or 0} trained tokens)")
@@ -208,7 +157,7 @@ def cmd_distill(args: argparse.Namespace) -> int:
     ask = _asker("distill", "paid work (the teacher's requests and a fine-tuning job)",
                  "Start this distillation?")
     s = distill(args.config, args.teacher, args.student, out=args.out, unlabeled=args.unlabeled,
-                min_confidence=args.min_confidence, progress=_loss_progress, log=_log,
+                min_confidence=args.min_confidence, progress=loss_progress, log=_log,
                 confirm=None if args.yes else ask)
     print("\n".join(distill_lines(s)))
     return 0

@@ -1,7 +1,8 @@
 """The package's shape: no import cycles, and each package imports only those before it.
 
 The pipeline, in order: base modules (errors, paths, files, version) → config → dataset → tasks →
-model → strategies → running → analysis → report → gating → training → api → cli (and the
+model → strategies → fine-tune identity (training.data, training.identity: what a fine-tuned arm
+is trained on, which the plan needs to resolve the arm's model) → running → analysis → report → gating → training → api → cli (and the
 package's public face, harness/__init__.py, which may import anything).
 """
 
@@ -16,7 +17,8 @@ ROOT = Path(__file__).resolve().parents[1] / "harness"
 LAYERS = [
     ("harness.errors", "harness.paths", "harness.files", "harness.version"),
     ("harness.config",), ("harness.dataset",), ("harness.tasks",), ("harness.model",),
-    ("harness.strategies",), ("harness.running",), ("harness.analysis",), ("harness.report",),
+    ("harness.strategies",), ("harness.training.data", "harness.training.identity"),
+    ("harness.running",), ("harness.analysis",), ("harness.report",),
     ("harness.gating",), ("harness.training",), ("harness.api",),
     ("harness.cli", "harness.__main__", "harness"),
 ]
