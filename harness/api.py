@@ -94,7 +94,7 @@ def run(cfg: Config | str | Path, out: str | Path | None = None, *, use_cache: b
     check_history_writable(hist)  # before the first request, like --out and the cache
     p = ensure_fine_tunes(plan(cfg), progress=train_progress, log=log)
     for note in p.notes:
-        log(f"fine-tuned model {note}")
+        log(note)
     for s in p.strategies:
         if s.arm.unavailable:
             log(f"warning: {s.arm.strategy}: {s.arm.unavailable}")

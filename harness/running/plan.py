@@ -76,7 +76,7 @@ def plan(cfg: Config, registry: Registry | None = None,
         pin = (pins or {}).get(s.name)
         pinned = registry.find_key(pin, name) if pin is not None else None
         if pinned is not None:
-            found = Resolution(pinned, note=f"{name}: the entry just trained ({pinned.key[:12]})")
+            found = Resolution(pinned, note=f"the entry just trained ({pinned.key[:12]})")
         else:
             try:
                 ident = identity(cfg, s, data, task)
@@ -87,7 +87,7 @@ def plan(cfg: Config, registry: Registry | None = None,
         if entry is None:
             return None, found.problem
         if found.note:
-            notes.append(f"{s.name}: {found.note}")
+            notes.append(f"strategy {s.name} evaluates {name}: {found.note}")
         if model.provider == "local":
             if not entry.adapter_path or not Path(entry.adapter_path).exists():
                 return None, (f"fine-tuned model {name!r}: its adapter {entry.adapter_path} is "

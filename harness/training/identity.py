@@ -87,12 +87,12 @@ def resolve(registry: Registry, name: str, ident: Identity, hint: str) -> Resolu
     entries = registry.entries(name)
     match = next((e for e in reversed(entries) if e.key in (ident.key, ident.legacy_key)), None)
     if match is not None:
-        return Resolution(match, note=f"{name}: entry {match.key[:12]} (trained "
+        return Resolution(match, note=f"entry {match.key[:12]} (trained "
                           f"{match.created_at} on this config's data and settings)")
     distilled = [e for e in entries if e.distilled and e.recipe == ident.recipe]
     if distilled:
         e = distilled[-1]
-        return Resolution(e, note=f"{name}: entry {e.key[:12]}, distilled from "
+        return Resolution(e, note=f"entry {e.key[:12]}, distilled from "
                           f"{e.extra.get('distilled_from')} on {e.created_at} with this "
                           "config's model, prompts and settings")
     if not entries:

@@ -112,7 +112,7 @@ def test_two_configs_of_one_name_keep_their_own_models(make_config, tmp_path, ca
         assert main(["finetune", str(ft), "--yes"]) == 0
         assert server.job_creates == 2
     err = capsys.readouterr().err
-    assert f"fine-tuned model ft: spam-ft: entry {by_epochs[2].key[:12]}" in err
+    assert f"strategy ft evaluates spam-ft: entry {by_epochs[2].key[:12]} (trained" in err
 
 
 def test_a_suffix_changes_no_weight_so_the_model_is_reused(make_config, tmp_path):
