@@ -125,7 +125,7 @@ def run(cfg: Config | str | Path, out: str | Path | None = None, *, use_cache: b
         a = write_reports(out_dir)
         if a.complete:
             try:
-                append_history(hist, out_dir, a.summary, read_meta(out_dir))
+                append_history(hist, out_dir, a.summary, read_meta(out_dir), log=log)
             except OSError as exc:  # the run is complete and reported: a warning, not a failure
                 log(f"warning: history file {hist}: not appended ({exc.strerror or exc}); the "
                     f"run and its reports in {out_dir} are complete")
@@ -252,7 +252,7 @@ def eval_plan(cfg: Config | str | Path, *, pilot: str | Path | None = None, delt
               power: float = 0.8, alpha: float = 0.05) -> list[str]:
     """`harness plan`: what the config's eval can detect and the size it needs
     (analysis.planner), from a pilot run folder's discordance when given; no model call."""
-    from harness.analysis.planner import plan_eval, plan_lines
+    from harness.analysis.planner import check_pilot_run, plan_eval, plan_lines
 
     if not isinstance(cfg, Config):
         cfg = load_config(cfg)
@@ -261,10 +261,11 @@ def eval_plan(cfg: Config | str | Path, *, pilot: str | Path | None = None, delt
     zero = any(s.arm.type == "zero_shot" for s in p.strategies)
     if pilot is not None and not (Path(pilot) / META).is_file():
         raise InputError(f"--pilot {pilot}: not a run folder (no {META})")
+    shared = check_pilot_run(pilot, p) if pilot is not None else None
     result = plan_eval(len(p.data.eval), len(arms), zero,
                        pilot=analyse(pilot) if pilot is not None else None, delta=delta,
                        target=power, alpha=alpha, pilot_name=str(pilot or ""),
-                       clustered=cfg.dataset.cluster is not None)
+                       clustered=cfg.dataset.cluster is not None, shared=shared)
     return plan_lines(result, cfg.name)
 
 

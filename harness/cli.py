@@ -168,7 +168,7 @@ def cmd_history(args: argparse.Namespace) -> int:
         HISTORY_ENV,
         describe_dimensions,
         history_path,
-        read_history,
+        read_history_checked,
         trajectory,
         tried_across,
     )
@@ -176,7 +176,9 @@ def cmd_history(args: argparse.Namespace) -> int:
 
     cfg = load_config(args.config)
     path = history_path(args.history)
-    records = read_history(path, cfg.name)
+    records, warnings = read_history_checked(path, cfg.name)
+    for warning in warnings:
+        _log(f"warning: {warning}")
     if not records:
         raise InputError(f"no history for {cfg.name!r} in {path} (run `harness run {args.config}` "
                          f"first; the file is --history FILE, else ${HISTORY_ENV}, else "

@@ -2,8 +2,8 @@
 
 The pipeline, in order: base modules (errors, paths, files, version) → config → dataset → tasks →
 model → strategies → fine-tune identity (training.data, training.identity: what a fine-tuned arm
-is trained on, which the plan needs to resolve the arm's model) → running → analysis → report → gating → training → api → cli (and the
-package's public face, harness/__init__.py, which may import anything).
+is trained on, which the plan needs to resolve the arm's model) → running → analysis → report →
+gating → training → api → cli (and the package's public face, harness/__init__.py, which may import anything).
 """
 
 from __future__ import annotations

@@ -41,8 +41,9 @@ from harness.errors import InputError
 from harness.model import pricing
 from harness.running.records import Record, RunMeta
 from harness.running.store import RecordColumns, record_columns
+from harness.running.verify import meta_task as meta_task  # (its home before running.verify)
 from harness.strategies import is_fine_tuned, is_prompting
-from harness.tasks import ExtractionTask, Task, task_from_meta
+from harness.tasks import ExtractionTask
 
 
 @dataclass(frozen=True)
@@ -207,14 +208,6 @@ def verdict(summary: pd.DataFrame, comparisons: pd.DataFrame, plateau: rules.Pla
     v = rules.decide(plateau, arm_ev, alpha=decision.alpha,
                      equivalence_margin=decision.equivalence_margin, metric=metric)
     return v, evidence
-
-
-def meta_task(meta: RunMeta) -> Task:
-    """The task of a recorded run."""
-    raw_task = meta.config_raw.get("task") if isinstance(meta.config_raw, dict) else None
-    match = raw_task.get("match") if isinstance(raw_task, dict) else None
-    return task_from_meta(meta.task_type, meta.labels, meta.output_schema or None,
-                          match if isinstance(match, dict) else None)
 
 
 def analyse(records: Sequence[Record], meta: RunMeta) -> Analysis:

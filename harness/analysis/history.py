@@ -14,11 +14,11 @@ from __future__ import annotations
 import json
 import math
 import os
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import pandas as pd
 
@@ -51,8 +51,8 @@ def _run_id(config: Any, run_dir: Any, started_at: Any) -> tuple[str, str, str |
 
 
 def _entries(path: Path) -> Iterator[dict[str, Any]]:
-    """Every line of the history file that is a JSON object (others, e.g. one cut short by a
-    crash, are skipped)."""
+    """Every line of the history file that is a JSON object, others skipped: what appending
+    needs to know which runs are there (reading for a report checks each line: read_lines)."""
     with open(path, encoding="utf-8", errors="replace") as f:
         for line in f:
             try:
@@ -63,6 +63,77 @@ def _entries(path: Path) -> Iterator[dict[str, Any]]:
                 yield rec
 
 
+# the fields a history record must have, with the JSON types each may hold (every harness
+# version wrote them), and the optional ones the readers use
+_TEXT, _INT, _NUMBER = (str,), (int,), (int, float)
+_REQUIRED: dict[str, tuple[type, ...]] = {
+    "config": _TEXT, "run_dir": _TEXT, "arm": _TEXT, "prompt_sha256": _TEXT, "n": _INT,
+    "accuracy": (*_NUMBER, type(None)), "ci_low": (*_NUMBER, type(None)),
+    "ci_high": (*_NUMBER, type(None)), "timestamp": _TEXT}
+_OPTIONAL: dict[str, tuple[type, ...]] = {
+    "started_at": (str, type(None)), "k": _INT, "strategy": _TEXT, "type": _TEXT,
+    "variant": _TEXT, "selection": _TEXT, "samples": _INT}
+
+
+def record_problem(rec: Any) -> str | None:
+    """Why one parsed history line is not a history record (None when it is one)."""
+    if not isinstance(rec, dict):
+        return f"a JSON {type(rec).__name__}, not an object"
+    missing = [name for name in _REQUIRED if name not in rec]
+    if missing:
+        return f"missing field{'s' if len(missing) > 1 else ''} {', '.join(map(repr, missing))}"
+    for name, kinds in (*_REQUIRED.items(), *_OPTIONAL.items()):
+        value = rec.get(name)
+        if name in rec and (not isinstance(value, kinds) or
+                            (isinstance(value, bool) and bool not in kinds)):
+            wanted = " or ".join("null" if k is type(None) else _JSON_NAMES[k] for k in kinds)
+            return f"field {name!r} is {json.dumps(value)[:40]}, not {wanted}"
+    if rec["accuracy"] is not None and (rec["ci_low"] is None or rec["ci_high"] is None):
+        return "an accuracy without its interval (ci_low, ci_high)"
+    return None
+
+
+_JSON_NAMES = {str: "a string", int: "an integer", float: "a number"}
+
+
+def read_lines(path: Path) -> tuple[list[dict[str, Any]], list[str]]:
+    """Every record of the history file, oldest first, and the warnings worth showing.
+
+    A line that is not a history record (not JSON, not an object, a field missing or of the
+    wrong type) is an InputError naming the line, so nothing is left out silently. Only a last
+    line with no newline at its end that is not JSON (a write cut short by a crash) is skipped,
+    with a warning.
+    """
+    if not _file(path).exists():
+        return [], []
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            lines = f.readlines()
+    except OSError as exc:
+        raise InputError(f"history file {path}: cannot read: {exc.strerror or exc}") from None
+    records: list[dict[str, Any]] = []
+    warnings: list[str] = []
+    fix = ("fix or delete the line (each line is one arm of one past run; see --history FILE "
+           f"or ${HISTORY_ENV})")
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError as exc:
+            if number == len(lines) and not line.endswith("\n"):
+                warnings.append(f"history file {path} line {number}: skipped, cut short (not "
+                                "JSON, no newline at its end: a write interrupted by a crash); "
+                                "the next run's append drops it")
+                continue
+            raise InputError(f"{path} line {number}: not JSON ({exc.msg}); {fix}") from None
+        why = record_problem(rec)
+        if why is not None:
+            raise InputError(f"{path} line {number}: not a history record ({why}); {fix}")
+        records.append(rec)
+    return records, warnings
+
+
 def _recorded_runs(path: Path) -> set[tuple[str, str, str | None]]:
     """The runs the history file holds, as (config, run folder, started_at); lines written
     before records carried started_at count as (config, run folder, None)."""
@@ -71,13 +142,16 @@ def _recorded_runs(path: Path) -> set[tuple[str, str, str | None]]:
 
 
 def append_history(history: str | Path | None, run_dir: Path, summary: pd.DataFrame,
-                   meta: RunMeta) -> bool:
+                   meta: RunMeta, log: Callable[[str], None] | None = None) -> bool:
     """Append one record per arm of a finished run to the history file (`history_path(history)`:
     `history`, else $HARNESS_HISTORY, else reports/history.jsonl). True when written; False
     when the file already holds this run (same config, run folder and started_at), which it
     then leaves as it is.
 
-    Lines are only ever appended (flushed and fsynced), so existing lines are never lost.
+    Lines are only ever appended (flushed and fsynced), so existing lines are never lost. A
+    last line with no newline at its end is completed with one when it is a JSON object (a
+    hand edit), and dropped when it is not JSON (a write cut short by a crash: kept, it would
+    make the file unreadable), with a warning through `log`.
     """
     path = _file(history_path(history))
     folder = str(run_dir.resolve())
@@ -101,14 +175,33 @@ def append_history(history: str | Path | None, run_dir: Path, summary: pd.DataFr
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a+b") as f:
         f.seek(0, os.SEEK_END)
-        if f.tell():  # a line cut short by a crash stays its own (skipped) line
+        if f.tell():
             f.seek(-1, os.SEEK_END)
             if f.read(1) != b"\n":
-                f.write(b"\n")
+                _end_last_line(f, path, log)
         f.write("".join(line + "\n" for line in lines).encode("utf-8"))
         f.flush()
         os.fsync(f.fileno())
     return True
+
+
+def _end_last_line(f: BinaryIO, path: Path, log: Callable[[str], None] | None) -> None:
+    """End the file's last line (it has no newline): a JSON object gets its newline; a line
+    that is not JSON (cut short by a crash) is cut off."""
+    f.seek(0)
+    data = f.read()
+    start = data.rfind(b"\n") + 1
+    try:
+        json.loads(data[start:])
+    except ValueError:  # (a UnicodeDecodeError is one)
+        f.truncate(start)
+        f.seek(0, os.SEEK_END)
+        if log is not None:
+            log(f"warning: history file {path}: dropped its last line, cut short by a crash "
+                f"({len(data) - start} bytes: {data[start:start + 40]!r})")
+        return
+    f.seek(0, os.SEEK_END)
+    f.write(b"\n")
 
 
 def _num(x: Any) -> float | None:
@@ -157,11 +250,17 @@ def tried_across(records: Sequence[Mapping[str, Any]]) -> list[tuple[str, str, s
     return [(d, setting, arm, acc, len(runs)) for (d, setting), (arm, acc, runs) in rows]
 
 
+def read_history_checked(path: Path, config_name: str) -> tuple[list[dict[str, Any]], list[str]]:
+    """(history records of one config, oldest first; warnings to show): see read_lines (an
+    InputError names a line that is not a history record)."""
+    records, warnings = read_lines(path)
+    return [rec for rec in records if rec["config"] == config_name], warnings
+
+
 def read_history(path: Path, config_name: str) -> list[dict[str, Any]]:
-    """History records of one config, oldest first (unparseable lines are skipped)."""
-    if not _file(path).exists():
-        return []
-    return [rec for rec in _entries(path) if rec.get("config") == config_name]
+    """History records of one config, oldest first (read_history_checked without its
+    warnings)."""
+    return read_history_checked(path, config_name)[0]
 
 
 @dataclass(frozen=True)

@@ -18,11 +18,18 @@ is unknown; the plan then assumes 1 and says so.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 from harness.analysis import power
 from harness.analysis.decision import Analysis
 from harness.analysis.tables import row_name
+from harness.errors import InputError
+from harness.running.plan import Plan
+from harness.running.records import RunMeta
+from harness.running.store import read_meta
+from harness.strategies import arm_name
 
 
 @dataclass(frozen=True)
@@ -92,11 +99,54 @@ def _compliance_discordance(a: Analysis) -> dict[str, float]:
     return out
 
 
+def _some(names: Sequence[str]) -> str:
+    return ", ".join(names[:6]) + (f" and {len(names) - 6} more" if len(names) > 6 else "")
+
+
+def check_pilot(pilot: RunMeta, task_type: str, labels: Iterable[str], arms: Iterable[str],
+                source: str) -> list[str]:
+    """The arms (display names: few-shot@k=4) a pilot run shares with the config being planned,
+    in the config's order; an InputError when its discordance cannot stand for the config's:
+    a pilot of another task type or label set (compared as the gate compares a baseline: the
+    labels as sets), or one sharing no arm with the config. `source` names the pilot (--pilot)."""
+    wanted = list(dict.fromkeys(arms))
+    differ = []
+    if pilot.task_type != task_type:
+        differ.append(f"is task {pilot.task_type!r}, this config is {task_type!r}")
+    mine, theirs = set(labels), set(pilot.labels)
+    if not differ and mine != theirs:
+        only_pilot, only_mine = sorted(theirs - mine), sorted(mine - theirs)
+        parts = [f"only in the pilot: {_some([repr(x) for x in only_pilot])}" if only_pilot else "",
+                 f"only in this config: {_some([repr(x) for x in only_mine])}" if only_mine else ""]
+        differ.append(f"has another label set ({len(theirs)} labels, this config {len(mine)}; "
+                      + "; ".join(p for p in parts if p) + ")")
+    if differ:
+        raise InputError(f"--pilot {source}: the pilot run " + "; it ".join(differ)
+                         + "; its disagreement between arms says nothing about this config's: "
+                         "plan with a pilot run of this task and label set")
+    have = {arm_name(a.strategy, a.k, a.type) for a in pilot.arms}
+    shared = [a for a in wanted if a in have]
+    if not shared:
+        raise InputError(f"--pilot {source}: the pilot run shares no arm with this config (the "
+                         f"pilot has {_some(sorted(have))}; the config {_some(wanted)}); plan "
+                         "with a pilot run of this config's strategies")
+    return shared
+
+
+def check_pilot_run(pilot_dir: str | Path, p: Plan) -> list[str]:
+    """check_pilot for a pilot run folder and a planned config (`running.plan`)."""
+    arms = [arm_name(s.arm.strategy, s.arm.k, s.arm.type) for s in p.strategies]
+    return check_pilot(read_meta(Path(pilot_dir)), p.task.name, p.data.labels, arms,
+                       str(pilot_dir))
+
+
 def plan_eval(n: int, arms: int, has_zero_shot: bool, *, pilot: Analysis | None = None,
               delta: float = 0.03, target: float = 0.8, alpha: float = 0.05,
-              pilot_name: str = "", clustered: bool = False) -> EvalPlan:
+              pilot_name: str = "", clustered: bool = False,
+              shared: Sequence[str] | None = None) -> EvalPlan:
     """The plan for an eval of n examples and `arms` arms (see the module); `clustered`: the
-    config names a `dataset.cluster`."""
+    config names a `dataset.cluster`; `shared`: the arms the pilot shares with the config
+    (check_pilot), named in the plan's source line."""
     m = planned_comparisons(arms, has_zero_shot)
     a = alpha / m
     if pilot is None or pilot.comparisons.empty:
@@ -117,6 +167,8 @@ def plan_eval(n: int, arms: int, has_zero_shot: bool, *, pilot: Analysis | None 
     comp = tuple(_row(name, psi, n, delta, a, target)
                  for name, psi in _compliance_discordance(pilot).items())
     source = f"the pilot run {pilot_name} (its own pairs of arms)"
+    if shared is not None:
+        source += f"; it shares {len(shared)} arm(s) with this config: {_some(list(shared))}"
     if clustered and "design_effect" not in pilot.comparisons:
         source += ("; the pilot has no clusters, so the design effect is taken as 1: the "
                    "figures are optimistic")
@@ -146,4 +198,5 @@ def plan_lines(p: EvalPlan, name: str) -> list[str]:
     return out
 
 
-__all__ = ["EvalPlan", "PlanRow", "plan_eval", "plan_lines", "planned_comparisons"]
+__all__ = ["EvalPlan", "PlanRow", "check_pilot", "check_pilot_run", "plan_eval", "plan_lines",
+           "planned_comparisons"]

@@ -7,7 +7,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # (types imports CascadeConfig from here)
+    from harness.config.types import StrategyConfig
 
 CASCADE_KEYS = frozenset({"name", "type", "primary", "fallback", "thresholds"})
 
@@ -52,6 +55,34 @@ def parse_cascade(i: int, d: Mapping[str, Any], arms: Sequence[str], problems: l
                          thresholds)
 
 
+def arm_strategies(strategies: Sequence[StrategyConfig]) -> dict[str, StrategyConfig]:
+    """What a cascade's primary and fallback may name, each with its strategy: a strategy with
+    one arm, or an arm's display name (few-shot@k=4; variants as STRATEGY:VARIANT)."""
+    out: dict[str, StrategyConfig] = {}
+    for s in strategies:
+        for b in [s.name, *(f"{s.name}:{v.name}" for v in s.variants)]:
+            out.update({f"{b}@k={k}": s for k in s.shots} if s.type == "few_shot" else {b: s})
+            if s.type == "few_shot" and len(s.shots) == 1:
+                out.setdefault(b, s)
+    return out
+
+
+def confidence_problems(raw: Sequence[Any], strategies: Sequence[StrategyConfig]) -> list[str]:
+    """A cascade routes on its primary's confidence: a primary that records none (no
+    `confidence:`, a single sample) would send every answer to the fallback at every
+    threshold. One problem per such cascade of the raw `strategies:` list."""
+    arms = arm_strategies(strategies)
+    out = []
+    for i, d in enumerate(raw):
+        primary = arms.get(d.get("primary")) if is_cascade(d) else None
+        if primary is not None and primary.confidence is None and primary.samples < 2:
+            out.append(f"strategies[{i}] ({d.get('name')}).primary: {d['primary']} records no "
+                       "confidence, so the cascade would send every answer to the fallback at "
+                       f"every threshold; set confidence: logprob on strategy {primary.name} "
+                       "(or samples: 5 with confidence: agreement)")
+    return out
+
+
 def cascades_from_raw(raw: Mapping[str, Any]) -> tuple[CascadeConfig, ...]:
     """The cascades of a run's raw config (already checked when the run's config loaded)."""
     out = []
@@ -61,4 +92,5 @@ def cascades_from_raw(raw: Mapping[str, Any]) -> tuple[CascadeConfig, ...]:
     return tuple(out)
 
 
-__all__ = ["CascadeConfig", "cascades_from_raw", "is_cascade", "parse_cascade"]
+__all__ = ["CascadeConfig", "arm_strategies", "cascades_from_raw", "confidence_problems",
+           "is_cascade", "parse_cascade"]

@@ -10,7 +10,7 @@ import difflib
 import hashlib
 import json
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, TypeVar
@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 import jsonschema
 import yaml
 
-from harness.config.cascade import is_cascade, parse_cascade
+from harness.config.cascade import arm_strategies, confidence_problems, is_cascade, parse_cascade
 from harness.config.models import parse_model
 from harness.config.schema import SCHEMA, boolean_problem, describe, path_key, yaml_source
 from harness.config.strategy import parse_prompts, parse_strategy
@@ -29,7 +29,6 @@ from harness.config.types import (
     FinetuneConfig,
     GateConfig,
     RunConfig,
-    StrategyConfig,
     TaskConfig,
     batch_mode,
 )
@@ -197,19 +196,6 @@ def _collect(problems: list[str], fn: Callable[..., _T], *args: Any) -> _T | Non
         return None
 
 
-def _arm_names(strategies: Sequence[StrategyConfig]) -> list[str]:
-    """What a cascade's primary and fallback may name: a strategy with one arm, or an arm's
-    display name (few-shot@k=4; variants as STRATEGY:VARIANT)."""
-    out: list[str] = []
-    for s in strategies:
-        bases = [s.name, *(f"{s.name}:{v.name}" for v in s.variants)]
-        for b in bases:
-            out += [f"{b}@k={k}" for k in s.shots] if s.type == "few_shot" else [b]
-            if s.type == "few_shot" and len(s.shots) == 1:
-                out.append(b)
-    return out
-
-
 def parse_config(data: Any, path: Path, text: str = "") -> Config:
     """Validate an already-parsed YAML document and build a Config (raises InputError).
 
@@ -236,8 +222,9 @@ def parse_config(data: Any, path: Path, text: str = "") -> Config:
                             f"set models.{name}.mode: online for the local model")
     strategies = tuple(parse_strategy(i, s, list(models), problems, base, run)
                        for i, s in enumerate(data["strategies"]) if not is_cascade(s))
-    cascades = tuple(parse_cascade(i, s, _arm_names(strategies), problems)
+    cascades = tuple(parse_cascade(i, s, list(arm_strategies(strategies)), problems)
                      for i, s in enumerate(data["strategies"]) if is_cascade(s))
+    problems += confidence_problems(data["strategies"], strategies)
     if not strategies:
         problems.append("strategies: only cascades; a cascade routes between other strategies")
     names = [s.name for s in strategies] + [c.name for c in cascades]

@@ -17,6 +17,7 @@ from typing import Any
 from harness.errors import InputError
 from harness.files import write_json_atomic
 from harness.running.records import _RECORD_TYPES, FORMAT_VERSION, Record, RunMeta
+from harness.running.verify import check_scores
 
 RESULTS = "results.jsonl"
 META = "run.json"
@@ -75,24 +76,34 @@ class _Refused(Exception):
     """The fast reader met something read_records must judge (and word) itself."""
 
 
-def read_columns(run_dir: Path) -> RecordColumns:
+def read_columns(run_dir: Path, *, check: bool = True) -> RecordColumns:
     """The records of a run as columns: RECORD_FIELDS -> one list each, rows in the order
     read_records returns them, values as `Record.from_dict` reads them (example ids as text,
     `calls` a tuple, `output` "" when absent, `lenient` False and `format_version` 1 when
     absent). Much faster and smaller than a list of Records for a large run.
 
     The lines are checked column by column; a file read_records would refuse is handed to it,
-    so the error (naming the line) is exactly its own.
+    so the error (naming the line) is exactly its own. With `check` (and a readable run.json),
+    each record's `correct` is checked against its own prediction and expected value through
+    the run's task (running.verify): a contradiction is an InputError naming the line and
+    `harness report RUN --rescore`. read_records does not check: re-scoring reads through it.
     """
     path = run_dir / RESULTS
     if not path.exists():
         return {name: [] for name in RECORD_FIELDS}
     try:
-        return _fast_columns(path)
+        cols = _fast_columns(path)
     except (_Refused, ValueError, KeyError, TypeError, AttributeError):
-        return record_columns(read_records(run_dir))  # raises the InputError naming the line
+        cols = record_columns(read_records(run_dir))  # raises the InputError naming the line
     except OSError as exc:
         raise InputError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    if check and (run_dir / META).is_file():
+        try:
+            meta = read_meta(run_dir)
+        except InputError:
+            return cols  # the caller's own read_meta names the broken run.json
+        check_scores(run_dir, cols, meta)
+    return cols
 
 
 def record_columns(records: Sequence[Record]) -> RecordColumns:

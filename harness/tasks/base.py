@@ -73,6 +73,11 @@ class Task(Protocol):
         """Parse the model's text, check it against the schema, compare with `expected`."""
         ...
 
+    def is_correct(self, prediction: Any, expected: Any) -> bool:
+        """Whether a stored prediction (of a schema-valid answer) equals `expected` as `score`
+        compares them: what a record's `correct` must say (store.read_columns checks it)."""
+        ...
+
     def vote(self, predictions: Sequence[Any]) -> Any:
         """One prediction from several (majority; ties broken deterministically)."""
         ...

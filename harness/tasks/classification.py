@@ -92,8 +92,12 @@ class ClassificationTask:
             kind, detail = "truncated", "output cut at max_tokens"
         elif errors:
             kind, detail = "schema", errors[0].message[:300]
-        return Score(prediction, prediction == expected and valid, True, valid, kind, detail,
-                     fenced)
+        return Score(prediction, self.is_correct(prediction, expected) and valid, True, valid,
+                     kind, detail, fenced)
+
+    def is_correct(self, prediction: Any, expected: Any) -> bool:
+        """The predicted label is the expected one (a schema-valid answer's `correct`)."""
+        return bool(prediction == expected)
 
     def vote(self, predictions: Sequence[Any]) -> Any:
         """The most frequent label; a tie goes to the label listed first; None if no label."""

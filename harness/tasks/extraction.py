@@ -173,6 +173,12 @@ class ExtractionTask:
         pred = prediction if isinstance(prediction, dict) else {}
         return {k: values_equal(gold.get(k), pred.get(k), self.rule(k)) for k in self.fields}
 
+    def is_correct(self, prediction: Any, expected: Any) -> bool:
+        """Every field of the predicted object equals the expected one under its rule (a
+        schema-valid answer's `correct`; no object predicted: never)."""
+        return isinstance(prediction, dict) and all(self.field_correct(expected,
+                                                                       prediction).values())
+
     def score(self, output: str | None, finish_reason: str | None, expected: Any) -> Score:
         """Parse JSON, validate it, compare every field with `expected`."""
         obj, fenced, failed = parse_answer(output, finish_reason)

@@ -73,6 +73,10 @@ class ReasoningFirst:
         return Score(s.prediction, s.correct, s.parse_ok, s.schema_valid, s.error_kind, s.error,
                      s.lenient or fenced)
 
+    def is_correct(self, prediction: Any, expected: Any) -> bool:
+        """The wrapped task's comparison (the reasoning is not part of the prediction)."""
+        return self.inner.is_correct(prediction, expected)
+
     def vote(self, predictions: Sequence[Any]) -> Any:
         """The wrapped task's vote."""
         return self.inner.vote(predictions)

@@ -199,11 +199,17 @@ def test_appending_the_same_run_again_is_a_no_op(tmp_path: Path) -> None:
     meta = read_meta(run)
     summary = analyse(read_records(run), meta).summary
     path = tmp_path / HISTORY
-    path.write_text('{"config": "routing", "run_dir": "/elsewhere", "arm": "zero-shot"}\n{"cut sho')
-    before = path.read_text()
-    assert append_history(path, run, summary, meta) is True
+    other = json.dumps({"config": "routing", "run_dir": "/elsewhere", "arm": "zero-shot",
+                        "prompt_sha256": "x", "n": 3, "accuracy": 0.5, "ci_low": 0.1,
+                        "ci_high": 0.9, "timestamp": "t"}) + "\n"
+    path.write_text(other + '{"cut sho')
+    warnings: list[str] = []
+    assert append_history(path, run, summary, meta, log=warnings.append) is True
     text = path.read_text()
-    assert text.startswith(before + "\n")  # existing lines kept; a cut line stays its own line
+    # existing lines kept; a line cut short by a crash is dropped (kept, it would make the
+    # file unreadable), with a warning
+    assert text.startswith(other) and "cut sho" not in text
+    assert len(warnings) == 1 and "cut short by a crash" in warnings[0]
     assert append_history(path, run, summary, meta) is False
     finished_again = replace(meta, finished_at="2027-01-01T00:00:00+00:00")  # a resumed re-run
     assert append_history(path, run, summary, finished_again) is False
