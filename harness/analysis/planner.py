@@ -162,10 +162,17 @@ def plan_eval(n: int, arms: int, has_zero_shot: bool, *, pilot: Analysis | None 
                                           n, delta, a, target),)
         return EvalPlan(n, m, alpha, target, delta, source, acc, comp)
     rows = pilot.comparisons[pilot.comparisons["discordance"].notna()]
+    if shared is not None:  # only pairs of arms this config has: no plan for arms it lacks
+        keep = set(shared)
+        rows = rows[rows["arm_a"].isin(keep) & rows["arm_b"].isin(keep)]
+        if rows.empty:
+            return plan_eval(n, arms, has_zero_shot, delta=delta, target=target, alpha=alpha,
+                             clustered=clustered)
     acc = tuple(_row(f"{r['arm_a']} vs {r['arm_b']}", float(r["discordance"]), n, delta, a,
                      target, float(r.get("design_effect", 1.0))) for _, r in rows.iterrows())
+    pairs = {f"{r['arm_a']} vs {r['arm_b']}" for _, r in rows.iterrows()}
     comp = tuple(_row(name, psi, n, delta, a, target)
-                 for name, psi in _compliance_discordance(pilot).items())
+                 for name, psi in _compliance_discordance(pilot).items() if name in pairs)
     source = f"the pilot run {pilot_name} (its own pairs of arms)"
     if shared is not None:
         source += f"; it shares {len(shared)} arm(s) with this config: {_some(list(shared))}"

@@ -90,3 +90,11 @@ def test_check_pilot_compares_labels_as_sets_and_keeps_the_configs_order(tmp_pat
                        "p") == ["fine-tuned", "zero-shot"]
     with pytest.raises(InputError, match="only in this config: 'x'"):
         check_pilot(meta, "classification", [*labels, "x"], ["zero-shot"], "p")
+
+
+def test_only_pairs_of_arms_the_config_has_are_planned(make_config, tmp_path, capsys):
+    pilot = _pilot(tmp_path)  # zero-shot, few-shot k=1/2/4, fine-tuned
+    code, out, _ = _plan(capsys, make_config(n_eval=50), pilot)  # zero-shot, few-shot k=1, 2
+    assert code == 0
+    pairs = [line.split()[0:3] for line in out.splitlines() if " vs " in line]
+    assert pairs and all("fine-tuned" not in p and "few-shot@k=4" not in p for p in pairs), out
