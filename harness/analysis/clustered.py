@@ -26,7 +26,6 @@ from collections.abc import Sequence
 from statistics import NormalDist
 
 import numpy as np
-from scipy.stats import t as student_t
 
 from harness.analysis.stats import Interval, cluster_codes, wilson_interval
 
@@ -64,6 +63,8 @@ def effective_size(n: int, deff: float, k: int, confidence: float = 0.95) -> flo
     if k < 2 or math.isnan(deff):
         return float(n)
     z = NormalDist().inv_cdf(0.5 + confidence / 2.0)
+    from scipy.stats import t as student_t  # only a clustered run needs it (0.5-1 s to import)
+
     t = float(student_t.ppf(0.5 + confidence / 2.0, k - 1))
     return n / max(1.0, deff) * (z / t) ** 2
 

@@ -18,13 +18,14 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, BinaryIO
-
-import pandas as pd
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from harness.errors import InputError
 from harness.running.records import RunMeta
 from harness.strategies import arm_name
+
+if TYPE_CHECKING:  # pandas only for the types: `harness history` reads JSON lines
+    import pandas as pd
 
 HISTORY = "history.jsonl"
 HISTORY_ENV = "HARNESS_HISTORY"
@@ -205,7 +206,10 @@ def _end_last_line(f: BinaryIO, path: Path, log: Callable[[str], None] | None) -
 
 
 def _num(x: Any) -> float | None:
-    x = float(x)
+    try:
+        x = float(x)
+    except TypeError:  # pandas' NA
+        return None
     return None if math.isnan(x) else x
 
 
@@ -216,8 +220,9 @@ def _dimensions(r: pd.Series) -> dict[str, Any]:
         if isinstance(r.get(name), str):
             out[name] = r[name]
     samples = r.get("samples")
-    if samples is not None and not pd.isna(samples) and int(samples) > 1:
-        out["samples"] = int(samples)
+    count = _num(samples) if samples is not None else None
+    if count is not None and count > 1:
+        out["samples"] = int(count)
     return out
 
 
