@@ -11,7 +11,6 @@ interleaved rounds; the figures are medians. The ideal is N / concurrency x late
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import subprocess
@@ -21,6 +20,7 @@ import time
 from pathlib import Path
 
 from loopback_project import loopback_server, write_project
+from record import add_json_flag, emit
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -78,6 +78,7 @@ def main() -> None:
     ap.add_argument("--concurrency", type=int, default=16)
     ap.add_argument("--latency", type=float, default=0.1)
     ap.add_argument("--rounds", type=int, default=3)
+    add_json_flag(ap)
     args = ap.parse_args()
     harness_s: list[float] = []
     bare_s: list[float] = []
@@ -93,14 +94,14 @@ def main() -> None:
             harness_s.append(_timed([sys.executable, "-m", "harness", "run", str(cfg),
                                      "--out", str(t / f"run{i}"), "--no-cache"], env))
     h, b = statistics.median(harness_s), statistics.median(bare_s)
-    print(json.dumps({
+    emit("overhead", {
         "requests": args.requests, "concurrency": args.concurrency, "latency_s": args.latency,
         "ideal_s": round(args.requests / args.concurrency * args.latency, 2),
         "bare_client_median_s": round(b, 2), "harness_median_s": round(h, 2),
         "harness_over_bare": round(h / b, 3), "target": "<= 1.15",
         "rounds": {"bare": [round(x, 2) for x in bare_s],
                    "harness": [round(x, 2) for x in harness_s]},
-    }, indent=2))
+    }, args.json)
 
 
 if __name__ == "__main__":

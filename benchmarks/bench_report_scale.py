@@ -24,6 +24,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from record import add_json_flag, emit
+
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURE = ROOT / "tests" / "fixtures" / "runs" / "complete" / "run.json"
 N_LABELS = 77
@@ -123,6 +125,7 @@ def main() -> None:
     ap.add_argument("--examples", type=int, default=100_000)
     ap.add_argument("--keep", type=Path, default=None, help="write the run folder here and keep it")
     ap.add_argument("--repeat", type=int, default=1, help="time the report this many times")
+    add_json_flag(ap)
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         run_dir = args.keep or Path(tmp) / "run"
@@ -136,11 +139,16 @@ def main() -> None:
             n = synthesise(run_dir, args.examples)
             size = (run_dir / "results.jsonl").stat().st_size / 2**20
             print(f"synthesised {n} records ({size:.0f} MiB) in {time.perf_counter() - t0:.1f} s")
+        walls, peak = [], 0.0
         for _ in range(args.repeat):
             wall, peak = time_report(run_dir)
+            walls.append(round(wall, 2))
             # ru_maxrss of the children is the largest child so far: the first run sets it
             print(f"harness report: {wall:.1f} s wall, peak RSS {peak:.0f} MiB "
                   f"({3 * args.examples} records)")
+    emit("report_scale", {"records": 3 * args.examples, "report_wall_s": walls,
+                          "report_wall_min_s": min(walls), "peak_rss_mib": round(peak, 1)},
+         args.json)
 
 
 if __name__ == "__main__":

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import json
 import os
 import resource
 import subprocess
@@ -23,6 +22,7 @@ from pathlib import Path
 
 import yaml
 from loopback_project import LABELS, loopback_server
+from record import add_json_flag, emit
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -62,6 +62,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--examples", type=int, default=100_000)
     ap.add_argument("--concurrency", type=int, default=64)
+    add_json_flag(ap)
     args = ap.parse_args()
     with (loopback_server(SERVER.format(tests=str(ROOT / "tests"))) as base_url,
           tempfile.TemporaryDirectory() as tmp):
@@ -77,12 +78,12 @@ def main() -> None:
         peak_mib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
         with open(t / "run" / "results.jsonl", encoding="utf-8") as f:
             records = sum(1 for _ in f)
-    print(json.dumps({
+    emit("run_scale", {
         "examples": args.examples, "arms": 3, "records": records, "exit_code": done.returncode,
         "wall_s": round(wall, 1), "requests_per_s": round(records / wall, 1),
         "peak_rss_mib": round(peak_mib, 1),
         **({"stderr_tail": done.stderr[-400:]} if done.returncode else {}),
-    }, indent=2))
+    }, args.json)
 
 
 if __name__ == "__main__":

@@ -10,12 +10,12 @@ own CPU time per request is this process's CPU time divided by the requests it s
 from __future__ import annotations
 
 import argparse
-import json
 import tempfile
 import time
 from pathlib import Path
 
 from loopback_project import loopback_server, write_project
+from record import add_json_flag, emit
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -34,6 +34,7 @@ def main() -> None:
     ap.add_argument("--requests", type=int, default=1600)
     ap.add_argument("--concurrency", type=int, default=16)
     ap.add_argument("--latency", type=float, default=0.1)
+    add_json_flag(ap)
     args = ap.parse_args()
 
     from harness.config import load_config
@@ -52,12 +53,12 @@ def main() -> None:
         cpu = time.process_time() - cpu0
     ideal = args.concurrency / args.latency
     rate = counts.requests / wall
-    print(json.dumps({
+    emit("throughput", {
         "requests": counts.requests, "concurrency": args.concurrency, "latency_s": args.latency,
         "wall_s": round(wall, 2), "requests_per_s": round(rate, 1), "ideal_per_s": round(ideal, 1),
         "fraction_of_ideal": round(rate / ideal, 3),
         "harness_cpu_ms_per_request": round(1000 * cpu / counts.requests, 2),
-    }, indent=2))
+    }, args.json)
 
 
 if __name__ == "__main__":
