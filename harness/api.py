@@ -12,6 +12,7 @@ import contextlib
 import math
 import shutil
 import signal
+import tempfile
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -133,25 +134,22 @@ def run(cfg: Config | str | Path, out: str | Path | None = None, *, use_cache: b
 
 
 def check_history_writable(path: Path) -> None:
-    """InputError naming the history file when it cannot be appended to (nothing is created:
-    a missing file is checked through its folder)."""
-    import os
-
-    target = path if path.exists() else next((d for d in path.parents if d.exists()), Path("."))
+    """InputError naming the history file when it cannot be appended to. Nothing is left
+    behind: an existing file is opened for appending, a missing one's folder gets a temporary
+    file (some places, /proc among them, pass os.access and refuse the write itself)."""
+    folder = next((d for d in path.parents if d.exists()), Path("."))
     problem = None
     if path.exists() and not path.is_file():
         problem = "it is not a file"
-    elif not os.access(target, os.W_OK) or (target.is_file() and target != path):
-        problem = "it cannot be written"
+    elif not path.exists() and not folder.is_dir():
+        problem = f"{folder} is not a folder"
     else:
-        try:  # some places (e.g. /proc) pass os.access and refuse the write itself
+        try:
             if path.exists():
                 with open(path, "a", encoding="utf-8"):
                     pass
-            elif target == path.parent and (path.parent / ".").is_dir():
-                import tempfile
-
-                with tempfile.NamedTemporaryFile(dir=path.parent, prefix=".harness-check-"):
+            else:  # the folder that would hold it, or the nearest existing one above
+                with tempfile.NamedTemporaryFile(dir=folder, prefix=".harness-check-"):
                     pass
         except OSError as exc:
             problem = f"it cannot be written ({exc.strerror or exc})"
@@ -187,9 +185,7 @@ def signals_held() -> Iterator[None]:
 def _warn_missing(out_dir: Path, log: Log) -> None:
     for arm in read_meta(out_dir).arms:
         if arm.unavailable:
-            log(f"warning: arm {arm.key}: {arm.unavailable}"
-                if arm.unavailable.startswith(("evaluated on", "not evaluated"))
-                else f"warning: arm {arm.key} was not evaluated: {arm.unavailable}")
+            log(f"warning: arm {arm.key}: {arm.unavailable}")  # each reason says what happened
 
 
 def check_out_dir(out_dir: Path, *, resume: bool) -> None:

@@ -11,7 +11,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import replace
 
-from harness.config import ModelConfig, Price
+from harness.config import ModelConfig, Price, RunConfig, batch_mode
 from harness.model.registry import LOCAL_PREFIX
 
 PRICES_AS_OF = "2025-07-01"
@@ -148,3 +148,10 @@ def price_of(model: ModelConfig, model_id: str) -> Price | None:
     if table is None or configured.training_per_m is None:
         return table
     return replace(table, training_per_m=configured.training_per_m)
+
+
+def billed_price(model: ModelConfig, model_id: str, run: RunConfig) -> Price | None:
+    """The rates a request to `model_id` is billed at: price_of, at batch rates when the model
+    goes through the Batch API (batch_mode)."""
+    price = price_of(model, model_id)
+    return batch_price(price) if price is not None and batch_mode(model, run) else price

@@ -99,8 +99,3 @@ class Registry:
         kept = [e for e in self.entries() if (e.name, e.key) != (entry.name, entry.key)]
         write_json_atomic(self.path, {"version": FORMAT,
                                       "entries": [asdict(e) for e in (*kept, entry)]})
-
-    def remove(self, entry: FineTune) -> None:
-        """Drop the entry of this name and key."""
-        kept = [e for e in self.entries() if (e.name, e.key) != (entry.name, entry.key)]
-        write_json_atomic(self.path, {"version": FORMAT, "entries": [asdict(e) for e in kept]})

@@ -10,9 +10,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from harness.config import batch_mode
 from harness.model.endpoint import api_key
-from harness.model.pricing import batch_price, price_of, query_cost
+from harness.model.pricing import billed_price, query_cost
 from harness.running.plan import Plan
 from harness.strategies import rendered_prompt
 
@@ -86,9 +85,7 @@ def preflight(p: Plan) -> Preflight:
         requests = len(p.data.eval) * getattr(s, "calls_per_example", 1) if runs else 0
         tokens = math.ceil(len(rendered_prompt(s, example)) / CHARS_PER_TOKEN)
         model = cfg.models[arm.model]
-        price = price_of(model, arm.model_id)
-        if price is not None and batch_mode(model, cfg.run):
-            price = batch_price(price)
+        price = billed_price(model, arm.model_id, cfg.run)
         cost = None if price is None else requests * query_cost(price, tokens, cfg.run.max_tokens)
         arms.append(ArmEstimate(arm.key, arm.model_id, requests, tokens, cost))
         if model.provider == "local" and tokens + cfg.run.max_tokens > model.n_ctx:

@@ -26,14 +26,14 @@ from harness.model.completion import ChatRequest, Completion, is_endpoint_failur
 from harness.model.endpoint import Endpoint, error_kind, response_format_for, retry_after_seconds
 from harness.model.limits import AdaptiveLimiter
 from harness.model.local_server import LocalServers, base_model_path
-from harness.model.pricing import LOCAL_PRICE, batch_price, price_of
+from harness.model.pricing import LOCAL_PRICE, billed_price
 from harness.paths import cache_dir
 from harness.running.outcome import Counts, RunIncomplete, RunInterrupted, Terminated
 from harness.running.plan import Plan, build_meta, file_sha256
 from harness.running.records import ArmMeta, Record, RunMeta, endpoint_failure_share
 from harness.running.resume import check_resumable
 from harness.running.scoring import make_record
-from harness.running.spend import CapHit, SpendCap, SpendCapReached
+from harness.running.spend import CHARS_PER_TOKEN, CapHit, SpendCap, SpendCapReached
 from harness.running.store import ResultStore, read_columns, write_meta
 from harness.strategies import Attempt, Call, Generate, Strategy
 from harness.strategies.prompts import Message
@@ -366,7 +366,7 @@ class Runner:
                 self.counts.cache_hits += 1
                 return comp
             if model_id not in prices:
-                prices[model_id] = self._price(model.name, model_id)
+                prices[model_id] = billed_price(model, model_id, cfg.run)
             price = prices[model_id]
             bound = (SpendCap.bound(price, messages, cfg.run.max_tokens)
                      if price is not None and self.spend.cap is not None else 0.0)
@@ -390,7 +390,7 @@ class Runner:
         """One request: through the batch queue, or the limiter and the endpoint."""
         if batcher is not None:
             return await batcher.complete(request, key)
-        tokens = sum(len(m["content"]) for m in messages) / 4 + self.p.cfg.run.max_tokens
+        tokens = sum(len(m["content"]) for m in messages) / CHARS_PER_TOKEN + self.p.cfg.run.max_tokens
         await limiter.acquire(tokens)
         ok = False
         try:
@@ -400,19 +400,13 @@ class Runner:
             await limiter.release(ok=ok)
         return comp
 
-    def _price(self, model: str, model_id: str) -> Price | None:
-        """The rates a request to `model_id` is billed at (batch rates in batch mode)."""
-        mc = self.p.cfg.models[model]
-        price = price_of(mc, model_id)
-        return batch_price(price) if price is not None and batch_mode(mc, self.p.cfg.run) else price
-
     def _check_prices(self, items: Sequence[tuple[Strategy, Example]]) -> None:
         """With a spend cap, every model to be requested needs a known price (InputError)."""
         cap = self.p.cfg.run.max_cost_usd
         if cap is None:
             return
         for model, model_id in sorted({(s.arm.model, s.arm.model_id) for s, _ in items}):
-            if self._price(model, model_id) is None:
+            if billed_price(self.p.cfg.models[model], model_id, self.p.cfg.run) is None:
                 raise InputError(f"run.max_cost_usd is ${cap:g}, but the price of {model_id!r} "
                                  f"(models.{model}) is unknown, so its spend cannot be counted; "
                                  f"set models.{model}.price")

@@ -16,9 +16,10 @@ from harness.config import Price
 from harness.errors import RunError
 from harness.model.completion import Completion
 from harness.model.pricing import query_cost
+from harness.running.preflight import CHARS_PER_TOKEN
 from harness.strategies.prompts import Message
 
-CHARS_PER_TOKEN = 4.0
+__all__ = ["CHARS_PER_TOKEN", "CapHit", "SpendCap", "SpendCapReached"]
 
 
 class SpendCapReached(RunError):

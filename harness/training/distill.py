@@ -107,7 +107,7 @@ def pool(cfg: Config, data: Data, unlabeled: Path | None, log: Log) -> tuple[Exa
 _UNLABELED = Targets(parse=lambda _raw: None, check=lambda _t: None, stratum=lambda _t: "")
 
 
-def _not_self(cfg: Config, t_cfg: StrategyConfig, s_cfg: StrategyConfig) -> None:
+def _not_self(t_cfg: StrategyConfig, s_cfg: StrategyConfig) -> None:
     """Refuse a teacher that is the student, or whose answers are the student's own model's."""
     if t_cfg.name == s_cfg.name:
         raise InputError(f"--teacher {t_cfg.name} is the student: a model cannot be distilled "
@@ -177,7 +177,7 @@ def distill(cfg: Config, teacher: str, student: str, *, out: Path,
     the estimate is logged and `confirm` agrees, as for `finetune`; without `confirm` the call
     itself is the consent."""
     t_cfg, s_cfg = _teacher(cfg, teacher), _student(cfg, student)
-    _not_self(cfg, t_cfg, s_cfg)
+    _not_self(t_cfg, s_cfg)
     if min_confidence is not None and t_cfg.confidence is None:
         raise InputError(f"--min-confidence: the teacher {teacher} records no confidence; set "
                          "confidence: logprob (or agreement with samples) on it")
