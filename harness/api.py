@@ -248,21 +248,12 @@ def eval_plan(cfg: Config | str | Path, *, pilot: str | Path | None = None, delt
               power: float = 0.8, alpha: float = 0.05) -> list[str]:
     """`harness plan`: what the config's eval can detect and the size it needs
     (analysis.planner), from a pilot run folder's discordance when given; no model call."""
-    from harness.analysis.planner import check_pilot_run, plan_eval, plan_lines
+    from harness.analysis.planner import plan_config, plan_lines
 
     if not isinstance(cfg, Config):
         cfg = load_config(cfg)
-    p = plan(cfg)
-    arms = {(s.arm.strategy, s.arm.k) for s in p.strategies}
-    zero = any(s.arm.type == "zero_shot" for s in p.strategies)
-    if pilot is not None and not (Path(pilot) / META).is_file():
-        raise InputError(f"--pilot {pilot}: not a run folder (no {META})")
-    shared = check_pilot_run(pilot, p) if pilot is not None else None
-    result = plan_eval(len(p.data.eval), len(arms), zero,
-                       pilot=analyse(pilot) if pilot is not None else None, delta=delta,
-                       target=power, alpha=alpha, pilot_name=str(pilot or ""),
-                       clustered=cfg.dataset.cluster is not None, shared=shared)
-    return plan_lines(result, cfg.name)
+    return plan_lines(plan_config(cfg, pilot=pilot, delta=delta, target=power, alpha=alpha),
+                      cfg.name)
 
 
 def distill(cfg: Config | str | Path, teacher: str, student: str, *,

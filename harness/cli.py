@@ -55,12 +55,14 @@ def _fraction(name: str, value: float) -> float:
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
-    from harness.api import eval_plan
+    from harness.analysis.planner import plan_config, plan_lines
+    from harness.api import load_config
 
     delta, target = _fraction("--delta", args.delta), _fraction("--power", args.power)
-    lines = eval_plan(args.config, pilot=args.pilot, delta=delta, power=target,
-                      alpha=_fraction("--alpha", args.alpha))
-    print("\n".join(lines))
+    alpha = _fraction("--alpha", args.alpha)
+    cfg = load_config(args.config)  # the comparisons and the plateau rule's few-shot steps
+    result = plan_config(cfg, pilot=args.pilot, delta=delta, target=target, alpha=alpha)
+    print("\n".join(plan_lines(result, cfg.name)))
     return 0
 
 
@@ -72,7 +74,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from harness.analysis.space import untried_text
     from harness.api import load_config, run
     from harness.config import with_overrides
-    from harness.report import format_table
+    from harness.report import format_figures, format_table
 
     if args.max_cost is not None and not args.max_cost > 0:
         raise InputError("--max-cost: must be more than 0 (USD)")
@@ -87,10 +89,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     a, counts, out = result.analysis, result.counts, result.out
     print(format_table(a))
     print(f"\nverdict: {a.verdict.recommendation}: {a.verdict.sentence}")
+    if a.verdict.figures:
+        print(format_figures(a))
     if a.untried and not a.withheld:
         print(untried_text(a.untried))
     if a.planning:
-        print(a.planning["sentence"])
+        print(a.planning.sentence)
     kinds = ", ".join(f"{k} {v}" for k, v in sorted(counts.retries_by_kind.items()))
     again = (f", re-requested {counts.rerequested} that the endpoint failed on before"
              if counts.rerequested else "")

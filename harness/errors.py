@@ -23,7 +23,3 @@ class RunError(HarnessError):
 
 class FatalAPIError(RunError):
     """An endpoint answer that makes every further request pointless (bad key, no quota)."""
-
-
-class ModelUnavailableError(RunError):
-    """A strategy names a model that does not exist yet (e.g. a fine-tune not trained)."""

@@ -9,6 +9,7 @@ tests that only need a finished run and no HTTP server.
 from __future__ import annotations
 
 import csv
+import html
 import json
 import re
 import shutil
@@ -16,11 +17,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import pytest
 import yaml
 from fake_openai import FakeOpenAI, last_user_content
 
 from harness.cli import main
+from harness.kinds import VERDICTS
+from harness.strategies import arm_name
 
 FIXTURE_RUNS = Path(__file__).parent / "fixtures" / "runs"
 LABELS = ["billing", "shipping", "returns", "account"]
@@ -113,3 +117,47 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
     """The complete lines of a JSONL file, parsed."""
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines(keepends=True)
             if line.endswith("\n")]
+
+
+def run_summary(run: Path) -> tuple[dict[str, Any], pd.DataFrame]:
+    """A run folder's summary.json and summary.csv (indexed by strategy)."""
+    return (json.loads((run / "summary.json").read_text()),
+            pd.read_csv(run / "summary.csv").set_index("strategy"))
+
+
+def box_numbers(run: Path) -> dict[str, str]:
+    """The verdict box's figures in report.html: label -> text."""
+    page = (run / "report.html").read_text()
+    numbers = page[page.index('<dl class="numbers">'):page.index("</dl>")]
+    return {html.unescape(k): html.unescape(v)
+            for k, v in re.findall(r"<dt>([^<]*)</dt><dd>([^<]*)</dd>", numbers)}
+
+
+def summary_row(run: Path, arm: str) -> pd.Series:
+    """The summary.csv row of an arm by its name (strategy, with @k=)."""
+    table = pd.read_csv(run / "summary.csv")
+    return next(r for _, r in table.iterrows()
+                if arm_name(r["strategy"], int(r["k"]), r["type"]) == arm)
+
+
+def check_figures(run: Path) -> None:
+    """Every figure equals its arm's summary.csv value (and interval) on its metric."""
+    data = json.loads((run / "summary.json").read_text())
+    rec = data["recommendation"]
+    if rec is None:
+        return
+    assert rec["verdict"] in VERDICTS
+    table = pd.read_csv(run / "summary.csv")
+    names = {arm_name(r["strategy"], int(r["k"]), r["type"]): r for _, r in table.iterrows()}
+    intervals = {"accuracy": ("ci_low", "ci_high"),
+                 "field_f1": ("field_f1_ci_low", "field_f1_ci_high"),
+                 "schema_compliance": ("schema_ci_low", "schema_ci_high")}
+    for f in rec["figures"]:
+        assert set(f) >= {"arm", "metric", "value", "low", "high"}
+        row = names[f["arm"]]
+        assert f["metric"] in table.columns
+        assert f["value"] == pytest.approx(row[f["metric"]], abs=5e-6), f
+        lo, hi = intervals[f["metric"]]
+        if f["low"] is not None:
+            assert f["low"] == pytest.approx(row[lo], abs=5e-6) and f["high"] == pytest.approx(
+                row[hi], abs=5e-6), f

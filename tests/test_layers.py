@@ -1,6 +1,8 @@
 """The package's shape: no import cycles, and each package imports only those before it.
 
-The pipeline, in order: base modules (errors, paths, files, version) → config → dataset → tasks →
+The pipeline, in order: the kinds (harness.kinds: the names of task and strategy kinds,
+selections and verdicts, importing nothing from harness, so every package may import them) →
+base modules (errors, paths, files, version) → config → dataset → tasks →
 model → strategies → fine-tune identity (training.data, training.identity: what a fine-tuned arm
 is trained on, which the plan needs to resolve the arm's model) → running → analysis → report →
 gating → training → api → cli (and the package's public face, harness/__init__.py, which may import anything).
@@ -15,6 +17,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1] / "harness"
 LAYERS = [
+    ("harness.kinds",),
     ("harness.errors", "harness.paths", "harness.files", "harness.version"),
     ("harness.config",), ("harness.dataset",), ("harness.tasks",), ("harness.model",),
     ("harness.strategies",), ("harness.training.data", "harness.training.identity"),
@@ -119,6 +122,7 @@ def test_the_checker_catches_a_cycle_and_an_upward_import() -> None:
     assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
     assert find_cycle({"a": {"b"}, "b": set()}) is None
     assert layer_of("harness.running.runner") > layer_of("harness.model.endpoint")
+    assert all(layer_of("harness.kinds") < layer_of(names[0]) for names in LAYERS[1:])
     with pytest.raises(AssertionError):
         layer_of("elsewhere")
 

@@ -20,14 +20,20 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import asdict, dataclass
 
 import numpy as np
 import pandas as pd
 
 from harness.analysis import stats
 from harness.analysis.pairs import paired_mean_difference
+from harness.analysis.results import (
+    CascadeResult,
+    Comparison,
+    FrontierPoint,
+    HeldOut,
+    SingleArm,
+)
 from harness.analysis.tables import row_name
 from harness.config.cascade import CascadeConfig, cascades_from_raw
 from harness.running.records import RunMeta
@@ -210,7 +216,9 @@ def cross_fit(arms: Arms, ts: Sequence[float], seed: int, alpha: Rule | float
     every example's cascade outcome under the threshold chosen on the other half."""
     n = len(arms.examples)
     held = {"correct": np.zeros(n, dtype=bool), "routed": np.zeros(n, dtype=bool),
-            "cost": np.zeros(n), "latency": np.zeros(n)}
+            "valid": np.zeros(n, dtype=bool), "cost": np.zeros(n), "latency": np.zeros(n)}
+    if arms.counts is not None:
+        held["counts"] = np.zeros((n, 3))
     chosen = []
     a_idx, b_idx = folds(arms.examples, seed)
     for pick, score in ((a_idx, b_idx), (b_idx, a_idx)):
@@ -230,7 +238,7 @@ def _frontier(values: list[tuple[float, float]]) -> list[bool]:
 
 
 def evaluate(c: CascadeConfig, df: pd.DataFrame, summary: pd.DataFrame, meta: RunMeta,
-             n_boot: int, task: Task | None = None) -> dict[str, Any] | None:
+             n_boot: int, task: Task | None = None) -> CascadeResult | None:
     """One cascade's frontier, chosen point (cross-fitted) and paired comparisons; None when
     its arms share no answered example. Extraction tasks: field F1 per threshold too."""
     arms = arms_of(c, df, summary, task)
@@ -247,55 +255,47 @@ def evaluate(c: CascadeConfig, df: pd.DataFrame, summary: pd.DataFrame, meta: Ru
         o = outcome(arms, t)
         ci = stats.wilson_interval(int(o["correct"].sum()), n)
         points.append((_measure(o, money), ci.estimate))
-        rows.append({"cascade": c.name, "threshold": t, "n": n,
-                     "fallback_share": float(o["routed"].mean()), "accuracy": ci.estimate,
-                     "ci_low": ci.low, "ci_high": ci.high,
-                     "cost_per_1k": 1000 * float(o["cost"].mean()) if money else math.nan,
-                     "mean_latency_ms": float(o["latency"].mean()),
-                     "mean_tokens": float(o["tokens"].mean()),
-                     "schema_compliance": float(o["valid"].mean()),
-                     "field_f1": stats.micro_f1(o["counts"]) if "counts" in o else math.nan,
-                     "chosen": t == deploy})
-    for row, on in zip(rows, _frontier(points), strict=True):
-        row["on_frontier"] = on
+        rows.append((t, float(o["routed"].mean()), ci,
+                     1000 * float(o["cost"].mean()) if money else math.nan,
+                     float(o["latency"].mean()), float(o["tokens"].mean()),
+                     float(o["valid"].mean()),
+                     stats.micro_f1(o["counts"]) if "counts" in o else math.nan))
+    frontier = tuple(FrontierPoint(c.name, t, n, share, ci.estimate, ci.low, ci.high, cost, lat,
+                                   tok, valid, f1, t == deploy, on)
+                     for (t, share, ci, cost, lat, tok, valid, f1), on
+                     in zip(rows, _frontier(points), strict=True))
     chosen_on, held = cross_fit(arms, ts, meta.dataset.seed, rule)
-    comparisons: list[dict[str, Any]] = []
+    name = f"{c.name}@t={deploy:g}"
+    tests = []
     for other, right in ((c.primary, arms.right[0]), (c.fallback, arms.right[1])):
         d = paired_mean_difference(held["correct"].astype(float), right.astype(float),
                                    n_boot=n_boot)
-        comparisons.append({"arm_a": f"{c.name}@t={deploy:g}", "arm_b": other, "n": n,
-                            "delta": d.estimate, "delta_ci_low": d.low, "delta_ci_high": d.high,
-                            "p_value": stats.mcnemar_exact(held["correct"], right),
-                            "test": "mcnemar"})
-    for row, adj in zip(comparisons, stats.holm_adjust([float(r["p_value"]) for r in comparisons]),
-                        strict=True):
-        row["p_adjusted"] = adj
-        row["significant"] = adj < alpha
+        tests.append((other, d, stats.mcnemar_exact(held["correct"], right)))
+    adjusted = stats.holm_adjust([p for _, _, p in tests])
+    comparisons = tuple(Comparison(name, other, "accuracy", n, d, p, adj, adj < alpha, "mcnemar")
+                        for (other, d, p), adj in zip(tests, adjusted, strict=True))
     ci = stats.wilson_interval(int(held["correct"].sum()), n)
-    return {
-        "name": c.name, "primary": c.primary, "fallback": c.fallback, "n": n,
-        "cost_measure": "cost_per_1k" if money else "mean_latency_ms",
-        "threshold": deploy, "fold_thresholds": chosen_on, "rule": rule.describe(money),
-        "selection": "2-fold cross-fitting: the threshold chosen on each seeded half answers "
-                     "the other half; the operating point's figures are those held-out answers",
-        "held_out": {"accuracy": ci.estimate, "ci_low": ci.low, "ci_high": ci.high,
-                     "fallback_share": float(held["routed"].mean()),
-                     "cost_per_1k": 1000 * float(held["cost"].mean()) if money else None,
-                     "mean_latency_ms": float(held["latency"].mean())},
-        "single": {c.primary: _single(arms, 0, money), c.fallback: _single(arms, 1, money)},
-        "frontier": rows, "comparisons": comparisons,
-    }
+    return CascadeResult(
+        c.name, c.primary, c.fallback, n, "cost_per_1k" if money else "mean_latency_ms", deploy,
+        tuple(chosen_on), rule.describe(money),
+        "2-fold cross-fitting: the threshold chosen on each seeded half answers the other "
+        "half; the operating point's figures are those held-out answers",
+        HeldOut(ci.estimate, ci.low, ci.high, float(held["routed"].mean()),
+                1000 * float(held["cost"].mean()) if money else None,
+                float(held["latency"].mean()), float(held["valid"].mean()),
+                stats.micro_f1(held["counts"]) if "counts" in held else math.nan),
+        {c.primary: _single(arms, 0, money), c.fallback: _single(arms, 1, money)},
+        frontier, comparisons)
 
 
-def _single(arms: Arms, i: int, money: bool) -> dict[str, Any]:
-    return {"accuracy": float(arms.right[i].mean()),
-            "cost_per_1k": 1000 * float(arms.cost[i].mean()) if money else None,
-            "mean_latency_ms": float(arms.latency[i].mean()),
-            "mean_tokens": float(arms.tokens[i].mean())}
+def _single(arms: Arms, i: int, money: bool) -> SingleArm:
+    return SingleArm(float(arms.right[i].mean()),
+                     1000 * float(arms.cost[i].mean()) if money else None,
+                     float(arms.latency[i].mean()), float(arms.tokens[i].mean()))
 
 
 def evaluate_all(df: pd.DataFrame, summary: pd.DataFrame, meta: RunMeta, n_boot: int,
-                 task: Task | None = None) -> list[dict[str, Any]]:
+                 task: Task | None = None) -> list[CascadeResult]:
     """Every cascade of the run's config (evaluate), those with answers to route."""
     out = []
     for c in cascades_from_raw(meta.config_raw):
@@ -305,70 +305,91 @@ def evaluate_all(df: pd.DataFrame, summary: pd.DataFrame, meta: RunMeta, n_boot:
     return out
 
 
-def frontier_frame(cascades: Sequence[dict[str, Any]]) -> pd.DataFrame:
-    """cascade.csv: every cascade's thresholds with their figures."""
-    rows = [r for c in cascades for r in c["frontier"]]
+def frontier_frame(cascades: Sequence[CascadeResult]) -> pd.DataFrame:
+    """cascade.csv: every cascade's thresholds with their figures (in sample)."""
+    rows = [asdict(p) for c in cascades for p in c.frontier]
     return pd.DataFrame(rows, columns=FRONTIER_COLUMNS)
 
 
-def summary_rows(cascades: Sequence[dict[str, Any]]) -> pd.DataFrame:
-    """The cascade rows of summary.csv: one per threshold, named NAME@t=THRESHOLD."""
+def summary_rows(cascades: Sequence[CascadeResult]) -> pd.DataFrame:
+    """The cascade rows of summary.csv and the arms table: one per cascade, its operating point
+    (NAME@t=THRESHOLD) with the held-out figures (the in-sample ones are in cascade.csv)."""
     rows = []
     for c in cascades:
-        for r in c["frontier"]:
-            rows.append({"strategy": f"{c['name']}@t={r['threshold']:g}", "type": "cascade",
-                         "model": f"{c['primary']} -> {c['fallback']}", "k": 0, "n": r["n"],
-                         "draws": 1, "answers": r["n"], "accuracy": r["accuracy"],
-                         "ci_low": r["ci_low"], "ci_high": r["ci_high"], "errors": 0,
-                         "failures": 0, "endpoint_failures": 0, "cache_hits": 0,
-                         "coverage": 1.0, "fallback_share": r["fallback_share"],
-                         "schema_compliance": r["schema_compliance"], "field_f1": r["field_f1"],
-                         "cost_per_1k": r["cost_per_1k"], "latency_mean_ms": r["mean_latency_ms"],
-                         "cascade_chosen": r["chosen"]})
+        h = c.held_out
+        rows.append({"strategy": c.arm, "type": "cascade",
+                     "model": f"{c.primary} -> {c.fallback}", "k": 0, "n": c.n,
+                     "draws": 1, "answers": c.n, "accuracy": h.accuracy,
+                     "ci_low": h.ci_low, "ci_high": h.ci_high, "errors": 0,
+                     "failures": 0, "endpoint_failures": 0, "cache_hits": 0,
+                     "coverage": 1.0, "fallback_share": h.fallback_share,
+                     "schema_compliance": h.schema_compliance, "field_f1": h.field_f1,
+                     "cost_per_1k": math.nan if h.cost_per_1k is None else h.cost_per_1k,
+                     "latency_mean_ms": h.mean_latency_ms, "cascade_chosen": True})
     return pd.DataFrame(rows)
 
 
+def _cost_text(cost_per_1k: float | None, latency_ms: float) -> str:
+    if cost_per_1k is not None:
+        return f"${cost_per_1k:.4g} per 1k queries"
+    return f"{latency_ms / 1000:.2f} s per query (no prices: latency compared)"
 
 
-def _cost_text(figures: dict[str, Any]) -> str:
-    if figures.get("cost_per_1k") is not None:
-        return f"${figures['cost_per_1k']:.4g} per 1k queries"
-    return f"{figures['mean_latency_ms'] / 1000:.2f} s per query (no prices: latency compared)"
+def _cost(c: CascadeResult, arm: str | None = None) -> float | None:
+    """The cost measure of the operating point (arm None) or of one arm alone."""
+    if arm is None:
+        h = c.held_out
+        return h.cost_per_1k if c.cost_measure == "cost_per_1k" else h.mean_latency_ms
+    one = c.single[arm]
+    return one.cost_per_1k if c.cost_measure == "cost_per_1k" else one.mean_latency_ms
 
 
-def hybrid(cascades: Sequence[dict[str, Any]]) -> tuple[str, tuple[str, ...]] | None:
-    """The `hybrid` verdict's sentence and reasons when a cascade's held-out operating point
-    routes some but not all traffic, is significantly more accurate than the cheaper arm alone,
-    not significantly less accurate than the more accurate arm, and cheaper than it (by the
-    cost measure); None otherwise."""
+def is_hybrid(c: CascadeResult) -> bool:
+    """Whether the held-out operating point routes some but not all traffic, is significantly
+    more accurate than the cheaper arm alone, not significantly less accurate than the more
+    accurate arm, and cheaper than it (by the cost measure)."""
+    h, best, cheap = c.held_out, c.better_arm, c.cheaper_arm
+    mine, theirs = _cost(c), _cost(c, best)
+    if not (0 < h.fallback_share < 1 and mine is not None and theirs is not None
+            and mine < theirs):
+        return False
+    over, against = c.against(cheap), c.against(best)
+    return (over.significant and over.delta.estimate > 0
+            and not (against.significant and against.delta.estimate < 0))
+
+
+def routing_text(c: CascadeResult) -> str:
+    """One reason on the cascade's operating point: its held-out accuracy, cost and paired
+    differences with both arms alone, whatever the verdict."""
+    h, best, cheap = c.held_out, c.better_arm, c.cheaper_arm
+    over, against = c.against(cheap), c.against(best)
+    worse = against.significant and against.delta.estimate < 0
+    head = (f"Routing is not recommended: {c.arm} is significantly less accurate than {best} "
+            "alone" if worse else f"{c.arm}")
+    return (f"{head}: held-out accuracy {h.accuracy:.3f} [{h.ci_low:.3f}, {h.ci_high:.3f}], "
+            f"{100 * h.fallback_share:.0f}% routed to {c.fallback}, "
+            f"{_cost_text(h.cost_per_1k, h.mean_latency_ms)}; "
+            f"{100 * against.delta.estimate:+.1f} points against {best} alone (Holm p = "
+            f"{against.p_adjusted:.3g}), {100 * over.delta.estimate:+.1f} over {cheap} alone "
+            f"(Holm p = {over.p_adjusted:.3g}); {c.selection}.")
+
+
+def hybrid(cascades: Sequence[CascadeResult]) -> tuple[CascadeResult, str] | None:
+    """The cascade of the `hybrid` verdict (the first that is_hybrid) and its sentence; None
+    when none is."""
     for c in cascades:
-        h, single = c["held_out"], c["single"]
-        key = "cost_per_1k" if c["cost_measure"] == "cost_per_1k" else "mean_latency_ms"
-        names = [c["primary"], c["fallback"]]
-        best = max(names, key=lambda s: single[s]["accuracy"])
-        cheap = names[1 - names.index(best)]
-        vs = {r["arm_b"]: r for r in c["comparisons"]}
-        if not (0 < h["fallback_share"] < 1 and h[key] is not None and single[best][key]
-                is not None and h[key] < single[best][key]):
+        if not is_hybrid(c):
             continue
-        if not (vs[cheap]["significant"] and vs[cheap]["delta"] > 0):
-            continue
-        if vs[best]["significant"] and vs[best]["delta"] < 0:
-            continue
-        t = c["threshold"]
-        sentence = (f"Route answers of {c['primary']} with confidence below {t:g} to "
-                    f"{c['fallback']}: {100 * h['fallback_share']:.0f}% of traffic, accuracy "
-                    f"{h['accuracy']:.3f} vs {single[best]['accuracy']:.3f} ({best} alone), "
-                    f"{_cost_text(h)} vs {_cost_text(single[best])}.")
-        reasons = (f"{c['name']}: accuracy {h['accuracy']:.3f} [{h['ci_low']:.3f}, "
-                   f"{h['ci_high']:.3f}] on held-out halves ({c['selection']}); "
-                   f"{vs[cheap]['delta']:+.3f} over {cheap} alone (Holm p = "
-                   f"{vs[cheap]['p_adjusted']:.3g}), {vs[best]['delta']:+.3f} against {best} "
-                   f"alone (Holm p = {vs[best]['p_adjusted']:.3g}).",)
-        return sentence, reasons
+        h, best, one = c.held_out, c.better_arm, c.single[c.better_arm]
+        sentence = (f"Route answers of {c.primary} with confidence below {c.threshold:g} to "
+                    f"{c.fallback}: {100 * h.fallback_share:.0f}% of traffic, accuracy "
+                    f"{h.accuracy:.3f} vs {one.accuracy:.3f} ({best} alone), "
+                    f"{_cost_text(h.cost_per_1k, h.mean_latency_ms)} vs "
+                    f"{_cost_text(one.cost_per_1k, one.mean_latency_ms)}.")
+        return c, sentence
     return None
 
 
 __all__ = ["FRONTIER_COLUMNS", "Arms", "Rule", "arms_of", "choose", "cross_fit", "evaluate",
-           "evaluate_all", "folds", "frontier_frame", "hybrid", "outcome", "summary_rows",
-           "thresholds"]
+           "evaluate_all", "folds", "frontier_frame", "hybrid", "is_hybrid", "outcome",
+           "routing_text", "summary_rows", "thresholds"]

@@ -18,16 +18,17 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from harness.analysis.results import Verdict
 from harness.analysis.rules import (
     METRIC_NAMES,
     ArmEvidence,
     PlateauResult,
-    Verdict,
-    _p_text,
-    _points,
     decide,
+    p_text,
     pays_back,
+    points,
 )
+from harness.kinds import FINE_TUNE, KEEP_PROMPTING, PROMPTING_SUFFICIENT
 
 UNCONSTRAINED = "none"  # structured_output of an arm that decodes without a constraint
 
@@ -53,16 +54,23 @@ class ArmFormat:
 @dataclass(frozen=True)
 class FormatEvidence:
     """What the floor needs: the floor, the best prompting arm that reaches it (None when none
-    does), the most compliant prompting arm, and the fine-tuned arm (None when none)."""
+    does), the most compliant prompting arm, the fine-tuned arm (None when none), and whether
+    the run already has a prompting arm that decodes under a constraint."""
 
     floor: float
     best_prompt: ArmFormat | None
     most_compliant_prompt: ArmFormat | None
     fine_tuned: ArmFormat | None
+    constrained_tried: bool = False  # some prompting arm already decodes under a constraint
 
 
 def _pct(x: float) -> str:
     return f"{100 * x:.0f}%"
+
+
+def _the_fine_tuned(arm: ArmFormat) -> str:
+    """'the fine-tuned arm, NAME,' (the name left out when it says the same)."""
+    return "the fine-tuned arm" if arm.name == "fine-tuned" else f"the fine-tuned arm, {arm.name},"
 
 
 def _how(arm: ArmFormat) -> str:
@@ -105,19 +113,21 @@ def decide_with_floor(
                 else "no prompting arm was scored")
         reasons = [f"no prompting arm reaches {rule}", *compliance]
         if ft is not None:
-            reasons.append(f"fine-tuned minus best prompt: {_points(ft.ft_delta)}, Holm-adjusted "
-                           f"{_p_text(ft.ft_p_adjusted)}")
+            reasons.append(f"fine-tuned minus best prompt: {points(ft.ft_delta)}, Holm-adjusted "
+                           f"{p_text(ft.ft_p_adjusted)}")
         if f is not None and f.reaches(floor):
-            return Verdict("fine_tune", f"Fine-tune for format: only the fine-tuned arm, {f.name}, "
+            return Verdict(FINE_TUNE, f"Fine-tune for format: only {_the_fine_tuned(f)} "
                            f"reaches {rule} ({_pct(f.compliance)}); {best}.", tuple(reasons))
-        ft_text = (f"; the fine-tuned arm, {f.name}, reaches {_pct(f.compliance)}"
+        ft_text = (f"; {_the_fine_tuned(f)} reaches {_pct(f.compliance)}"
                    if f is not None and not math.isnan(f.compliance) else "")
-        return Verdict("keep_prompting", f"Keep prompting: no arm reaches {rule}, so none can be "
-                       f"recommended; {best}{ft_text}. Try constrained decoding (structured_output: "
-                       "json_schema) or a better prompt.", tuple(reasons))
+        advice = ("Try a better prompt: constrained decoding was tried and does not reach it"
+                  if fmt.constrained_tried
+                  else "Try constrained decoding (structured_output: json_schema) or a better prompt")
+        return Verdict(KEEP_PROMPTING, f"Keep prompting: no arm reaches {rule}, so none can be "
+                       f"recommended; {best}{ft_text}. {advice}.", tuple(reasons))
     bp = fmt.best_prompt
     if f is None or ft is None or not f.reaches(floor):
-        no_ft = None if f is None else (f"the fine-tuned arm, {f.name}, cannot be recommended: "
+        no_ft = None if f is None else (f"{_the_fine_tuned(f)} cannot be recommended: "
                                         f"its schema compliance {_pct(f.compliance)} is below "
                                         f"{rule}")
         v = metric_case(None, no_ft)
@@ -129,9 +139,9 @@ def decide_with_floor(
         equal = p >= alpha or (d.low > -equivalence_margin and d.high < equivalence_margin)
         level = "equal" if equal else "a higher"
         v = metric_case(ft)
-        return Verdict("prompting_sufficient", f"Constrained decoding already gives the format: "
+        return Verdict(PROMPTING_SUFFICIENT, f"Constrained decoding already gives the format: "
                        f"{bp.name} reaches {_pct(bp.compliance)} compliance at {level} {noun} "
-                       f"(fine-tuned minus it: {_points(d)}, Holm-adjusted {_p_text(p)}); "
+                       f"(fine-tuned minus it: {points(d)}, Holm-adjusted {p_text(p)}); "
                        "fine-tuning for format is not needed.", (*v.reasons, *compliance))
     v = metric_case(ft)
     return Verdict(v.recommendation, v.sentence, (*v.reasons, *compliance))

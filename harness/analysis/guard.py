@@ -13,13 +13,10 @@ from collections.abc import Sequence
 
 import pandas as pd
 
-from harness.analysis import rules
 from harness.analysis.tables import reference_arm, row_name
 from harness.running.records import RunMeta, endpoint_failure_share
 from harness.strategies import is_fine_tuned
 from harness.tasks import Task
-
-WITHHELD = "withheld"
 
 
 def endpoint_failure_rate(results: pd.DataFrame, meta: RunMeta) -> tuple[int, int]:
@@ -83,9 +80,3 @@ def missing_note(meta: RunMeta) -> str | None:
         return None
     return ("The verdict is over the arms that were evaluated (--allow-missing): "
             + "; ".join(f"{a.key} {a.unavailable}" for a in gone) + ".")
-
-
-def withheld(reasons: Sequence[str], verdict: rules.Verdict) -> rules.Verdict:
-    """The verdict replaced by 'withheld' and the reasons (the statistics stay in the report)."""
-    return rules.Verdict(WITHHELD, "No verdict: " + "; ".join(reasons) + ".",
-                         (*reasons, *verdict.reasons))

@@ -13,23 +13,37 @@ the examples needed are deff times Connor's n for independent examples (Donner &
 ch. 5: the sample-size inflation 1 + (m - 1) ICC for clusters of size m), both by the normal
 approximation, as the clustered test is a chi-square test. Without a pilot the design effect
 is unknown; the plan then assumes 1 and says so.
+
+The plateau rule's steps (rules.detect_plateau on each few-shot curve, space.curves_and_plateau:
+every swept strategy's ks in order, its zero-shot arm as k=0) are planned too, as paired
+comparisons of their own: each step's interval is at space.curve_confidence(m) for the m curves
+judged, so each step is planned at alpha 1 - that confidence (not at the comparisons' Holm
+alpha). Their discordance is the pilot's own for the pair of arms when the pilot has both, else
+the stated default.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from itertools import pairwise
 from pathlib import Path
 
-from harness.analysis import power
-from harness.analysis.decision import Analysis
-from harness.analysis.tables import row_name
+import pandas as pd
+
+from harness.analysis import power, space
+from harness.analysis.decision import Analysis, analyse_columns
+from harness.analysis.pairs import detectable
+from harness.analysis.space import curve_points  # the plateau's own curve points
+from harness.analysis.tables import clusters_of, complete_rows, row_name, score_matrix, sweep_rows
+from harness.config import Config
 from harness.errors import InputError
-from harness.running.plan import Plan
+from harness.running.plan import Plan, plan
 from harness.running.records import RunMeta
-from harness.running.store import read_meta
-from harness.strategies import arm_name
+from harness.running.store import META, read_columns, read_meta
+from harness.strategies import Arm, arm_name
 
 
 @dataclass(frozen=True)
@@ -56,6 +70,27 @@ class EvalPlan:
     source: str  # where the discordance came from
     accuracy: tuple[PlanRow, ...]
     compliance: tuple[PlanRow, ...]
+    steps: tuple[PlanRow, ...] = ()  # the plateau rule's steps of each few-shot curve
+    curves: int = 0  # m, the few-shot curves the plateau rule judges
+    step_alpha: float | None = None  # each step's alpha: 1 - space.curve_confidence(curves)
+    metric: str = "accuracy"  # decision.metric, what the plateau judges the steps on
+
+
+@dataclass(frozen=True)
+class PlannedStep:
+    """One step of a few-shot curve that the plateau rule judges: `strategy` from k_from to
+    k_to, between two arms (display names; k=0 is the curve's zero-shot arm)."""
+
+    strategy: str
+    k_from: int
+    k_to: int
+    arm_from: str
+    arm_to: str
+
+    @property
+    def name(self) -> str:
+        """How the plan names the step: `few-shot k=2 -> k=4`."""
+        return f"{self.strategy} k={self.k_from} -> k={self.k_to}"
 
 
 def planned_comparisons(arms: int, has_zero_shot: bool) -> int:
@@ -185,25 +220,145 @@ def plan_eval(n: int, arms: int, has_zero_shot: bool, *, pilot: Analysis | None 
     return EvalPlan(n, m, alpha, target, delta, source, acc, comp)
 
 
-def plan_lines(p: EvalPlan, name: str) -> list[str]:
-    """The plan as the terminal shows it."""
+def _arm_frame(arms: Iterable[Arm]) -> pd.DataFrame:
+    """The columns of a run's summary that the curves are built from, one row per (strategy, k)
+    in the arms' order (tables.summary_frame: the first draw's arm stands for the others)."""
+    first: dict[tuple[str, int], Arm] = {}
+    for a in arms:
+        first.setdefault((a.strategy, a.k), a)
+    return pd.DataFrame([{"strategy": a.strategy, "type": a.type, "model": a.model, "k": a.k,
+                          "structured_output": a.structured_output, "samples": a.samples,
+                          "variant": a.variant} for a in first.values()])
+
+
+def curve_steps(arms: Iterable[Arm]) -> tuple[tuple[PlannedStep, ...], int]:
+    """The steps the plateau rule judges in a run of these arms, and m, the number of curves it
+    judges: as space.curves_and_plateau, each swept (few-shot) strategy's ks with its zero-shot
+    arm as k=0, one step per consecutive pair of ks; m counts the curves of two points or more."""
+    frame = _arm_frame(arms)
+    steps: list[PlannedStep] = []
+    curves = 0
+    for strategy in dict.fromkeys(sweep_rows(frame)["strategy"] if len(frame) else []):
+        rows = curve_points(frame, str(strategy))
+        points = sorted((int(r["k"]), row_name(r)) for _, r in rows.iterrows())
+        curves += len(points) >= 2
+        steps.extend(PlannedStep(str(strategy), k0, k1, a0, a1)
+                     for (k0, a0), (k1, a1) in pairwise(points))
+    return tuple(steps), curves
+
+
+def step_alpha(curves: int) -> float:
+    """The alpha of each step of the plateau rule when `curves` curves are judged: one minus
+    the confidence of the steps' intervals (space.curve_confidence)."""
+    return 1 - space.curve_confidence(curves)
+
+
+def pilot_step_discordance(pilot: Analysis, meta: RunMeta, steps: Iterable[PlannedStep]
+                           ) -> dict[tuple[str, str], tuple[float, float]]:
+    """Per step whose two arms the pilot has, scored on a shared example: (discordance, design
+    effect) of the pair in the pilot, as the comparisons table measures a pair (pairs.detectable:
+    the majority-correct answers of the examples both arms have; a clustered pilot's design
+    effect of the paired difference, else 1). A pair that never disagrees has discordance 0."""
+    arms = {row_name(r): (str(r["strategy"]), int(r["k"])) for _, r in pilot.summary.iterrows()}
+    codes = clusters_of(meta)
+    out: dict[tuple[str, str], tuple[float, float]] = {}
+    for st in steps:
+        if st.arm_from not in arms or st.arm_to not in arms:
+            continue
+        ma, mb = (score_matrix(pilot.results, *arms[x], meta.examples)
+                  for x in (st.arm_to, st.arm_from))
+        if not complete_rows(ma, mb).any():
+            continue
+        det = detectable(ma, mb, codes)
+        out[(st.arm_from, st.arm_to)] = ((det.discordance, det.design_effect) if det is not None
+                                         else (0.0, 1.0))
+    return out
+
+
+def plan_steps(n: int, steps: Sequence[PlannedStep], curves: int, *, delta: float = 0.03,
+               target: float = 0.8,
+               pilot: Mapping[tuple[str, str], tuple[float, float]] | None = None
+               ) -> tuple[PlanRow, ...]:
+    """A PlanRow per step, at the plateau rule's alpha for `curves` curves (step_alpha);
+    discordance and design effect from `pilot` (pilot_step_discordance) where it has the step,
+    else the stated default (named in the row's method when there is a pilot)."""
+    a = step_alpha(curves)
+    rows = []
+    figures: dict[tuple[float, float], PlanRow] = {}  # steps of one discordance plan alike
+    for st in steps:
+        got = None if pilot is None else pilot.get((st.arm_from, st.arm_to))
+        psi, deff = got if got is not None else (power.DEFAULT_DISCORDANCE, 1.0)
+        if (psi, deff) not in figures:
+            figures[(psi, deff)] = _row("", psi, n, delta, a, target, deff)
+        row = dataclasses.replace(figures[(psi, deff)], comparison=st.name)
+        if pilot is not None and got is None:
+            row = dataclasses.replace(row, method=f"{row.method}; the stated default "
+                                      "discordance: the pilot lacks this pair")
+        rows.append(row)
+    return tuple(rows)
+
+
+def plan_config(cfg: Config, *, pilot: str | Path | None = None, delta: float = 0.03,
+                target: float = 0.8, alpha: float = 0.05) -> EvalPlan:
+    """`harness plan` of a config: plan_eval of its arms (from a pilot run folder's own pairs
+    when given, check_pilot_run) with the plateau rule's steps of its few-shot curves
+    (plan_steps). No model is called."""
+    p = plan(cfg)
+    arms = {(s.arm.strategy, s.arm.k) for s in p.strategies}
+    zero = any(s.arm.type == "zero_shot" for s in p.strategies)
+    if pilot is not None and not (Path(pilot) / META).is_file():
+        raise InputError(f"--pilot {pilot}: not a run folder (no {META})")
+    shared = check_pilot_run(pilot, p) if pilot is not None else None
+    meta = read_meta(Path(pilot)) if pilot is not None else None
+    pilot_a = (analyse_columns(read_columns(Path(pilot)), meta)
+               if pilot is not None and meta is not None else None)
+    n = len(p.data.eval)
+    result = plan_eval(n, len(arms), zero, pilot=pilot_a, delta=delta, target=target,
+                       alpha=alpha, pilot_name=str(pilot or ""),
+                       clustered=cfg.dataset.cluster is not None, shared=shared)
+    steps, curves = curve_steps(s.arm for s in p.strategies)
+    found = (pilot_step_discordance(pilot_a, meta, steps)
+             if pilot_a is not None and meta is not None else None)
+    return dataclasses.replace(result, curves=curves, metric=cfg.decision.metric,
+                               step_alpha=step_alpha(curves) if steps else None,
+                               steps=plan_steps(n, steps, curves, delta=delta, target=target,
+                                                pilot=found))
+
+
+def _table(p: EvalPlan, first: str, rows: Sequence[PlanRow]) -> list[str]:
+    """A section's column heads and one line per row."""
     def points(x: float | None) -> str:
         return "not detectable" if x is None else f"{100 * x:.1f} points"
 
+    out = [f"  {first:<44} {'discordance':>11}  {'detectable at n=' + str(p.n):>22}"
+           f"  {'n for ' + format(100 * p.delta, 'g') + ' points':>16}"]
+    for r in rows:
+        need = "-" if r.needed is None else f"{r.needed:,}"
+        out.append(f"  {r.comparison:<44} {r.discordance:>11.3f}  {points(r.detectable):>22}"
+                   f"  {need:>16}  ({r.method})")
+    return out
+
+
+def plan_lines(p: EvalPlan, name: str) -> list[str]:
+    """The plan as the terminal shows it: the comparisons, then the plateau rule's steps."""
     out = [f"plan for {name}: n = {p.n} eval examples, {p.comparisons} planned comparison(s); "
            f"Holm's strictest step tests at alpha/{p.comparisons} = {p.alpha / p.comparisons:.4g} "
            f"(familywise alpha {p.alpha:g}), power {100 * p.power:g}%",
            f"discordance from {p.source}"]
     for title, rows in (("accuracy", p.accuracy), ("schema compliance", p.compliance)):
-        out.append(f"{title}:")
-        out.append(f"  {'comparison':<44} {'discordance':>11}  {'detectable at n=' + str(p.n):>22}"
-                   f"  {'n for ' + format(100 * p.delta, 'g') + ' points':>16}")
-        for r in rows:
-            need = "-" if r.needed is None else f"{r.needed:,}"
-            out.append(f"  {r.comparison:<44} {r.discordance:>11.3f}  {points(r.detectable):>22}"
-                       f"  {need:>16}  ({r.method})")
+        out += [f"{title}:", *_table(p, "comparison", rows)]
+    if p.steps and p.step_alpha is not None:
+        a = p.step_alpha
+        out.append(f"few-shot steps (the plateau rule's, from each k to the next; {p.curves} "
+                   f"curve(s) judged, each step's interval at {100 * (1 - a):.4g}% confidence: "
+                   f"each step tests at alpha {a:.4g}, not at the Holm alpha above):")
+        if p.metric != "accuracy":
+            out.append(f"  (the plateau judges the steps on {p.metric.replace('_', ' ')}; these "
+                       "figures are McNemar's, on accuracy)")
+        out += _table(p, "step", p.steps)
     return out
 
 
-__all__ = ["EvalPlan", "PlanRow", "check_pilot", "check_pilot_run", "plan_eval", "plan_lines",
-           "planned_comparisons"]
+__all__ = ["EvalPlan", "PlanRow", "PlannedStep", "check_pilot", "check_pilot_run", "curve_steps",
+           "pilot_step_discordance", "plan_config", "plan_eval", "plan_lines", "plan_steps",
+           "planned_comparisons", "step_alpha"]

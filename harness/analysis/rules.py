@@ -13,7 +13,9 @@ from itertools import pairwise
 
 import numpy as np
 
-from harness.analysis.stats import Interval, _check_confidence, paired_difference
+from harness.analysis.results import Verdict
+from harness.analysis.stats import Interval, check_confidence, paired_difference
+from harness.kinds import FINE_TUNE, KEEP_PROMPTING, PROMPTING_SUFFICIENT
 
 
 @dataclass(frozen=True)
@@ -139,7 +141,7 @@ def detect_plateau(
     ``clusters`` (a cluster code per example, `dataset.cluster`): the steps' bootstraps resample
     whole clusters (stats.paired_difference).
     """
-    _check_confidence(confidence)
+    check_confidence(confidence)
     ks = sorted(curve)
     if any(k < 0 for k in ks):
         raise ValueError(f"k must be >= 0, got {ks}")
@@ -258,16 +260,7 @@ class ArmEvidence:
     zero_priced: bool = False  # both arms cost $0 per query (the embedded model): no money saved
 
 
-@dataclass(frozen=True)
-class Verdict:
-    """The recommendation with a one-sentence summary and the reasons behind it."""
-
-    recommendation: str  # "keep_prompting" | "prompting_sufficient" | "fine_tune"
-    sentence: str
-    reasons: tuple[str, ...]
-
-
-def _points(x: Interval) -> str:
+def points(x: Interval) -> str:
     return f"{100 * x.estimate:+.1f} points, CI {100 * x.low:+.1f}..{100 * x.high:+.1f}"
 
 
@@ -298,7 +291,7 @@ def _pays_back_unknown_cost(ft: ArmEvidence) -> tuple[bool, str, str]:
                   "(training cost not known)"), f" if training costs less than {_usd(cap)}"
 
 
-ZERO_PRICE_TEXT = ("has no money to pay back: both arms are priced at $0 per query (no price "
+ZERO_PRICE_TEXT = ("cannot be weighed in money: both arms are priced at $0 per query (no price "
                    "known to be paid, as for the embedded model), so compare their tokens and "
                    "latency per query instead (see the cost section)")
 
@@ -320,7 +313,7 @@ def pays_back(ft: ArmEvidence) -> tuple[bool, str, str]:
     return ok, f"{be.describe()}; the stated {ft.monthly_volume:,.0f}/month {verb} it", ""
 
 
-def _p_text(p: float) -> str:
+def p_text(p: float) -> str:
     """A p-value for a sentence: tiny values as an upper bound, never a bare 0."""
     return "p<0.0001" if p < 1e-4 else f"p={p:.3g}"
 
@@ -368,31 +361,31 @@ def decide(
         better = d.estimate > 0 and p < alpha
         as_good = d.low > -equivalence_margin
         pays, pay_text, condition = pays_back(ft)
-        reasons.append(f"fine-tuned minus best prompt: {_points(d)}, Holm-adjusted {_p_text(p)}")
+        reasons.append(f"fine-tuned minus best prompt: {points(d)}, Holm-adjusted {p_text(p)}")
         reasons.append(f"fine-tuning {pay_text}")
         if better:
-            return Verdict("fine_tune", f"Fine-tune: it beats the best prompt by {_points(d)}, "
-                           f"Holm-adjusted {_p_text(p)}.", tuple(reasons))
+            return Verdict(FINE_TUNE, f"Fine-tune: it beats the best prompt by {points(d)}, "
+                           f"Holm-adjusted {p_text(p)}.", tuple(reasons))
         margin = f"{100 * equivalence_margin:g}-point margin"
         if as_good and pays:
-            return Verdict("fine_tune", f"Fine-tune{condition}: it is {_as_good_as(metric)} the best "
-                           f"prompt ({_points(d)}, within the {margin}) and {pay_text}.",
+            return Verdict(FINE_TUNE, f"Fine-tune{condition}: it is {_as_good_as(metric)} the best "
+                           f"prompt ({points(d)}, within the {margin}) and {pay_text}.",
                            tuple(reasons))
         not_as = ("not as accurate" if metric == "accuracy" else f"not as good on {noun}")
-        why = (f"the fine-tuned model is no better ({_points(d)}) and {pay_text}" if as_good
-               else f"the fine-tuned model is {not_as} ({_points(d)}, beyond the {margin})")
+        why = (f"the fine-tuned model is no better ({points(d)}) and {pay_text}" if as_good
+               else f"the fine-tuned model is {not_as} ({points(d)}, beyond the {margin})")
     else:
         reasons.append(why)
     if plateau.status == "insufficient_data":
         nxt = f" (try k={plateau.next_k})" if plateau.next_k is not None else ""
-        return Verdict("keep_prompting", "Keep prompting: more shot counts are needed to tell "
+        return Verdict(KEEP_PROMPTING, "Keep prompting: more shot counts are needed to tell "
                        f"whether {noun} has plateaued{nxt}.", tuple(reasons))
     if plateau.status == "still_improving":
         last = plateau.steps[-1] if plateau.steps else None
-        gain = f" (k={last.k_from}->{last.k_to}: {_points(last.gain)})" if last else ""
+        gain = f" (k={last.k_from}->{last.k_to}: {points(last.gain)})" if last else ""
         nxt = (f"try k={plateau.next_k} next" if plateau.next_k is not None
                else "use the largest k allowed")
-        return Verdict("keep_prompting", f"Keep prompting: {noun} is still rising with more "
+        return Verdict(KEEP_PROMPTING, f"Keep prompting: {noun} is still rising with more "
                        f"examples{gain}; {nxt}.", tuple(reasons))
-    return Verdict("prompting_sufficient", f"Prompting is sufficient: {noun} plateaus at "
+    return Verdict(PROMPTING_SUFFICIENT, f"Prompting is sufficient: {noun} plateaus at "
                    f"k={plateau.k_star}; {why}.", tuple(reasons))

@@ -37,7 +37,7 @@ def curve_confidence(m: int) -> float:
     return 1 - 0.05 / max(m, 1)
 
 
-def _zero_shot_point(summary: pd.DataFrame, first: pd.Series) -> pd.DataFrame:
+def zero_shot_point(summary: pd.DataFrame, first: pd.Series) -> pd.DataFrame:
     """The k=0 point of a few-shot curve: the zero-shot arm of the same model, constrained the
     same way and sampled as often; of the same variant when there is one, else without one."""
     zs = summary[(summary["type"] == "zero_shot") & (summary["model"] == first["model"])]
@@ -54,10 +54,10 @@ def _zero_shot_point(summary: pd.DataFrame, first: pd.Series) -> pd.DataFrame:
     return zs.iloc[:1]
 
 
-def _points(summary: pd.DataFrame, strategy: str) -> pd.DataFrame:
+def curve_points(summary: pd.DataFrame, strategy: str) -> pd.DataFrame:
     """A few-shot strategy's summary rows with its k=0 point (_zero_shot_point) first."""
     fs = summary[summary["strategy"] == strategy]
-    return pd.concat([_zero_shot_point(summary, fs.iloc[0]), fs])
+    return pd.concat([zero_shot_point(summary, fs.iloc[0]), fs])
 
 
 def _one_curve(strategy: str, points: pd.DataFrame, mats: Matrices, decision: DecisionConfig,
@@ -153,7 +153,7 @@ def curves_and_plateau(summary: pd.DataFrame, mats: Matrices, decision: Decision
     strategies = list(dict.fromkeys(sweep_rows(summary)["strategy"]))
     if not strategies:
         return pd.DataFrame(columns=CURVE_COLUMNS), None, ()
-    points = {s: _points(summary, s) for s in strategies}
+    points = {s: curve_points(summary, s) for s in strategies}
     # m counts the curves that can be judged (two points or more: a k and its k=0, or two ks)
     confidence = curve_confidence(sum(len(p) >= 2 for p in points.values()))
     built = [_one_curve(s, points[s], mats, decision, counts, confidence, clusters)
@@ -238,13 +238,5 @@ def untried_text(levers: tuple[str, ...]) -> str:
     return "Not tried yet, and cheap to try: " + "; ".join(levers) + "." if levers else ""
 
 
-def with_untried(v: rules.Verdict, levers: tuple[str, ...]) -> rules.Verdict:
-    """The verdict with the untried levers as its last reason (the report and the terminal
-    show them under the verdict; summary.json lists them in `recommendation.untried`)."""
-    if not levers:
-        return v
-    return rules.Verdict(v.recommendation, v.sentence, (*v.reasons, untried_text(levers)))
-
-
 __all__ = ["CURVE_COLUMNS", "F1_CURVE_COLUMNS", "TRIED_COLUMNS", "combine", "curve_confidence",
-           "curves_and_plateau", "tried_frame", "untried", "untried_text", "with_untried"]
+           "curve_points", "curves_and_plateau", "tried_frame", "untried", "untried_text", "zero_shot_point"]

@@ -27,7 +27,7 @@ class Interval:
 _NAN_INTERVAL = Interval(math.nan, math.nan, math.nan)
 
 
-def _check_confidence(confidence: float) -> None:
+def check_confidence(confidence: float) -> None:
     if not 0.0 < confidence < 1.0:
         raise ValueError(f"confidence must be in (0, 1), got {confidence}")
 
@@ -37,7 +37,7 @@ def wilson_interval(successes: float, n: float, confidence: float = 0.95) -> Int
 
     Returns Interval(nan, nan, nan) when n == 0.
     """
-    _check_confidence(confidence)
+    check_confidence(confidence)
     if n < 0 or not 0 <= successes <= n:
         raise ValueError(f"need 0 <= successes <= n, got successes={successes}, n={n}")
     if n == 0:
@@ -121,7 +121,7 @@ def bootstrap_interval(
     cluster bootstrap; Field & Welsh 2007): each replicate's mean is its weighted sum over the
     drawn examples' total weight, so clusters of unequal size are handled as a ratio estimate.
     """
-    _check_confidence(confidence)
+    check_confidence(confidence)
     y = _as_matrix(scores)
     n, m = y.shape
     if n == 0 or m == 0:
@@ -147,7 +147,7 @@ def paired_difference(
     over draws); each replicate resamples example indices once and uses them for both arms.
     With ``clusters`` each replicate resamples whole clusters (see bootstrap_interval).
     """
-    _check_confidence(confidence)
+    check_confidence(confidence)
     x, z = _as_matrix(a), _as_matrix(b)
     if x.shape[1] != 1 or x.shape != z.shape:
         raise ValueError(f"a and b must be 1-D of equal length, got {x.shape} and {z.shape}")
@@ -200,7 +200,7 @@ def bootstrap_f1_interval(
     so each replicate resamples examples and recomputes 2 tp / (2 tp + fp + fn) from the summed
     counts. Deterministic for a given seed. ``clusters``: resample whole clusters.
     """
-    _check_confidence(confidence)
+    check_confidence(confidence)
     c = _as_counts(counts, "counts")
     n = c.shape[0]
     if n == 0:
@@ -232,7 +232,7 @@ def paired_f1_difference(
     (n_boot + 1), capped at 1 (never 0; below alpha roughly when the (1 - alpha) interval
     excludes 0). Deterministic for a given seed. ``clusters``: resample whole clusters.
     """
-    _check_confidence(confidence)
+    check_confidence(confidence)
     x, z = _as_counts(a, "a"), _as_counts(b, "b")
     if x.shape != z.shape:
         raise ValueError(f"a and b must cover the same examples, got {x.shape} and {z.shape}")

@@ -18,35 +18,17 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
-from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from harness.analysis.results import ArmCost, AtVolume, CascadeResult, CostByVolume, Crossover
 from harness.analysis.tables import reference_arm, row_name
 from harness.running.records import RunMeta
 from harness.strategies import is_fine_tuned
 
 VOLUMES = tuple(float(v) for v in np.logspace(3, 7, 41))  # 1K to 10M a month, log-spaced
 SENTENCE_VOLUMES = (1e4, 1e5, 1e6, 1e7)
-
-
-@dataclass(frozen=True)
-class ArmCost:
-    """What one arm costs: per query, a month fixed, and once."""
-
-    name: str
-    per_query: float  # USD; NaN unknown
-    hosting_per_month: float
-    up_front: float  # USD: training and engineering
-    tokens_per_query: float
-    latency_ms: float
-    kind: str = "prompt"  # prompt | fine_tuned | cascade
-
-    def monthly(self, volume: float) -> float:
-        """USD a month at `volume` queries a month."""
-        return self.per_query * volume + self.hosting_per_month
 
 
 def crossover(a: ArmCost, b: ArmCost) -> float | None:
@@ -91,11 +73,11 @@ def engineering_cost(meta: RunMeta) -> float:
 
 
 def arm_costs(summary: pd.DataFrame, meta: RunMeta, training: dict[str, float | None],
-              cascades: Sequence[dict[str, Any]]) -> list[ArmCost]:
+              cascades: Sequence[CascadeResult]) -> list[ArmCost]:
     """Every answered single arm, and each cascade's operating point (held out)."""
     eng = engineering_cost(meta)
     out, model_of = [], {}
-    single = summary[(summary["n"] > 0) & (summary["type"] != "cascade")]
+    single = summary[summary["n"] > 0]
     for _, r in single.iterrows():
         ft = is_fine_tuned(str(r["type"]))
         tokens = float(np.nansum([r["mean_prompt_tokens"], r["mean_completion_tokens"]]))
@@ -106,85 +88,96 @@ def arm_costs(summary: pd.DataFrame, meta: RunMeta, training: dict[str, float | 
                            tokens, float(r["latency_p50_ms"]), "fine_tuned" if ft else "prompt"))
     by_name = {a.name: a for a in out}
     for c in cascades:
-        h = c["held_out"]
-        pair = [by_name.get(c["primary"]), by_name.get(c["fallback"])]
+        h = c.held_out
+        pair = [by_name.get(c.primary), by_name.get(c.fallback)]
         trained = sum(a.up_front - eng for a in pair if a is not None and a.kind == "fine_tuned")
-        per = h["cost_per_1k"] / 1000 if h.get("cost_per_1k") is not None else math.nan
-        weights = (1.0, h["fallback_share"])  # the primary always answers, the fallback if routed
+        per = h.cost_per_1k / 1000 if h.cost_per_1k is not None else math.nan
+        weights = (1.0, h.fallback_share)  # the primary always answers, the fallback if routed
         tokens = sum(a.tokens_per_query * w for a, w in zip(pair, weights, strict=True) if a)
-        models = [model_of[n] for n in (c["primary"], c["fallback"]) if n in model_of]
-        out.append(ArmCost(f"{c['name']}@t={c['threshold']:g}", per, hosting(meta, models),
-                           eng + trained, tokens, h["mean_latency_ms"], "cascade"))
+        models = [model_of[n] for n in (c.primary, c.fallback) if n in model_of]
+        out.append(ArmCost(c.arm, per, hosting(meta, models), eng + trained, tokens,
+                           h.mean_latency_ms, "cascade"))
     return out
 
 
-def volume_analysis(summary: pd.DataFrame, meta: RunMeta, training: dict[str, float | None],
-                    cascades: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    """summary.json → cost_by_volume: each arm's monthly cost over VOLUMES, the crossovers, the
-    sentences, and the point `decision.monthly_volume` picks."""
-    arms = [a for a in arm_costs(summary, meta, training, cascades) if not math.isnan(a.per_query)]
-    if not arms:
-        return {}
-    ref_row = reference_arm(summary, meta.decision.metric, meta.decision.min_schema_compliance)
-    ref = next((a for a in arms if ref_row is not None and a.name == row_name(ref_row)), None)
-    unpriced = all(a.per_query == 0 and a.hosting_per_month == 0 for a in arms)
-    out: dict[str, Any] = {
-        "volumes": list(VOLUMES),
-        "arms": [{**asdict(a), "monthly": [a.monthly(v) for v in VOLUMES]} for a in arms],
-        "reference": ref.name if ref else None, "unpriced": unpriced,
-        "engineering_cost_usd": engineering_cost(meta),
-    }
-    if unpriced:
-        out["sentences"] = [
-            "Every price is zero and nothing is hosted (the embedded model): no arm costs money "
+def _unpriced_sentence(arms: Sequence[ArmCost]) -> str:
+    return ("Every price is zero and nothing is hosted (the embedded model): no arm costs money "
             "per query, so per query: " + "; ".join(
                 f"{a.name} {a.tokens_per_query:,.0f} tokens, " + (
                     f"{a.latency_ms / 1000:.2f} s" if a.latency_ms == a.latency_ms
                     else "latency not measured (every answer came from the cache)")
-                for a in arms) + "."]
-        return out
+                for a in arms) + ".")
+
+
+def _accuracy_cost(c: CascadeResult) -> tuple[bool, str]:
+    """Whether a cascade's operating point is significantly less accurate than its better arm
+    alone (then no saving is advertised), and the accuracy it gives up, for beside a saving."""
+    vs = c.against(c.better_arm)
+    worse = vs.significant and vs.delta.estimate < 0
+    text = (f" (held-out accuracy {c.held_out.accuracy:.3f}, {100 * vs.delta.estimate:+.1f} "
+            f"points against {c.better_arm} alone, Holm p = {vs.p_adjusted:.3g})")
+    return worse, text
+
+
+def volume_analysis(summary: pd.DataFrame, meta: RunMeta, training: dict[str, float | None],
+                    cascades: Sequence[CascadeResult]) -> CostByVolume | None:
+    """summary.json → cost_by_volume: each arm's monthly cost over VOLUMES, the crossovers, the
+    sentences, and the point `decision.monthly_volume` picks (None: no arm has a known cost).
+
+    A cascade's saving is stated with the accuracy it gives up beside it, and a cascade that
+    is significantly less accurate than its better arm alone gets no saving sentence."""
+    arms = [a for a in arm_costs(summary, meta, training, cascades) if not math.isnan(a.per_query)]
+    if not arms:
+        return None
+    ref_row = reference_arm(summary, meta.decision.metric, meta.decision.min_schema_compliance)
+    ref = next((a for a in arms if ref_row is not None and a.name == row_name(ref_row)), None)
+    unpriced = all(a.per_query == 0 and a.hosting_per_month == 0 for a in arms)
+
+    def result(sentences: Sequence[str], crossovers: Sequence[Crossover] = (),
+               at: AtVolume | None = None) -> CostByVolume:
+        return CostByVolume(VOLUMES, tuple(arms), ref.name if ref else None, unpriced,
+                            engineering_cost(meta), tuple(sentences), tuple(crossovers), at)
+
+    if unpriced:
+        return result([_unpriced_sentence(arms)])
     crossings = []
     for i, a in enumerate(arms):
         for b in arms[i + 1:]:
             v = crossover(a, b)
             if v is not None:
                 cheap = a if a.monthly(v * 2) < b.monthly(v * 2) else b
-                crossings.append({"a": a.name, "b": b.name, "volume": v,
-                                  "cheaper_above": cheap.name})
-    out["crossovers"] = crossings
-    sentences: list[str] = []
+                crossings.append(Crossover(a.name, b.name, v, cheap.name))
     by_volume: dict[float, list[str]] = {}
-    volumes = list(SENTENCE_VOLUMES)
-    if meta.decision.monthly_volume:
-        volumes.append(float(meta.decision.monthly_volume))
+    volumes = list(dict.fromkeys([*SENTENCE_VOLUMES, *(
+        [float(meta.decision.monthly_volume)] if meta.decision.monthly_volume else [])]))
+    routes = {c.arm: c for c in cascades}
     for a in arms:  # what is more than a prompt, against the best prompt
         if ref is None or a is ref or a.kind == "prompt":
             continue
+        worse, cost = _accuracy_cost(routes[a.name]) if a.name in routes else (False, "")
         for v in volumes:
             saving = ref.monthly(v) - a.monthly(v)
+            if saving > 0 and worse:
+                continue  # a saving bought with significantly lower accuracy is not one
             if saving > 0:
                 months = payback_months(a, ref, v)
                 back = (f"; it pays back its {_usd(a.up_front)} up front in {months:.1f} months"
                         if a.up_front > 0 and months is not None else "")
                 text = (f"At {_volume(v)} queries/month {a.name} saves {_usd(saving)}/month "
-                        f"over {ref.name}{back}.")
+                        f"over {ref.name}{cost}{back}.")
             else:
                 text = (f"At {_volume(v)} queries/month {a.name} costs {_usd(-saving)}/month "
                         f"more than {ref.name}.")
             by_volume.setdefault(v, []).append(text)
-    for v in dict.fromkeys(volumes):
-        sentences += by_volume.get(v, [])
-    for c in crossings:
-        sentences.append(f"{c['a']} and {c['b']} cost the same at {c['volume']:,.0f} queries/"
-                         f"month; above it {c['cheaper_above']} is cheaper.")
-    out["sentences"] = sentences
+    sentences = [t for v in volumes for t in by_volume.get(v, [])]
+    sentences += [f"{c.a} and {c.b} cost the same at {c.volume:,.0f} queries/month; above it "
+                  f"{c.cheaper_above} is cheaper." for c in crossings]
+    at = None
     if meta.decision.monthly_volume:
         v = float(meta.decision.monthly_volume)
-        out["at_volume"] = {"volume": v, "monthly": {a.name: a.monthly(v) for a in arms},
-                            "sentences": by_volume.get(v, [])}
-    return out
+        at = AtVolume(v, {a.name: a.monthly(v) for a in arms}, tuple(by_volume.get(v, [])))
+    return result(sentences, crossings, at)
 
 
 __all__ = ["VOLUMES", "ArmCost", "arm_costs", "crossover", "engineering_cost", "hosting",
-           "payback_months",
-           "volume_analysis"]
+           "payback_months", "volume_analysis"]

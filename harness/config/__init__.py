@@ -1,6 +1,6 @@
 """Config: the JSON Schema (`schema`), the typed frozen config (`types`) and loading (`load`)."""
 
-from harness.config.load import load_config, parse_config, slug, with_overrides
+from harness.config.load import load_config, parse_config, with_overrides
 from harness.config.types import (
     LOCAL_MODEL_ALIAS,
     Config,
@@ -22,5 +22,5 @@ __all__ = [
     "LOCAL_MODEL_ALIAS", "Config", "DatasetConfig", "DecisionConfig", "FinetuneConfig",
     "GateConfig", "ModelConfig", "Price", "Prompts", "RunConfig", "StrategyConfig", "TaskConfig",
     "Variant",
-    "batch_mode", "load_config", "parse_config", "slug", "with_overrides",
+    "batch_mode", "load_config", "parse_config", "with_overrides",
 ]

@@ -9,7 +9,6 @@ from __future__ import annotations
 import difflib
 import hashlib
 import json
-import re
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
@@ -34,6 +33,7 @@ from harness.config.types import (
 )
 from harness.errors import InputError
 from harness.files import read_text_checked
+from harness.kinds import EXTRACTION, FEW_SHOT
 
 _T = TypeVar("_T")
 
@@ -240,7 +240,7 @@ def parse_config(data: Any, path: Path, text: str = "") -> Config:
         labels = _collect(problems, _check_labels, labels, "task.labels")
     schema = _collect(problems, _output_schema, t.get("output_schema"), base)
     ds = data["dataset"]
-    extraction = t["type"] == "extraction"
+    extraction = t["type"] == EXTRACTION
     if extraction and t.get("labels") is not None:
         problems.append("task.labels: labels do not apply to extraction (the answer's fields "
                         "are the properties of task.output_schema)")
@@ -260,7 +260,7 @@ def parse_config(data: Any, path: Path, text: str = "") -> Config:
     assert eval_path is not None
     if train_path is None:
         for i, st in enumerate(strategies):
-            if st.type == "few_shot":
+            if st.type == FEW_SHOT:
                 problems.append(f"strategies[{i}]: type few_shot needs a training pool (set dataset.train)")
     if train_path is not None and train_path == eval_path:
         problems.append("dataset.train: is the same file as dataset.eval (every training example "
@@ -319,8 +319,3 @@ def with_overrides(cfg: Config, **run_overrides: Any) -> Config:
     run = replace(cfg.run, **{k: v for k, v in run_overrides.items() if v is not None})
     ds = replace(cfg.dataset, limit=limit) if limit is not None else cfg.dataset
     return replace(cfg, run=run, dataset=ds)
-
-
-def slug(text: str) -> str:
-    """A file-name-safe version of `text`."""
-    return re.sub(r"[^A-Za-z0-9_.-]+", "-", text).strip("-") or "x"

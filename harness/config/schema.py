@@ -13,6 +13,8 @@ from typing import Any
 import jsonschema
 import yaml
 
+from harness.kinds import CASCADE, FEW_SHOT, FINE_TUNED, SELECTIONS, STRATEGY_KINDS, TASK_KINDS
+
 _NUM = {"type": "number"}
 _POS_INT = {"type": "integer", "minimum": 1}
 _STR = {"type": "string", "minLength": 1}
@@ -63,7 +65,7 @@ SCHEMA: dict[str, Any] = {
             "additionalProperties": False,
             "required": ["type", "instructions"],
             "properties": {
-                "type": {"enum": ["classification", "extraction"]},
+                "type": {"enum": list(TASK_KINDS)},
                 "instructions": _STR,
                 "labels": {
                     "oneOf": [
@@ -130,7 +132,7 @@ SCHEMA: dict[str, Any] = {
                 "required": ["name", "type"],
                 "properties": {
                     "name": {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9_.-]*$"},
-                    "type": {"enum": ["zero_shot", "few_shot", "fine_tuned", "cascade"]},
+                    "type": {"enum": list(STRATEGY_KINDS)},
                     "model": _STR,
                     # type cascade (config/cascade.py): no model, no request
                     "primary": _STR,
@@ -145,7 +147,7 @@ SCHEMA: dict[str, Any] = {
                             {"type": "array", "items": _POS_INT, "minItems": 1, "uniqueItems": True},
                         ]
                     },
-                    "selection": {"enum": ["random", "stratified", "similar"]},
+                    "selection": {"enum": list(SELECTIONS)},
                     "similarity": {"enum": ["tfidf", "embedding"]},
                     "draws": _POS_INT,
                     "structured_output": {"enum": ["json_schema", "json_object", "none"]},
@@ -178,15 +180,15 @@ SCHEMA: dict[str, Any] = {
                 },
                 "allOf": [
                     {
-                        "if": {"properties": {"type": {"not": {"const": "cascade"}}}},
+                        "if": {"properties": {"type": {"not": {"const": CASCADE}}}},
                         "then": {"required": ["model"]},
                     },
                     {
-                        "if": {"properties": {"type": {"const": "few_shot"}}},
+                        "if": {"properties": {"type": {"const": FEW_SHOT}}},
                         "then": {"required": ["shots"]},
                     },
                     {
-                        "if": {"properties": {"type": {"const": "fine_tuned"}}},
+                        "if": {"properties": {"type": {"const": FINE_TUNED}}},
                         "then": {"required": ["fine_tuned_model"]},
                     },
                 ],

@@ -8,6 +8,7 @@ from typing import Any
 
 from harness.config.cascade import CascadeConfig
 from harness.errors import InputError
+from harness.kinds import STRATIFIED
 
 LOCAL_MODEL_ALIAS = "smollm2-135m-instruct"
 
@@ -45,7 +46,7 @@ class Price:
 
 @dataclass(frozen=True)
 class TaskConfig:
-    type: str
+    type: str  # one of harness.kinds.TASK_KINDS
     instructions: str
     labels: tuple[str, ...] | None
     output_schema: dict[str, Any] | None
@@ -114,10 +115,10 @@ class Variant:
 @dataclass(frozen=True)
 class StrategyConfig:
     name: str
-    type: str
+    type: str  # one of harness.kinds.STRATEGY_KINDS (not cascade: see CascadeConfig)
     model: str
     shots: tuple[int, ...] = ()
-    selection: str = "stratified"
+    selection: str = STRATIFIED  # one of harness.kinds.SELECTIONS
     similarity: str = "tfidf"  # selection similar: tfidf | embedding
     draws: int = 1
     fine_tuned_model: str | None = None

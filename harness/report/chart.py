@@ -11,6 +11,9 @@ from typing import Any
 import pandas as pd
 
 from harness.analysis import Analysis
+from harness.analysis.results import called
+from harness.analysis.space import zero_shot_point
+from harness.analysis.tables import row_name
 from harness.strategies import is_fine_tuned
 
 
@@ -58,7 +61,7 @@ def curve_svg(a: Analysis) -> str:
 
     c = a.curve.reset_index(drop=True)
     summary = a.summary
-    metric = "field F1" if a.evidence.get("metric") == "field_f1" and "field_f1" in c else "accuracy"
+    metric = "field F1" if a.evidence.metric == "field_f1" and "field_f1" in c else "accuracy"
     if metric == "field F1":  # plot the decision metric: field F1 and its interval
         c = c.assign(accuracy=c["field_f1"], ci_low=c["field_f1_ci_low"],
                      ci_high=c["field_f1_ci_high"])
@@ -67,7 +70,10 @@ def curve_svg(a: Analysis) -> str:
     xs = list(range(len(ks)))
     x_of = {k: i for i, k in enumerate(ks)}
     curves = list(dict.fromkeys(c["strategy"]))
-    zs = summary[(summary["type"] == "zero_shot") & (summary["n"] > 0)]
+    judged = a.plateau.strategy if a.plateau is not None and a.plateau.strategy else curves[0]
+    first = summary[summary["strategy"] == judged]
+    zs = zero_shot_point(summary, first.iloc[0]) if len(first) else summary.iloc[:0]
+    zs = zs[zs["n"] > 0]  # the judged curve's own k=0 point, named as such
     ft = summary[summary["type"].map(is_fine_tuned).astype(bool) & (summary["errors"] < summary["n"])]
     lows = [v for v in [*c["ci_low"], *zs["accuracy"], *ft["accuracy"]] if not _missing(v)]
     ymin = max(0.0, math.floor((min(lows, default=0.0) - 0.05) * 10) / 10)
@@ -83,10 +89,11 @@ def curve_svg(a: Analysis) -> str:
                             color=color, lw=0, label="95% CI" if n == 0 else None)
             ax.plot(px, part["accuracy"], "o-", color=color, label=str(strategy))
         if len(zs):
-            ax.axhline(float(zs.iloc[0]["accuracy"]), color="#777", ls="--", lw=1, label="zero-shot")
+            ax.axhline(float(zs.iloc[0]["accuracy"]), color="#777", ls="--", lw=1,
+                       label=called("zero-shot", row_name(zs.iloc[0])))
         if len(ft):
             ax.axhline(float(ft.iloc[0]["accuracy"]), color="#2e7d32", ls="-.", lw=1.5,
-                       label=f"fine-tuned ({ft.iloc[0]['strategy']})")
+                       label=called("fine-tuned", row_name(ft.iloc[0])))
         star = c[(c["strategy"] == (a.plateau.strategy or curves[0]))
                  & (c["k"] == a.plateau.k_star)] if a.plateau is not None else c.iloc[:0]
         if len(star) and a.plateau is not None:

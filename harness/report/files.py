@@ -22,6 +22,7 @@ from harness.analysis.cascade import frontier_frame
 from harness.analysis.decision import analyse_columns, meta_task
 from harness.analysis.tables import row_name
 from harness.files import atomic_writer, write_json_atomic, write_text_atomic
+from harness.kinds import EXTRACTION
 from harness.report.html import render_html
 from harness.running.records import Record, RunMeta
 from harness.running.store import RESULTS, read_columns, read_meta, read_records
@@ -96,39 +97,48 @@ def summary_json(a: Analysis, meta: RunMeta) -> dict[str, Any]:
     run_meta["complete"] = a.complete
     run_meta["prompts"] = {arm.key: arm.prompt_sha256 for arm in meta.arms}
     plateau = asdict(a.plateau) if a.plateau else None
+    evidence = a.evidence.to_dict()
     recommendation = None if a.withheld else {
         "verdict": a.verdict.recommendation,
         "sentence": a.verdict.sentence,
         "reasons": list(a.verdict.reasons),
+        # every number the verdict box shows: {arm, metric, value, low, high} (and its role)
+        "figures": [f.to_dict() for f in a.verdict.figures],
         "plateau": plateau,
         # each few-shot curve's own judgement (the plateau above is the one over all of them)
         "curves": [asdict(p) for p in a.plateaus],
         "untried": list(a.untried),
-        "fine_tune": a.evidence,
+        "fine_tune": evidence,
     }
     out: dict[str, Any] = _clean({
         # null when no verdict may be given (an incomplete run, too many endpoint failures, an
         # unavailable arm, nothing above chance, collapsed compliance): the reasons say why
         "recommendation": recommendation,
         "recommendation_withheld": list(a.withheld) or None,
-        "evidence": {"plateau": plateau, "fine_tune": a.evidence, "sentence": a.verdict.sentence},
-        "arms": a.summary[[c for c in SUMMARY_COLUMNS if c in a.summary]].to_dict("records"),
+        "evidence": {"plateau": plateau, "fine_tune": evidence, "sentence": a.verdict.sentence},
+        "arms": _arms(a).to_dict("records"),
         "comparisons": a.comparisons.to_dict("records"),
         "learning_curve": a.curve.to_dict("records"),
         "tried": [] if a.tried is None else a.tried.to_dict("records"),
         # what this eval can detect: n, discordance, mde (80% power, alpha 0.05), sentence
-        "planning": a.planning or None,
+        "planning": a.planning.to_dict() if a.planning else None,
         # confidence (a vote share or token probability) against accuracy per arm, with the ECE
         "calibration": _calibration(a),
         "meta": run_meta,
         # dataset.cluster: the clusters, and how the intervals and tests account for them
-        **({"clustering": a.clustering} if a.clustering else {}),
+        **({"clustering": a.clustering.to_dict()} if a.clustering else {}),
         # type cascade: each one's frontier, operating point (held out) and comparisons
-        **({"cascades": list(a.cascades)} if a.cascades else {}),
+        **({"cascades": [c.to_dict() for c in a.cascades]} if a.cascades else {}),
         # monthly cost by volume (1K-10M a month), crossovers and sentences
-        "cost_by_volume": a.cost_by_volume or None,
+        "cost_by_volume": a.cost_by_volume.to_dict() if a.cost_by_volume else None,
     })
     return out
+
+
+def _arms(a: Analysis) -> pd.DataFrame:
+    """summary.csv: the single arms, then each cascade's operating point (held out)."""
+    arms = a.arms
+    return arms[[c for c in SUMMARY_COLUMNS if c in arms]]
 
 
 def _calibration(a: Analysis) -> list[dict[str, Any]]:
@@ -178,8 +188,7 @@ def write_reports(run_dir: Path, *, rescore: bool = False) -> Analysis:
     else:  # columns, not a Record per line: a large run stays small and quick
         a = analyse_columns(read_columns(run_dir), meta)
     _write_csv_atomic(run_dir / "results.csv", a.results)
-    write_text_atomic(run_dir / "summary.csv",
-                      _csv(a.summary[[c for c in SUMMARY_COLUMNS if c in a.summary]]))
+    write_text_atomic(run_dir / "summary.csv", _csv(_arms(a)))
     write_text_atomic(run_dir / "comparisons.csv", _csv(a.comparisons))
     if a.tried is not None:
         write_text_atomic(run_dir / "tried.csv", _csv(a.tried))
@@ -187,17 +196,22 @@ def write_reports(run_dir: Path, *, rescore: bool = False) -> Analysis:
         write_text_atomic(run_dir / "calibration.csv", _csv(a.calibration))
     if a.cascades:
         write_text_atomic(run_dir / "cascade.csv", _csv(frontier_frame(a.cascades)))
-    per = "per_field.csv" if "field" in a.per_class.columns else "per_class.csv"
+    per = "per_field.csv" if a.task_type == EXTRACTION else "per_class.csv"
     write_text_atomic(run_dir / per, _csv(a.per_class))
     write_json_atomic(run_dir / "summary.json", summary_json(a, meta))
     write_text_atomic(run_dir / "report.html", render_html(a, meta))
     return a
 
 
+def format_figures(a: Analysis) -> str:
+    """The verdict's figures (recommendation.figures), one per line, for the terminal."""
+    return "\n".join(f"  {f.label}: {f.text(a.metric_name(f.metric))}" for f in a.verdict.figures)
+
+
 def format_table(a: Analysis) -> str:
     """A compact plain-text table of the arms, for the terminal."""
     rows = []
-    for _, r in a.summary.iterrows():
+    for _, r in a.arms.iterrows():
         name = row_name(r)
         acc = "   n/a" if r["answers"] == 0 or r["errors"] == r["answers"] else (
             f"{r['accuracy']:.3f} [{r['ci_low']:.3f}, {r['ci_high']:.3f}]")
@@ -210,9 +224,9 @@ def format_table(a: Analysis) -> str:
         rows.append(f"  {name:<22} n={r['n']:<5}{draws:<4} acc {acc:<22} schema {schema}"
                     f"  errors {r['errors']}{cover}{deff}")
     c = a.clustering
-    if c:
-        rows.append(f"  clustered by {c['field']}: {c['clusters']} clusters of "
-                    f"{c['mean_cluster_size']:.1f} examples on average; intervals and paired "
+    if c is not None:
+        rows.append(f"  clustered by {c.field}: {c.clusters} clusters of "
+                    f"{c.mean_cluster_size:.1f} examples on average; intervals and paired "
                     "tests account for them")
     return "\n".join(rows)
 

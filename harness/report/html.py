@@ -18,7 +18,7 @@ from typing import Any
 import pandas as pd
 
 from harness.analysis import Analysis
-from harness.analysis.tables import reference_arm
+from harness.kinds import EXTRACTION
 from harness.model.pricing import is_fine_tuned_id
 from harness.report.cascade import cascade_section
 from harness.report.chart import curve_svg
@@ -27,7 +27,7 @@ from harness.report.fields import extraction_sections
 from harness.report.space import TEST_NAMES, clusters_note, design_space_section, planning_note
 from harness.report.volume import volume_section
 from harness.running.records import RunMeta
-from harness.strategies import arm_name, is_fine_tuned
+from harness.strategies import arm_name
 
 DASH, MINUS = "\u2013", "\u2212"
 CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:"
@@ -74,9 +74,9 @@ h2{break-after:avoid}
 }
 """
 
-ARM_COLUMNS = {
+ARM_COLUMNS = {  # the metric columns' headers come from the task (Task.metrics)
     "arm": "arm", "model_id": "model id", "n": "n", "draws": "draws", "answers": "answers",
-    "coverage": "coverage", "accuracy": "accuracy", "ci": "95% CI", "macro_f1": "macro-F1",
+    "coverage": "coverage", "ci": "95% CI",
     "schema_compliance": "schema ok", "parse_failure_rate": "parse fail", "errors": "errors",
     "tokens": "tokens/query (in + out)", "cost_per_1k": "USD / 1k queries",
     "latency_p50_ms": "p50 ms", "latency_p95_ms": "p95 ms",
@@ -100,13 +100,6 @@ def _text(value: Any) -> str:
 
 def _fmt(x: Any, spec: str) -> str:
     return DASH if _isnan(x) else format(x, spec)
-
-
-def _acc(row: Mapping[str, Any]) -> str:
-    """'0.917 [0.815, 0.968]' or 'n/a'."""
-    if not row["n"] or _isnan(row["accuracy"]):
-        return "n/a"
-    return f"{row['accuracy']:.3f} [{_fmt(row['ci_low'], '.3f')}, {_fmt(row['ci_high'], '.3f')}]"
 
 
 def arm_counts(row: Mapping[str, Any]) -> tuple[int, int, int]:
@@ -157,9 +150,12 @@ def price_notes(summary: pd.DataFrame) -> str:
 
 
 def arms_table(a: Analysis) -> str:
-    """The arms table, built with pandas' Styler (cells escaped, best accuracy in bold)."""
-    s = a.summary
+    """The arms table, built with pandas' Styler (cells escaped, best accuracy in bold): the
+    single arms and each cascade's operating point (held out); the metric columns are the
+    task's (Task.metrics), under the names the task gives them."""
+    s = a.arms
     rows = [r for _, r in s.iterrows()]
+    others = [m for m in a.metrics if m != "accuracy"]
     counts = [arm_counts(r) for r in rows]
     coverage = [_coverage(r) for r in rows]
     df = pd.DataFrame({
@@ -172,7 +168,8 @@ def arms_table(a: Analysis) -> str:
         "accuracy": [_fmt(x, ".3f") for x in s["accuracy"]],
         "ci": [DASH if _isnan(lo) or _isnan(hi) else f"{lo:.3f}{DASH}{hi:.3f}"
                for lo, hi in zip(s["ci_low"], s["ci_high"], strict=True)],
-        "macro_f1": [_fmt(x, ".3f") for x in s["macro_f1"]],
+        **{m: [_fmt(x, ".3f") for x in (s[m] if m in s else [math.nan] * len(s))]
+           for m in others},
         "schema_compliance": [_fmt(x, ".1%") for x in s["schema_compliance"]],
         "parse_failure_rate": [_fmt(x, ".1%") for x in s["parse_failure_rate"]],
         "errors": [str(int(x)) for x in s["errors"]],
@@ -184,13 +181,15 @@ def arms_table(a: Analysis) -> str:
     })
     if not any(x < 1 for x in coverage if not math.isnan(x)):
         df = df.drop(columns=["coverage"])  # shown only when some answers are missing
-    df = df.rename(columns=ARM_COLUMNS)
+    acc_name = a.metric_name("accuracy")
+    df = df.rename(columns={**ARM_COLUMNS, "accuracy": acc_name,
+                            **{m: a.metric_name(m) for m in others}})
     acc = pd.to_numeric(s["accuracy"], errors="coerce").reset_index(drop=True)
     best = acc.max() if acc.notna().any() else None
 
     def bold_best(row: pd.Series) -> list[str]:
         hit = best is not None and acc.iloc[row.name] == best
-        return ["font-weight:700" if hit and c in ("accuracy", "95% CI") else "" for c in row.index]
+        return ["font-weight:700" if hit and c in (acc_name, "95% CI") else "" for c in row.index]
 
     styler = (df.style.hide(axis="index").format(escape="html").apply(bold_best, axis=1)
               .set_uuid("arms").set_table_attributes('class="arms"')
@@ -202,28 +201,21 @@ def arms_table(a: Analysis) -> str:
 
 
 def _numbers(a: Analysis, meta: RunMeta) -> str:
-    """The figures the verdict rests on, as a definition list."""
-    s = a.summary[a.summary["n"] > 0]
-    items: list[tuple[str, str]] = []
-    b = reference_arm(a.summary, meta.decision.metric, meta.decision.min_schema_compliance)
-    if b is not None:
-        items.append((f"best prompt ({arm_name(b['strategy'], b['k'], b['type'])})", _acc(b)))
-    zs = s[s["type"] == "zero_shot"]
-    if len(zs):
-        items.append(("zero-shot", _acc(zs.iloc[0])))
-    for _, f in s[s["type"].map(is_fine_tuned).astype(bool)].iterrows():
-        items.append((f"fine-tuned ({f['strategy']})", _acc(f)))
-    ev = a.evidence
-    if ev.get("delta"):
-        d = ev["delta"]
-        items.append((f"fine-tuned {MINUS} best prompt", f"{100 * d['estimate']:+.1f} points "
-                       f"[{100 * d['low']:+.1f}, {100 * d['high']:+.1f}], Holm p = {ev['p_adjusted']:.3g}"))
+    """The figures the verdict rests on (its `figures`, each named by its arm and metric), the
+    decisive comparison and the rule, as a definition list."""
+    items = [(f.label, f.text(a.metric_name(f.metric))) for f in a.verdict.figures]
+    c = a.evidence.comparison
+    if c is not None:
+        d = c.delta
+        items.append((f"{c.arm_a} {MINUS} {c.arm_b}", f"{a.metric_name(c.metric)} "
+                      f"{100 * d.estimate:+.1f} points [{100 * d.low:+.1f}, {100 * d.high:+.1f}], "
+                      f"Holm p = {c.p_adjusted:.3g}"))
     if a.plateau is not None:
         where = f" at k={a.plateau.k_star}" if a.plateau.k_star is not None else ""
         nxt = f"; next k to try: {a.plateau.next_k}" if a.plateau.next_k is not None else ""
         items.append(("few-shot curve", f"{a.plateau.status.replace('_', ' ')}{where}{nxt}"))
-    if ev.get("break_even_text"):
-        items.append(("break-even", str(ev["break_even_text"])))
+    if a.evidence.break_even_text:
+        items.append(("break-even", a.evidence.break_even_text))
     dec = meta.decision
     items.append(("decision rule", f"alpha {dec.alpha}, min gain {dec.min_gain}, "
                   f"equivalence margin {dec.equivalence_margin}, "
@@ -348,7 +340,7 @@ def _metadata(meta: RunMeta) -> str:
 
 
 def _task_sections(a: Analysis) -> str:
-    if "field" in a.per_class.columns:
+    if a.task_type == EXTRACTION:
         return extraction_sections(a)
     return f"<h2>Most frequent confusions</h2>{_confusions(a)}"
 
@@ -358,7 +350,7 @@ def render_html(a: Analysis, meta: RunMeta) -> str:
     v = a.verdict
     reasons = "".join(f"<li>{esc(r)}</li>" for r in v.reasons)
     plateau = esc(a.plateau.reason) if a.plateau else "No few-shot sweep in this run."
-    be = esc(a.evidence.get("break_even_text", "No fine-tuned arm to compare."))
+    be = esc(a.evidence.break_even_text or "No fine-tuned arm to compare.")
     unavailable = "".join(f"<li>{esc(arm_name(r['strategy'], r['k'], r['type']))}: "
                           f"{esc(r['unavailable'])}</li>" for _, r in a.summary.iterrows()
                           if isinstance(r.get("unavailable"), str))

@@ -133,24 +133,23 @@ def clusters_note(a: Analysis) -> str:
     """A clustered run (`dataset.cluster`): its clusters, each arm's design effect, and how
     the intervals and tests account for them."""
     c = a.clustering
-    if not c:
+    if c is None:
         return ""
     s = a.summary
     effects = "; ".join(f"{_e(arm_name(r['strategy'], r['k'], r['type']))} "
                         f"{_shown(r['design_effect'], lambda v: f'{v:.2f}')}"
                         for _, r in s.iterrows()) if "design_effect" in s else ""
-    return (f'<p id="clusters">Clustered eval (dataset.cluster: {_e(c.get("field"))}): '
-            f"{c['clusters']} clusters, {c['mean_cluster_size']:.1f} examples each on average "
-            f"(largest {c['max_cluster_size']}). Design effect of each arm's accuracy (its "
+    return (f'<p id="clusters">Clustered eval (dataset.cluster: {_e(c.field)}): '
+            f"{c.clusters} clusters, {c.mean_cluster_size:.1f} examples each on average "
+            f"(largest {c.details.get('max_cluster_size')}). Design effect of each arm's accuracy (its "
             f"variance over that of independent examples): {effects}. Intervals: "
-            f"{_e(c['interval'])}; paired bootstraps and the plateau's steps resample clusters; "
-            f"paired test: {_e(c['paired_test'])}.</p>")
+            f"{_e(c.interval)}; paired bootstraps and the plateau's steps resample clusters; "
+            f"paired test: {_e(c.paired_test)}.</p>")
 
 
 def planning_note(a: Analysis) -> str:
     """What the eval can detect (power.planning), under the comparisons table."""
-    plan = a.planning or {}
-    return f'<p id="planning">{_e(plan["sentence"])}</p>' if plan.get("sentence") else ""
+    return f'<p id="planning">{_e(a.planning.sentence)}</p>' if a.planning else ""
 
 
 def design_space_section(a: Analysis) -> str:

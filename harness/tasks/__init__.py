@@ -7,6 +7,7 @@ from typing import Any
 
 from harness.config import Prompts, TaskConfig
 from harness.dataset import Targets
+from harness.kinds import CLASSIFICATION, EXTRACTION
 from harness.tasks.base import Score, Task
 from harness.tasks.classification import ClassificationTask, check_schema
 from harness.tasks.extraction import MATCHES, ExtractionTask
@@ -23,11 +24,13 @@ def _extraction(task: TaskConfig, labels: Sequence[str]) -> Task:
     return ExtractionTask(dict(task.output_schema or {}), dict(task.match))
 
 
-# task.type -> a builder from the task config and the label set; a plain dict, no plugins
+# task.type (a key of harness.kinds.TASK_KINDS, every one) -> a builder from the task config
+# and the label set; a plain dict, no plugins
 TASKS: dict[str, Callable[[TaskConfig, Sequence[str]], Task]] = {
-    "classification": _classification,
-    "extraction": _extraction,
+    CLASSIFICATION: _classification,
+    EXTRACTION: _extraction,
 }
+
 
 def _classification_problems(task: TaskConfig) -> list[str]:
     problem = check_schema(task.output_schema) if task.output_schema is not None else None
@@ -51,14 +54,14 @@ def _extraction_problems(task: TaskConfig) -> list[str]:
 
 # task.type -> checks of the config that only the task can make (problem strings)
 CONFIG_CHECKS: dict[str, Callable[[TaskConfig], list[str]]] = {
-    "classification": _classification_problems,
-    "extraction": _extraction_problems,
+    CLASSIFICATION: _classification_problems,
+    EXTRACTION: _extraction_problems,
 }
 
 
 def gold_reader(task: TaskConfig) -> Targets | None:
     """How the data's gold answers are read for this task type (None: labels, as strings)."""
-    if task.type == "extraction":
+    if task.type == EXTRACTION:
         return ExtractionTask(dict(task.output_schema or {}), dict(task.match)).targets()
     return None
 

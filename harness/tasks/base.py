@@ -86,6 +86,12 @@ class Task(Protocol):
         """The task's headline quality figure besides accuracy (macro-F1 for classification)."""
         ...
 
+    def metrics(self) -> Mapping[str, str]:
+        """The task's metrics as summary columns -> the name a header or a sentence gives
+        them (e.g. accuracy -> "exact match", field_f1 -> "field F1 (micro)"), headline
+        first."""
+        ...
+
     def extra_metrics(self, expected: Sequence[Any], predicted: Sequence[Any]) -> dict[str, float]:
         """Per-arm figures only this task type has (extraction: field precision, recall, F1)."""
         ...

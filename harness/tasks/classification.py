@@ -118,6 +118,10 @@ class ClassificationTask:
 
         return float(np.mean([v["f1"] for v in table.values()])) if table else 0.0
 
+    def metrics(self) -> Mapping[str, str]:
+        """Accuracy and macro-F1."""
+        return {"accuracy": "accuracy", "macro_f1": "macro-F1"}
+
     def extra_metrics(self, expected: Sequence[Any], predicted: Sequence[Any]) -> dict[str, float]:
         """None beyond accuracy and macro-F1."""
         return {}

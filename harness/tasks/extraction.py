@@ -264,6 +264,10 @@ class ExtractionTask:
         """field_precision, field_recall, field_f1 (micro over non-null values)."""
         return {f"field_{k}": v for k, v in self.micro(expected, predicted).items()}
 
+    def metrics(self) -> Mapping[str, str]:
+        """Exact match of the whole object (the accuracy column) and micro field F1."""
+        return {"accuracy": "exact match", "field_f1": "field F1 (micro)"}
+
     def quality(self, expected: Sequence[Any], predicted: Sequence[Any]) -> float:
         """Micro field F1."""
         return self.micro(expected, predicted)["f1"]

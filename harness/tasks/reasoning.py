@@ -85,6 +85,10 @@ class ReasoningFirst:
         """The wrapped task's quality figure."""
         return self.inner.quality(expected, predicted)
 
+    def metrics(self) -> Mapping[str, str]:
+        """The wrapped task's metrics."""
+        return self.inner.metrics()
+
     def extra_metrics(self, expected: Sequence[Any], predicted: Sequence[Any]) -> dict[str, float]:
         """The wrapped task's extra figures."""
         return self.inner.extra_metrics(expected, predicted)

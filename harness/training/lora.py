@@ -208,11 +208,6 @@ def _load_base(base_gguf: Path) -> tuple[Any, Any]:
     return _BASE_CACHE[key]
 
 
-def clear_cache() -> None:
-    """Forget the de-quantized base model kept in memory (about 0.5 GB) between calls."""
-    _BASE_CACHE.clear()
-
-
 def encode_examples(
     tokenizer: Any, examples: Sequence[Sequence[Mapping[str, str]]], max_length: int
 ) -> list[tuple[list[int], int]]:

@@ -83,19 +83,15 @@ def test_unknown_training_cost_that_cannot_pay_back() -> None:
 
 
 def _verdict(meta: RunMeta) -> tuple[Any, dict[str, Any], Any]:
+    """The committed complete run analysed under `meta`: its verdict, the fine-tune evidence
+    (as summary.json has it) and the summary."""
     from run_helpers import FIXTURE_RUNS
 
-    from harness.analysis.decision import curve_and_plateau, meta_task, verdict
-    from harness.analysis.pairs import comparisons_frame
-    from harness.analysis.tables import results_frame, summary_frame
+    from harness.analysis import analyse
     from harness.running.store import read_records
 
-    df = results_frame(read_records(FIXTURE_RUNS / "complete"), meta)
-    summary, mats = summary_frame(df, meta, meta_task(meta))
-    comparisons = comparisons_frame(summary, mats, n_boot=500, alpha=0.05)
-    _, plateau = curve_and_plateau(summary, mats, meta.decision)
-    v, evidence = verdict(summary, comparisons, plateau, mats, meta)
-    return v, evidence, summary
+    a = analyse(read_records(FIXTURE_RUNS / "complete"), meta)
+    return a.verdict, a.evidence.to_dict(), a.summary
 
 
 def _meta(price: Price, fine_tuned: Price | None = None, *, training_cost: float | None = None,

@@ -441,8 +441,9 @@ def test_analyse_a_committed_run_end_to_end() -> None:
     assert list(a.comparisons["p_value"]) == pytest.approx([1, 1, 1, 0.5, 1, 1, 1])
     assert not a.comparisons["significant"].any()
     assert a.verdict.recommendation == "prompting_sufficient"
-    assert a.evidence["fine_tuned_arm"] == "fine-tuned" and a.evidence["best_prompting_arm"] == "few-shot@k=1"
-    assert a.evidence["delta"]["estimate"] == pytest.approx(1 / 13) and a.evidence["p_adjusted"] == 1.0
+    assert a.evidence.fine_tuned_arm == "fine-tuned" and a.evidence.best_prompting_arm == "few-shot@k=1"
+    c = a.evidence.comparison
+    assert c is not None and c.delta.estimate == pytest.approx(1 / 13) and c.p_adjusted == 1.0
     zs = a.per_class[a.per_class["strategy"] == "zero-shot"].set_index("label")
     assert list(zs["support"]) == [4, 3, 3, 3]
     assert list(zs["recall"]) == pytest.approx([3 / 4, 1, 1 / 3, 1])

@@ -122,7 +122,7 @@ def test_format_run_figures_by_hand(format_run: Path) -> None:
     assert c.loc["ft", "delta"] == pytest.approx(1 - 152 / 156)
     assert c.loc["raw", "delta"] == pytest.approx(80 / 120 - 152 / 156)
     assert c.loc["raw", "significant"] and not c.loc["ft", "significant"]
-    assert a.evidence["metric"] == "field_f1" and a.evidence["test"] == "paired_bootstrap"
+    assert a.evidence.metric == "field_f1" and a.evidence.comparison.test == "paired_bootstrap"
     # exact match: McNemar on 2 discordant pairs, 2 * (1/2)^2 = 0.5 before Holm
     acc = _analyse(format_run, metric="accuracy").comparisons.set_index("arm_a")
     assert set(acc["test"]) == {"mcnemar"}
@@ -200,7 +200,7 @@ def test_field_f1_changes_the_plateau_and_the_test(plateau_run: Path) -> None:
     assert list(f1.curve["field_f1"]) == pytest.approx([0.0, 0.5])
     assert list(f1.curve["gain"])[1] == pytest.approx(0.5)
     assert set(f1.comparisons["test"]) == {"paired_bootstrap"}
-    assert f1.evidence["best_prompting_arm"] == "fs@k=1"  # best by F1, not the accuracy tie
+    assert f1.evidence.best_prompting_arm == "fs@k=1"  # best by F1, not the accuracy tie
 
 
 def test_the_fine_tuned_arm_wins_on_the_metric_despite_a_floor(plateau_run: Path) -> None:
