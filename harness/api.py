@@ -217,7 +217,7 @@ def read_run(run_dir: str | Path) -> tuple[pd.DataFrame, pd.DataFrame]:
 
 def analyse(run_dir: str | Path) -> Analysis:
     """Every table and the verdict of a run folder, computed from its records (no model call)."""
-    from harness.analysis.decision import analyse_columns
+    from harness.analysis.pipeline import analyse_columns
 
     d = Path(run_dir)
     return analyse_columns(read_columns(d), read_meta(d))
@@ -248,7 +248,7 @@ def eval_plan(cfg: Config | str | Path, *, pilot: str | Path | None = None, delt
               power: float = 0.8, alpha: float = 0.05) -> list[str]:
     """`harness plan`: what the config's eval can detect and the size it needs
     (analysis.planner), from a pilot run folder's discordance when given; no model call."""
-    from harness.analysis.planner import plan_config, plan_lines
+    from harness.analysis.planning import plan_config, plan_lines
 
     if not isinstance(cfg, Config):
         cfg = load_config(cfg)

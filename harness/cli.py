@@ -55,7 +55,7 @@ def _fraction(name: str, value: float) -> float:
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
-    from harness.analysis.planner import plan_config, plan_lines
+    from harness.analysis.planning import plan_config, plan_lines
     from harness.api import load_config
 
     delta, target = _fraction("--delta", args.delta), _fraction("--power", args.power)
@@ -71,7 +71,7 @@ def _log(message: str) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from harness.analysis.space import untried_text
+    from harness.analysis.design_space import untried_text
     from harness.api import load_config, run
     from harness.config import with_overrides
     from harness.report import format_figures, format_table

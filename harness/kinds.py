@@ -11,7 +11,9 @@ The bottom layer: this module imports nothing from harness, so every package may
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
+from dataclasses import dataclass
 from types import MappingProxyType
 
 # --------------------------------------------------------------------------- task kinds
@@ -72,8 +74,78 @@ VERDICTS: Mapping[str, str] = MappingProxyType({
     WITHHELD: "no verdict may be given: an incomplete run, failures, too little compliance, ...",
 })
 
+# --------------------------------------------------------------------------- arm names
+# (summary.csv `strategy` with @k=, comparisons, figures, cascades' primary and fallback)
+
+_ARM = re.compile(r"^(?P<strategy>[A-Za-z0-9][A-Za-z0-9_.-]*)(?::(?P<variant>[A-Za-z0-9_.-]+))?"
+                  r"(?:@k=(?P<k>\d+)|@t=(?P<t>[0-9.eE+-]+))?$")
+
+
+@dataclass(frozen=True)
+class ArmId:
+    """One arm's identity and the one place its name is written and read: a strategy, its
+    prompt variant (`s:v`), its shot count when swept (`s@k=4`), or a cascade's operating
+    threshold (`c@t=0.5`). `str(ArmId.parse(name)) == name` for every name it writes."""
+
+    strategy: str
+    variant: str | None = None
+    k: int | None = None
+    threshold: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.k is not None and self.threshold is not None:
+            raise ValueError("an arm has a shot count or a threshold, not both")
+
+    @property
+    def base(self) -> str:
+        """The strategy with its variant (`s` or `s:v`): the `strategy` column of records."""
+        return self.strategy if self.variant is None else f"{self.strategy}:{self.variant}"
+
+    def __str__(self) -> str:
+        if self.k is not None:
+            return f"{self.base}@k={self.k}"
+        if self.threshold is not None:
+            return f"{self.base}@t={self.threshold:g}"
+        return self.base
+
+    @classmethod
+    def parse(cls, name: str) -> ArmId:
+        """The identity an arm's name says (ValueError: not an arm name)."""
+        m = _ARM.match(name)
+        if m is None:
+            raise ValueError(f"not an arm name: {name!r} (NAME, NAME:VARIANT, NAME@k=K or "
+                             "NAME@t=THRESHOLD)")
+        t = m.group("t")
+        return cls(m.group("strategy"), m.group("variant"),
+                   None if m.group("k") is None else int(m.group("k")),
+                   None if t is None else float(t))
+
+    @classmethod
+    def of(cls, strategy: str, k: int | None = None) -> ArmId:
+        """The arm of a summary's `strategy` column (`s`, `s:v`, or a cascade's `c@t=0.5`) at
+        shot count k (None: not swept)."""
+        arm = cls.parse(strategy)
+        return arm if k is None else cls(arm.strategy, arm.variant, k)
+
+
 __all__ = [
-    "CASCADE", "CLASSIFICATION", "EXTRACTION", "FEW_SHOT", "FINE_TUNE", "FINE_TUNED", "HYBRID",
-    "KEEP_PROMPTING", "PROMPTING_SUFFICIENT", "RANDOM", "SELECTIONS", "SIMILAR", "STRATEGY_KINDS",
-    "STRATIFIED", "TASK_KINDS", "VERDICTS", "WITHHELD", "ZERO_SHOT",
+    "CASCADE",
+    "CLASSIFICATION",
+    "EXTRACTION",
+    "FEW_SHOT",
+    "FINE_TUNE",
+    "FINE_TUNED",
+    "HYBRID",
+    "KEEP_PROMPTING",
+    "PROMPTING_SUFFICIENT",
+    "RANDOM",
+    "SELECTIONS",
+    "SIMILAR",
+    "STRATEGY_KINDS",
+    "STRATIFIED",
+    "TASK_KINDS",
+    "VERDICTS",
+    "WITHHELD",
+    "ZERO_SHOT",
+    "ArmId",
 ]

@@ -1,4 +1,5 @@
-"""Analysis: statistics (`stats`), per-arm metrics, tables, the decision and history.
+"""Analysis: from a run's records to typed results and one verdict (see the README's code
+layout for the module that answers each question).
 
 Importing this package is cheap (the names below load on first use), so that `harness
 history`, which needs only `analysis.history`, pulls in neither the statistics nor scipy.
@@ -12,10 +13,10 @@ from typing import TYPE_CHECKING, Any
 __all__ = ["Analysis", "analyse", "best_prompting_arm"]
 
 if TYPE_CHECKING:
-    from harness.analysis.decision import Analysis, analyse
-    from harness.analysis.tables import best_prompting_arm
+    from harness.analysis.arms import best_prompting_arm
+    from harness.analysis.pipeline import Analysis, analyse
 
-_HOME = {"Analysis": "decision", "analyse": "decision", "best_prompting_arm": "tables"}
+_HOME = {"Analysis": "pipeline", "analyse": "pipeline", "best_prompting_arm": "arms"}
 
 
 def __getattr__(name: str) -> Any:

@@ -1,5 +1,6 @@
-"""Calibration of per-answer confidence (the `confidence` column: a vote's share, or the answer's
-token probability): confidence bins against accuracy, and the expected calibration error (ECE).
+"""Calibration: *does an answer's confidence mean what it says?* Calibration of per-answer
+confidence (the `confidence` column: a vote's share, or the answer's token probability):
+confidence bins against accuracy, and the expected calibration error (ECE).
 
 ECE = sum over bins of (n_bin / n) * |accuracy_bin - mean confidence_bin|, with equal-width bins
 over [0, 1] (the last bin closed), over the answers that have a confidence and an answer of

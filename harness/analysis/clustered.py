@@ -1,5 +1,6 @@
-"""Statistics for clustered eval sets (`dataset.cluster`): groups of related examples, such as
-the turns of one conversation or the messages of one customer, whose answers are correlated.
+"""Clustered examples: *how do related examples change the intervals and tests?* Statistics for
+clustered eval sets (`dataset.cluster`): groups of related examples, such as the turns of one
+conversation or the messages of one customer, whose answers are correlated.
 
 Examples in one cluster are not independent, so an eval of n examples in K clusters carries
 less information than n independent ones. The *design effect* (Kish 1965) is the ratio of the

@@ -1,5 +1,6 @@
-"""The schema-compliance floor of the verdict (`decision.min_schema_compliance`): an arm whose
-answers match the output schema less often than the floor cannot be recommended.
+"""The format floor: *which recommendation stands when answers must match the schema?* The
+schema-compliance floor of the verdict (`decision.min_schema_compliance`): an arm whose answers
+match the output schema less often than the floor cannot be recommended.
 
 With a floor the verdict tells three cases apart:
 
@@ -18,11 +19,11 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from harness.analysis.curves import PlateauResult
 from harness.analysis.results import Verdict
 from harness.analysis.rules import (
     METRIC_NAMES,
     ArmEvidence,
-    PlateauResult,
     decide,
     p_text,
     pays_back,

@@ -1,4 +1,5 @@
-"""When no verdict may be given: the checks that stand between the statistics and a decision.
+"""The guard: *may a verdict be given at all?* When no verdict may be given: the checks that
+stand between the statistics and a decision.
 
 A verdict is advice on sound evidence only. It is withheld, with the reasons, when the run is
 incomplete, when the endpoint failed on more answers than `run.max_failure_rate` allows, when an
@@ -13,7 +14,7 @@ from collections.abc import Sequence
 
 import pandas as pd
 
-from harness.analysis.tables import reference_arm, row_name
+from harness.analysis.arms import reference_arm, row_name
 from harness.running.records import RunMeta, endpoint_failure_share
 from harness.strategies import is_fine_tuned
 from harness.tasks import Task

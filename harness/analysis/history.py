@@ -1,5 +1,6 @@
-"""Plateau across prompt versions: every complete run appends one record per arm to the history
-file; `harness history CONFIG` shows the trajectory and flags a plateau.
+"""History: *how has a score moved across runs and prompt versions?* Plateau across prompt
+versions: every complete run appends one record per arm to the history file; `harness history
+CONFIG` shows the trajectory and flags a plateau.
 
 The history file is one place for every run, wherever its folder is: `$HARNESS_HISTORY` if set,
 else `reports/history.jsonl` under the working directory (like the fine-tune registry,

@@ -1,4 +1,5 @@
-"""Per-arm metrics as pure functions over per-example result rows."""
+"""Metrics: *what figures does one arm's set of answers give?* Per-arm metrics as pure functions
+over per-example result rows."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Power of the paired comparisons: what an eval of n examples can detect, and the n it needs.
+"""Power: *what difference can n examples detect?* Power of the paired comparisons: what an eval
+of n examples can detect, and the n it needs.
 
 Every comparison of two arms on the same examples is McNemar's test on the discordant pairs
 (stats.mcnemar_exact). With discordance psi = p10 + p01 (the share of examples one arm gets
@@ -22,10 +23,11 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from statistics import NormalDist
-from typing import Any
 
 import numpy as np
 import pandas as pd
+
+from harness.analysis.results import Planning
 
 EXACT_MAX_N = 20_000
 DEFAULT_DISCORDANCE = 0.25  # without a pilot: a quarter of examples answered differently
@@ -230,15 +232,15 @@ def discordance(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.mean(x != z)) if len(x) else math.nan
 
 
-def planning(comparisons: pd.DataFrame, decisive: tuple[str, str] | None) -> dict[str, Any]:
+def planning(comparisons: pd.DataFrame, decisive: tuple[str, str] | None) -> Planning | None:
     """What this run can detect: from the decisive comparison (`decisive` = (arm_a, arm_b),
     e.g. the fine-tuned arm against the best prompt) when the table has it, else the row with
     the most examples; its n, discordance and minimum detectable difference (80% power,
-    alpha 0.05), and the sentence the report shows. {} without an accuracy comparison."""
+    alpha 0.05), and the sentence the report shows. None without an accuracy comparison."""
     rows = comparisons[comparisons["mde"].notna() | comparisons["discordance"].notna()] \
         if "mde" in comparisons else comparisons.iloc[:0]
     if not len(rows):
-        return {}
+        return None
     pick = rows.iloc[:0]
     if decisive is not None:
         a, b = decisive
@@ -257,16 +259,15 @@ def planning(comparisons: pd.DataFrame, decisive: tuple[str, str] | None) -> dic
     else:
         sentence = (f"With n = {n}, this eval can detect paired differences of at least "
                     f"{100 * floor:.1f} points (80% power, alpha = 0.05; {how}, {where}).")
-    return {"n": n, "discordance": psi, "mde": floor, "power": 0.8, "alpha": 0.05,
-            "method": how, "comparison": [str(r["arm_a"]), str(r["arm_b"])],
-            "sentence": sentence, **({"design_effect": deff} if deff > 1 else {})}
+    return Planning(n, psi, floor, 0.8, 0.05, how, (str(r["arm_a"]), str(r["arm_b"])), sentence,
+                    deff if deff > 1 else None)
 
 
-def caution(plan: dict[str, Any], delta: float | None) -> str | None:
+def caution(plan: Planning | None, delta: float | None) -> str | None:
     """A caution when the decisive difference is smaller than what the eval can detect."""
-    if not plan or delta is None or math.isnan(delta):
+    if plan is None or delta is None or math.isnan(delta):
         return None
-    floor = plan.get("mde")
+    floor = plan.mde
     if floor is not None and abs(delta) >= floor:
         return None
     limit = "any difference" if floor is None else f"the {100 * floor:.1f} points"

@@ -1,8 +1,6 @@
-"""The typed results of the analysis: what the verdict, the report, the terminal and the gate
-read, as frozen dataclasses. `summary.json` is written from them (`to_dict`); nothing here
-computes a statistic.
-
-Question answered: *what did the analysis conclude, and from which numbers?*
+"""The typed results: *what did the analysis conclude, and from which numbers?* What the
+verdict, the report, the terminal and the gate read, as frozen dataclasses. `summary.json` is
+written from them (`to_dict`); nothing here computes a statistic.
 """
 
 from __future__ import annotations
@@ -14,9 +12,10 @@ from dataclasses import field as default
 from typing import TYPE_CHECKING, Any
 
 from harness.analysis.stats import Interval
+from harness.kinds import ArmId
 
 if TYPE_CHECKING:
-    from harness.analysis.rules import BreakEven
+    from harness.analysis.cost import BreakEven
 
 
 def _finite(x: float | None) -> float | None:
@@ -238,7 +237,7 @@ class CascadeResult:
     @property
     def arm(self) -> str:
         """The operating point's arm name (NAME@t=THRESHOLD), as in summary.csv."""
-        return f"{self.name}@t={self.threshold:g}"
+        return str(ArmId(self.name, threshold=self.threshold))
 
     @property
     def better_arm(self) -> str:

@@ -1,4 +1,5 @@
-"""Statistics behind the prompt-or-fine-tune decision.
+"""The estimators: *which interval and test, computed how?* Statistics behind the
+prompt-or-fine-tune decision.
 
 Pure functions over numpy arrays; results are frozen dataclasses. Accuracies are fractions in
 [0, 1]; "points" in human sentences are percentage points.

@@ -18,9 +18,19 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from harness.analysis import compliance, power, rules, stats, volume
-from harness.analysis.cascade import hybrid, routing_text
-from harness.analysis.pairs import paired
+from harness.analysis import compliance, cost, power, rules, stats
+from harness.analysis.arms import (
+    Matrices,
+    best_prompting_arm,
+    clusters_of,
+    price,
+    reference_arm,
+    row_name,
+)
+from harness.analysis.cascades import hybrid, routing_text
+from harness.analysis.comparisons import paired
+from harness.analysis.curves import PlateauResult, zero_shot_point
+from harness.analysis.design_space import untried_text
 from harness.analysis.results import (
     CascadeResult,
     Comparison,
@@ -29,15 +39,6 @@ from harness.analysis.results import (
     Figure,
     Planning,
     Verdict,
-)
-from harness.analysis.space import untried_text, zero_shot_point
-from harness.analysis.tables import (
-    Matrices,
-    best_prompting_arm,
-    clusters_of,
-    price,
-    reference_arm,
-    row_name,
 )
 from harness.kinds import HYBRID, WITHHELD
 from harness.model import pricing
@@ -54,12 +55,7 @@ INTERVAL_COLUMNS: Mapping[str, tuple[str, str]] = {
 
 def _configured_training_cost(meta: RunMeta, strategy: str) -> float | None:
     """`training_cost_usd` of the strategy's `fine_tuned_model` mapping in the run's config."""
-    for s in meta.config_raw.get("strategies") or ():
-        if isinstance(s, dict) and s.get("name") == strategy:
-            ft = s.get("fine_tuned_model")
-            cost = ft.get("training_cost_usd") if isinstance(ft, dict) else None
-            return None if cost is None else float(cost)
-    return None
+    return meta.config.training_cost_usd(strategy)
 
 
 def training_cost(meta: RunMeta, f: pd.Series) -> float | None:
@@ -70,12 +66,14 @@ def training_cost(meta: RunMeta, f: pd.Series) -> float | None:
     cost = _configured_training_cost(meta, str(f["strategy"]))
     if cost is not None:
         return cost
-    entry = meta.fine_tunes.get(str(f["strategy"])) or {}
-    cost = entry.get("training_cost_usd")
-    if cost is None and entry.get("trained_tokens"):
+    entry = meta.fine_tunes.get(str(f["strategy"]))
+    if entry is None:
+        return None
+    cost = entry.training_cost_usd
+    if cost is None and entry.trained_tokens:
         p = price(meta, f["model"], f["model_id"])
         if p is not None:
-            cost = pricing.training_cost(p, int(entry["trained_tokens"]))
+            cost = pricing.training_cost(p, int(entry.trained_tokens))
     return None if cost is None else float(cost)
 
 
@@ -124,22 +122,22 @@ def fine_tune_evidence(summary: pd.DataFrame, comparisons: pd.DataFrame, mats: M
     f = ft.iloc[0]
     c = _comparison(comparisons, mats, meta, f, best)
     training = training_cost(meta, f)
-    engineering = volume.engineering_cost(meta)
+    engineering = cost.engineering_cost(meta)
     if training is not None:  # the up-front cost: training and engineering time
         training += engineering
     be, saving, cap = None, None, None
     prompt_cost, ft_cost = best["cost_per_1k"] / 1000, f["cost_per_1k"] / 1000
     if not (math.isnan(prompt_cost) or math.isnan(ft_cost)):
         saving = float(prompt_cost) - float(ft_cost)
-        hosting = (volume.hosting(meta, [str(best["model"])])
-                   - volume.hosting(meta, [str(f["model"])]))
+        hosting = (cost.hosting(meta, [str(best["model"])])
+                   - cost.hosting(meta, [str(f["model"])]))
         if hosting and decision.monthly_volume:  # fixed costs, spread over the volume
             saving += hosting / decision.monthly_volume
         if training is not None:
-            be = rules.break_even(training, float(prompt_cost), float(ft_cost),
+            be = cost.break_even(training, float(prompt_cost), float(ft_cost),
                                   horizon_months=decision.horizon_months)
         if decision.monthly_volume is not None:
-            cap = rules.max_training_cost(saving, decision.monthly_volume,
+            cap = cost.max_training_cost(saving, decision.monthly_volume,
                                           decision.horizon_months)
     zero = saving is not None and float(prompt_cost) == 0 and float(ft_cost) == 0
     arm = rules.ArmEvidence(c.delta, c.p_adjusted, be, decision.monthly_volume, saving,
@@ -171,12 +169,12 @@ def format_evidence(summary: pd.DataFrame, ft: pd.Series | None, floor: float, m
                                      _arm_format(top), _arm_format(ft), constrained)
 
 
-def _decide(summary: pd.DataFrame, plateau: rules.PlateauResult | None,
+def _decide(summary: pd.DataFrame, plateau: PlateauResult | None,
             arm: rules.ArmEvidence | None, meta: RunMeta) -> Verdict:
     """The decision rules: rules.decide, or decide_with_floor under a compliance floor."""
     decision = meta.decision
     if plateau is None:
-        plateau = rules.PlateauResult("insufficient_data", None, None, (),
+        plateau = PlateauResult("insufficient_data", None, None, (),
                                       "no few-shot sweep in this run")
     kw = {"alpha": decision.alpha, "equivalence_margin": decision.equivalence_margin,
           "metric": decision.metric}
@@ -198,7 +196,7 @@ def _figure(row: pd.Series, metric: str, role: str) -> Figure | None:
     return Figure(row_name(row), metric, float(row[metric]), low, high, role)
 
 
-def figures(summary: pd.DataFrame, meta: RunMeta, plateau: rules.PlateauResult | None,
+def figures(summary: pd.DataFrame, meta: RunMeta, plateau: PlateauResult | None,
             cascades: Sequence[CascadeResult]) -> tuple[Figure, ...]:
     """Every number the verdict box shows, each from the summary row of the arm it names:
     the best prompt, the zero-shot point of the judged curve (every zero-shot arm without a
@@ -237,7 +235,7 @@ class Inputs:
 
     summary: pd.DataFrame  # one row per single arm (cascades are in `cascades`)
     comparisons: pd.DataFrame
-    plateau: rules.PlateauResult | None
+    plateau: PlateauResult | None
     mats: Matrices  # per-example results of decision.metric (count matrices for field F1)
     meta: RunMeta
     planning: Planning | None
@@ -253,7 +251,7 @@ def build(i: Inputs) -> tuple[Verdict, Evidence]:
     evidence, arm = fine_tune_evidence(i.summary, i.comparisons, i.mats, i.meta)
     v = _decide(i.summary, i.plateau, arm, i.meta)
     after: list[str] = []
-    note = power.caution(i.planning.to_dict() if i.planning else {}, None if evidence.comparison is None
+    note = power.caution(i.planning, None if evidence.comparison is None
                          else evidence.comparison.delta.estimate)
     if note:
         after.append(note)

@@ -9,6 +9,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from harness.kinds import FEW_SHOT, ArmId
+
 if TYPE_CHECKING:  # (types imports CascadeConfig from here)
     from harness.config.types import StrategyConfig
 
@@ -60,10 +62,11 @@ def arm_strategies(strategies: Sequence[StrategyConfig]) -> dict[str, StrategyCo
     one arm, or an arm's display name (few-shot@k=4; variants as STRATEGY:VARIANT)."""
     out: dict[str, StrategyConfig] = {}
     for s in strategies:
-        for b in [s.name, *(f"{s.name}:{v.name}" for v in s.variants)]:
-            out.update({f"{b}@k={k}": s for k in s.shots} if s.type == "few_shot" else {b: s})
-            if s.type == "few_shot" and len(s.shots) == 1:
-                out.setdefault(b, s)
+        for b in [ArmId(s.name), *(ArmId(s.name, v.name) for v in s.variants)]:
+            out.update({str(ArmId(b.strategy, b.variant, k)): s for k in s.shots}
+                       if s.type == FEW_SHOT else {str(b): s})
+            if s.type == FEW_SHOT and len(s.shots) == 1:
+                out.setdefault(str(b), s)
     return out
 
 

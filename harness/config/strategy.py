@@ -46,6 +46,15 @@ def _variant(where: str, name: str, value: Any, base: Path) -> Variant:
                    bool(value.get("reasoning", False)))
 
 
+def fine_tuned_fields(ft: Any) -> tuple[Any, bool, float | None]:
+    """A strategy's `fine_tuned_model` as (name, train_if_missing, training_cost_usd): either
+    the name alone or a mapping of the three (also how a run folder's raw config is read)."""
+    if isinstance(ft, Mapping):
+        cost = ft.get("training_cost_usd")
+        return ft.get("name"), bool(ft.get("train_if_missing")), None if cost is None else float(cost)
+    return ft, False, None
+
+
 def parse_strategy(i: int, d: Mapping[str, Any], models: list[str], problems: list[str],
                    base: Path, run: RunConfig) -> StrategyConfig:
     """`strategies[i]`, its problems appended to `problems` (variant files read from `base`)."""
@@ -92,10 +101,7 @@ def parse_strategy(i: int, d: Mapping[str, Any], models: list[str], problems: li
     ft = d.get("fine_tuned_model")
     if d["type"] != "fine_tuned" and ft is not None:
         problems.append(f"{where}.fine_tuned_model: only for type fine_tuned")
-    ft_name, train, cost = (
-        (ft.get("name"), bool(ft.get("train_if_missing")), ft.get("training_cost_usd"))
-        if isinstance(ft, dict) else (ft, False, None)
-    )
+    ft_name, train, cost = fine_tuned_fields(ft)
     return StrategyConfig(
         name=d["name"],
         type=d["type"],
@@ -106,7 +112,7 @@ def parse_strategy(i: int, d: Mapping[str, Any], models: list[str], problems: li
         draws=d.get("draws", 1),
         fine_tuned_model=ft_name,
         train_if_missing=train,
-        training_cost_usd=None if cost is None else float(cost),
+        training_cost_usd=cost,
         prompts=parse_prompts(d.get("prompts")),
         structured_output=d.get("structured_output"),
         samples=samples,

@@ -25,6 +25,8 @@ eval set (dataset sha256 and example ids). Otherwise (e.g. a plain ``summary.jso
 two-proportion z-test and a Newcombe interval on the arm's number of examples. A run with
 ``dataset.cluster`` pairs over clusters: the bootstrap resamples clusters and the test is
 Durkalski et al.'s clustered McNemar (analysis/clustered.py); the unpaired z-test ignores them.
+The tests are the analysis's own (analysis/comparisons.py: paired_test, unpaired_test), so the
+gate and the report give the same figures for the same examples.
 
 What to commit: the file ``--update-baseline`` writes (say ``baselines/NAME.json``), a few kB::
 
@@ -49,16 +51,14 @@ missing, and refuses an incomplete run, a baseline of another config (without
 
 from __future__ import annotations
 
-import math
 from collections import Counter, defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from statistics import NormalDist
 
 import numpy as np
 
-from harness.analysis import clustered, stats
+from harness.analysis import comparisons, stats
 from harness.errors import InputError
 from harness.model.completion import is_endpoint_failure
 from harness.running.records import RunMeta
@@ -207,38 +207,18 @@ def _per_example(cols: RecordColumns, rows: Sequence[int], col: str) -> dict[str
     return {ex: sum(v) / len(v) for ex, v in by_ex.items()}
 
 
-def unpaired_test(now: float, n_now: int, base: float, n_base: int) -> tuple[stats.Interval, float]:
-    """now - base with a Newcombe (Wilson score) 95% interval, and a two-sided pooled z-test p."""
-    w_now = stats.wilson_interval(min(n_now, max(0.0, now * n_now)), n_now)
-    w_base = stats.wilson_interval(min(n_base, max(0.0, base * n_base)), n_base)
-    l1, u1, l2, u2 = w_now.low, w_now.high, w_base.low, w_base.high
-    d = now - base
-    ci = stats.Interval(d, d - math.hypot(now - l1, u2 - base), d + math.hypot(u1 - now, base - l2))
-    pooled = (now * n_now + base * n_base) / (n_now + n_base)
-    se = math.sqrt(pooled * (1 - pooled) * (1 / n_now + 1 / n_base))
-    p = 1.0 if se == 0 else 2 * (1 - NormalDist().cdf(abs(d) / se))
-    return ci, min(1.0, p)
-
-
-def paired_test(now: Mapping[str, float], base: Mapping[str, float], *, n_boot: int = 2000,
-                clusters: Mapping[str, str] | None = None) -> tuple[stats.Interval, float]:
-    """now - base on the same examples: paired bootstrap interval and exact McNemar p; with
-    `clusters` (example id -> cluster, `dataset.cluster`), the bootstrap over clusters and the
-    clustered McNemar test (analysis/clustered.py)."""
-    ids = sorted(now)
-    x = np.array([now[i] for i in ids])
-    y = np.array([base[i] for i in ids])
-    groups = None if clusters is None else [clusters.get(i, "") for i in ids]
-    ci = stats.paired_difference(x, y, n_boot=n_boot, seed=0, clusters=groups)
-    if groups is None:
-        return ci, stats.mcnemar_exact(x > 0.5, y > 0.5)
-    return ci, clustered.clustered_mcnemar(x > 0.5, y > 0.5, groups)
+# the analysis's test ids (comparisons.DifferenceTest.test) -> the names gate.md and junit.xml show
+TEST_NAMES = {"mcnemar": "McNemar", "clustered_mcnemar": "clustered McNemar", "z_test": "z-test"}
 
 
 def _test(cur: ArmData | None, base: ArmData | None, metric: str, same_data: bool, n_boot: int,
           clusters: Mapping[str, str] | None = None
           ) -> tuple[stats.Interval | None, float | None, str | None]:
-    """(change, p, test name) for one arm and metric; Nones when there is nothing to compare."""
+    """(change, p, test name) for one arm and metric; Nones when there is nothing to compare.
+
+    The tests are the analysis's (analysis/comparisons.py): paired_test over the examples both
+    have, in example-id order (with `clusters`, example id -> cluster, `dataset.cluster`, its
+    clustered form), else unpaired_test on the pooled values."""
     if cur is None or base is None or not (cur.n and base.n):
         return None, None, None
     now, was = cur.values.get(metric), base.values.get(metric)
@@ -246,9 +226,14 @@ def _test(cur: ArmData | None, base: ArmData | None, metric: str, same_data: boo
         return None, None, None
     if (same_data and cur.per_example is not None and base.per_example is not None
             and set(cur.per_example[metric]) == set(base.per_example[metric])):
-        return (*paired_test(cur.per_example[metric], base.per_example[metric], n_boot=n_boot,
-                             clusters=clusters), "McNemar" if clusters is None else "clustered McNemar")
-    return (*unpaired_test(now, cur.n, was, base.n), "z-test")
+        x, y = cur.per_example[metric], base.per_example[metric]
+        ids = sorted(x)
+        t = comparisons.paired_test(
+            np.array([x[i] for i in ids]), np.array([y[i] for i in ids]), n_boot=n_boot,
+            clusters=None if clusters is None else [clusters.get(i, "") for i in ids])
+    else:
+        t = comparisons.unpaired_test(now, cur.n, was, base.n)
+    return t.difference, t.p_value, TEST_NAMES[t.test]
 
 
 def compare(baseline: Snapshot | None, current: Snapshot, *, max_drop: float = DEFAULT_MAX_DROP,

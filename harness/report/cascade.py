@@ -1,11 +1,17 @@
 """The report's cascade section (`type: cascade`): per cascade, its cost-accuracy frontier as a
 table and a chart, the operating point held out from the examples that chose it, and its
-paired comparisons with each arm alone."""
+paired comparisons with each arm alone. This module computes them; templates/cascade.html.j2
+lays them out."""
 
 from __future__ import annotations
 
+from typing import Any
+
+from markupsafe import Markup
+
 from harness.analysis import Analysis
 from harness.analysis.results import CascadeResult, FrontierPoint, HeldOut
+from harness.kinds import ArmId
 from harness.report.chart import chart_style, figure_svg
 from harness.report.fields import DASH, _e, _num
 
@@ -55,41 +61,30 @@ def frontier_svg(c: CascadeResult) -> str:
                                f'of {_e(c.name)}"')
 
 
-def cascade_section(a: Analysis) -> str:
-    """The whole section; empty without a cascade."""
-    if not a.cascades:
-        return ""
-    parts = []
-    chosen = ' class="chosen"'
+def cascade_context(a: Analysis) -> list[dict[str, Any]]:
+    """Per cascade, what templates/cascade.html.j2 shows: its frontier rows, chart (Markup),
+    operating point held out and comparisons, formatted; empty without a cascade."""
+    out = []
     for c in a.cascades:
-        rows = "".join(
-            f"<tr{chosen if r.chosen else ''}><td>{_e(c.name)}@t="
-            f"{r.threshold:g}</td><td>{100 * r.fallback_share:.0f}%</td>"
-            f"<td>{_num(r.accuracy)} [{_num(r.ci_low)}, {_num(r.ci_high)}]</td>"
-            f"<td>{_cost(c, r)}</td><td>{r.mean_tokens:.0f}</td>"
-            f"<td>{'yes' if r.on_frontier else DASH}</td></tr>" for r in c.frontier)
         h = c.held_out
-        vs = "; ".join(f"against {_e(r.arm_b)} alone {100 * r.delta.estimate:+.1f} points "
-                       f"[{100 * r.delta.low:+.1f}, {100 * r.delta.high:+.1f}], Holm "
-                       f"p = {r.p_adjusted:.3g}" for r in c.comparisons)
-        measure = ("cost per 1k queries" if c.cost_measure == "cost_per_1k" else
-                   "mean latency per query (no prices known, so latency is the cost measure)")
-        parts.append(
-            f"<h3>{_e(c.name)}: {_e(c.primary)}, falling back to {_e(c.fallback)}</h3>"
-            f"<figure>{frontier_svg(c)}</figure>"
-            '<table class="cascade"><tr><th>threshold</th><th>to fallback</th><th>accuracy '
-            "[95% CI] (in sample)</th><th>cost</th><th>tokens / query</th><th>frontier</th></tr>"
-            f"{rows}</table>"
-            f"<p>Operating point: t = {c.threshold:g}, {_e(c.rule)} (cost: "
-            f"{_e(measure)}). Held out "
-            f"({_e(c.selection)}; thresholds chosen on the halves: "
-            f"{', '.join(f'{t:g}' for t in c.fold_thresholds)}): accuracy "
-            f"{_num(h.accuracy)} [{_num(h.ci_low)}, {_num(h.ci_high)}], "
-            f"{100 * h.fallback_share:.0f}% to the fallback, {_cost(c, h)}; {vs}.</p>")
-    return ('<h2 id="cascade">Cascades</h2><p class="muted">Computed from the arms\' recorded '
-            "answers (draw 0), with no new request: an answer of the primary with confidence "
-            "below t, or with none, is replaced by the fallback's; the primary is always paid, "
-            "the fallback when routed.</p>" + "".join(parts))
+        out.append({
+            "name": c.name, "primary": c.primary, "fallback": c.fallback,
+            "chart": Markup(frontier_svg(c)),
+            "rows": [(r.chosen, str(ArmId(c.name, threshold=r.threshold)), f"{100 * r.fallback_share:.0f}%",
+                      f"{_num(r.accuracy)} [{_num(r.ci_low)}, {_num(r.ci_high)}]", _cost(c, r),
+                      f"{r.mean_tokens:.0f}", "yes" if r.on_frontier else DASH)
+                     for r in c.frontier],
+            "threshold": f"{c.threshold:g}", "rule": c.rule, "selection": c.selection,
+            "measure": ("cost per 1k queries" if c.cost_measure == "cost_per_1k" else
+                        "mean latency per query (no prices known, so latency is the cost measure)"),
+            "fold_thresholds": ", ".join(f"{t:g}" for t in c.fold_thresholds),
+            "held_out": {"accuracy": _num(h.accuracy), "low": _num(h.ci_low), "high": _num(h.ci_high),
+                         "share": f"{100 * h.fallback_share:.0f}%", "cost": _cost(c, h)},
+            "comparisons": [(r.arm_b, f"{100 * r.delta.estimate:+.1f}", f"{100 * r.delta.low:+.1f}",
+                             f"{100 * r.delta.high:+.1f}", f"{r.p_adjusted:.3g}")
+                            for r in c.comparisons],
+        })
+    return out
 
 
-__all__ = ["cascade_section", "frontier_svg"]
+__all__ = ["cascade_context", "frontier_svg"]

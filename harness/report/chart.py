@@ -11,9 +11,9 @@ from typing import Any
 import pandas as pd
 
 from harness.analysis import Analysis
+from harness.analysis.arms import row_name
+from harness.analysis.curves import zero_shot_point
 from harness.analysis.results import called
-from harness.analysis.space import zero_shot_point
-from harness.analysis.tables import row_name
 from harness.strategies import is_fine_tuned
 
 

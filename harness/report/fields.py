@@ -1,5 +1,6 @@
 """Report sections of extraction runs: per-field scores, compliance per arm with how answers were
-constrained, and escaped samples of answers that broke the schema."""
+constrained, and escaped samples of answers that broke the schema; and the figure formatting the
+other sections share. This module computes them; templates/extraction.html.j2 lays them out."""
 
 from __future__ import annotations
 
@@ -15,8 +16,13 @@ CONSTRAINT = {"json_schema": "schema (constrained)", "json_object": "JSON gramma
               "none": "none (the raw text)"}
 
 
+def _text(value: Any) -> str:
+    return "" if value is None else str(value)
+
+
 def _e(value: Any) -> str:
-    return html.escape("" if value is None else str(value), quote=True)
+    """`value` escaped for HTML (None as empty): for markup built in Python, the SVGs' labels."""
+    return html.escape(_text(value), quote=True)
 
 
 def _figure(x: Any, spec: str, scale: float = 1.0) -> str:
@@ -37,19 +43,14 @@ def _num(x: Any) -> str:
     return _figure(x, ".3f")
 
 
-def per_field_table(a: Analysis) -> str:
-    """Per field and arm: accuracy, precision, recall, F1, support."""
+def per_field_rows(a: Analysis) -> list[tuple[str, ...]] | None:
+    """Per field and arm: accuracy, precision, recall, F1, support; None before any answer."""
     pf = a.per_class
     if pf.empty or "field" not in pf:
-        return '<p class="muted">No answered examples yet.</p>'
-    rows = "".join(
-        f'<tr><td class="text">{_e(arm_name(r["strategy"], int(r["k"]), _type(a, r)))}</td>'
-        f'<td class="text">{_e(r["field"])}</td><td>{_num(r["accuracy"])}</td>'
-        f'<td>{_num(r["precision"])}</td><td>{_num(r["recall"])}</td><td>{_num(r["f1"])}</td>'
-        f'<td>{int(r["support"])}</td></tr>' for _, r in pf.iterrows())
-    return ('<div class="scroll" id="per-field"><table><tr><th class="text">arm</th>'
-            '<th class="text">field</th><th>accuracy</th><th>precision</th><th>recall</th>'
-            f'<th>F1</th><th>support</th></tr>{rows}</table></div>')
+        return None
+    return [(arm_name(r["strategy"], int(r["k"]), _type(a, r)), r["field"], _num(r["accuracy"]),
+             _num(r["precision"]), _num(r["recall"]), _num(r["f1"]), str(int(r["support"])))
+            for _, r in pf.iterrows()]
 
 
 def _type(a: Analysis, r: Any) -> str:
@@ -58,48 +59,36 @@ def _type(a: Analysis, r: Any) -> str:
     return str(match["type"].iloc[0]) if len(match) else "zero_shot"
 
 
-def compliance_table(a: Analysis) -> str:
+def compliance_rows(a: Analysis) -> list[tuple[str, ...]]:
     """Per arm: how answers were constrained, schema compliance with its interval, parse
-    failures and lenient parses."""
-    rows = []
+    failures, lenient parses and field F1."""
+    rows: list[tuple[str, ...]] = []
     for _, r in a.summary.iterrows():
         mode = str(r.get("structured_output") or "")
-        rows.append(
-            f'<tr><td class="text">{_e(arm_name(r["strategy"], int(r["k"]), str(r["type"])))}</td>'
-            f'<td class="text">{_e(CONSTRAINT.get(mode, mode))}</td>'
-            f'<td>{_pct(r["schema_compliance"])} [{_pct(r["schema_ci_low"])}, '
-            f'{_pct(r["schema_ci_high"])}]</td><td>{_pct(r["parse_failure_rate"])}</td>'
-            f'<td>{int(r.get("lenient_parses") or 0)}</td>'
-            f'<td>{_num(r.get("field_f1"))}</td></tr>')
-    return ('<div class="scroll" id="compliance"><table><tr><th class="text">arm</th>'
-            '<th class="text">constrained by</th><th>schema compliance (95% CI)</th>'
-            '<th>not JSON</th><th>lenient parses</th><th>field F1</th></tr>'
-            f'{"".join(rows)}</table></div><p class="muted">Constrained arms ask the endpoint to '
-            'follow the schema (or a JSON grammar); unconstrained ones (none) show what the model '
-            'writes on its own. A lenient parse is an answer that parsed only after one '
-            'surrounding Markdown code fence was removed; it counts as compliant when the object '
-            'inside matches the schema.</p>')
+        rows.append((arm_name(r["strategy"], int(r["k"]), str(r["type"])), CONSTRAINT.get(mode, mode),
+                     f'{_pct(r["schema_compliance"])} [{_pct(r["schema_ci_low"])}, '
+                     f'{_pct(r["schema_ci_high"])}]', _pct(r["parse_failure_rate"]),
+                     str(int(r.get("lenient_parses") or 0)), _num(r.get("field_f1"))))
+    return rows
 
 
-def noncompliant_samples(a: Analysis, limit: int = 12) -> str:
-    """Escaped outputs that were not JSON or broke the schema, at most one per example."""
+def noncompliant_rows(a: Analysis, limit: int = 12) -> list[tuple[str, str, str]] | None:
+    """(arm, why, output) of outputs that were not JSON or broke the schema, at most one per
+    example; None when every answer matched the schema."""
     r = a.results
     bad = r[r["error_kind"].isin(["invalid_json", "schema", "truncated", "empty"])]
     if bad.empty:
-        return '<p class="muted">Every answer was JSON that matched the schema.</p>'
-    bad = bad.drop_duplicates("example_id").head(limit)
-    rows = "".join(
-        f'<tr><td class="text">{_e(arm_name(x["strategy"], int(x["k"]), str(x["type"])))}</td>'
-        f'<td class="text">{_e(x["error_kind"])}: {_e(x["error"])}</td>'
-        f'<td class="text"><pre>{_e(str(x["output"])[:400])}</pre></td></tr>'
-        for _, x in bad.iterrows())
-    return ('<div class="scroll" id="noncompliant"><table><tr><th class="text">arm</th>'
-            '<th class="text">why</th><th class="text">output</th></tr>'
-            f'{rows}</table></div>')
+        return None
+    return [(arm_name(x["strategy"], int(x["k"]), str(x["type"])),
+             f'{_text(x["error_kind"])}: {_text(x["error"])}', str(x["output"])[:400])
+            for _, x in bad.drop_duplicates("example_id").head(limit).iterrows()]
 
 
-def extraction_sections(a: Analysis) -> str:
-    """The extraction-only part of the report."""
-    return (f"<h2>Per field</h2>{per_field_table(a)}"
-            f"<h2>Schema compliance</h2>{compliance_table(a)}"
-            f"<h2>Answers that broke the format</h2>{noncompliant_samples(a)}")
+def extraction_context(a: Analysis) -> dict[str, Any]:
+    """The extraction-only part of the report (templates/extraction.html.j2)."""
+    return {"per_field": per_field_rows(a), "compliance": compliance_rows(a),
+            "noncompliant": noncompliant_rows(a)}
+
+
+__all__ = ["CONSTRAINT", "DASH", "compliance_rows", "extraction_context", "noncompliant_rows",
+           "per_field_rows"]

@@ -17,10 +17,10 @@ import numpy as np
 import pandas as pd
 
 from harness.analysis import Analysis, analyse
+from harness.analysis.arms import row_name
 from harness.analysis.calibration import expected_calibration_error
-from harness.analysis.cascade import frontier_frame
-from harness.analysis.decision import analyse_columns, meta_task
-from harness.analysis.tables import row_name
+from harness.analysis.cascades import frontier_frame
+from harness.analysis.pipeline import analyse_columns, meta_task
 from harness.files import atomic_writer, write_json_atomic, write_text_atomic
 from harness.kinds import EXTRACTION
 from harness.report.html import render_html

@@ -5,74 +5,47 @@ One file that opens from disk: no script, no CDN, no network. A Content-Security
 forbids scripts and remote loads as a second line of defence; every data string is escaped.
 The output is deterministic: the same records and metadata give the same bytes (fixed Styler
 uuid, fixed matplotlib hash salt, no SVG metadata), so `harness report` reproduces it exactly.
+
+The markup is in jinja2 templates (templates/report.html.j2, one include per section, and its
+stylesheet templates/report.css); this module and the section modules compute what they show,
+formatted: numbers as text, table rows, and the SVG charts and the Styler's arms table, which
+alone go in as Markup. Every other value is escaped on output (`_finalize`: html.escape).
 """
 
 from __future__ import annotations
 
+import functools
 import html
 import math
 import re
 from collections.abc import Mapping
-from typing import Any
+from importlib import resources
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
+from markupsafe import Markup
 
 from harness.analysis import Analysis
 from harness.kinds import EXTRACTION
 from harness.model.pricing import is_fine_tuned_id
-from harness.report.cascade import cascade_section
+from harness.report.cascade import cascade_context
 from harness.report.chart import curve_svg
 from harness.report.failures import failure_sample
-from harness.report.fields import extraction_sections
-from harness.report.space import TEST_NAMES, clusters_note, design_space_section, planning_note
-from harness.report.volume import volume_section
+from harness.report.fields import extraction_context
+from harness.report.space import TEST_NAMES, clusters_context, design_space_context, planning_sentence
+from harness.report.volume import volume_context
 from harness.running.records import RunMeta
 from harness.strategies import arm_name
 
+if TYPE_CHECKING:
+    import jinja2
+
 DASH, MINUS = "\u2013", "\u2212"
 CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:"
-
-CSS = """
-:root{color-scheme:light}
-body{font:15px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:0 auto;
-max-width:1100px;padding:1.25rem;color:#1d2433;background:#fff}
-h1{font-size:1.5rem;margin:.2rem 0}h2{font-size:1.15rem;margin-top:2rem;border-bottom:1px solid #ddd}
-.verdict{padding:1rem 1.2rem;border-radius:8px;border-left:6px solid;margin:1rem 0}
-.fine_tune{background:#eaf6ec;border-color:#2e7d32}.keep_prompting{background:#fff6e0;border-color:#c77700}
-.prompting_sufficient{background:#e8f0fb;border-color:#1f5fbf}
-.verdict .label{font-weight:700;text-transform:uppercase;font-size:.8rem;letter-spacing:.05em}
-.verdict .sentence{margin:.3rem 0;font-size:1.1rem}
-.numbers{display:grid;grid-template-columns:max-content 1fr;gap:.15rem 1rem;margin:.6rem 0;font-size:.9rem}
-.numbers dt{font-weight:600}.numbers dd{margin:0}
-.incomplete{background:#fdecea;border:1px solid #e0a5a0;padding:.6rem 1rem;border-radius:6px;color:#8a1c1c}
-table{border-collapse:collapse;font-size:.85rem;margin:.5rem 0;width:100%}
-th,td{border-bottom:1px solid #e3e3e3;padding:.3rem .45rem;text-align:right;vertical-align:top}
-th{background:#f4f5f7}td.text,th.text{text-align:left}
-.scroll{overflow-x:auto}details{margin:.4rem 0}summary{cursor:pointer;font-weight:600}
-pre,code.out{white-space:pre-wrap;overflow-wrap:anywhere;
-font:.78rem/1.35 ui-monospace,Menlo,Consolas,monospace}
-pre{background:#f7f7f9;padding:.6rem;border-radius:6px}
-td.text{overflow-wrap:break-word}#T_arms td{white-space:nowrap}#T_arms th,#T_arms td{padding:.3rem .35rem}
-table.fixed{table-layout:fixed}table.fixed td{overflow-wrap:anywhere}
-figure{margin:.5rem 0}svg{max-width:100%;height:auto}figcaption,.muted{color:#555;font-size:.85rem}
-svg#learning-curve{display:block;width:100%;height:auto}
-.grid{display:grid;grid-template-columns:repeat(auto-fill,minmax(min(100%,300px),1fr));gap:.2rem 1.2rem}
-.grid>div{min-width:0}
-td.label,table.labels td{word-break:normal;overflow-wrap:normal;hyphens:none}
-table.fixed td.label{overflow-wrap:break-word}#failures{min-width:50rem}
-.grid h3{font-size:.9rem;margin:.6rem 0 0}
-footer{margin-top:2.5rem;color:#777;font-size:.8rem}
-@media print{
-@page{margin:1.4cm}
-body{max-width:none;padding:0;font-size:11pt}
-.verdict,.incomplete,th{print-color-adjust:exact;-webkit-print-color-adjust:exact}
-.scroll{overflow:visible}
-details::details-content{content-visibility:visible;display:block}
-summary{list-style:none}
-tr,figure,.verdict,pre{break-inside:avoid}
-h2{break-after:avoid}
-}
-"""
+TEMPLATES = "templates"  # beside this module, shipped as package data (pyproject.toml)
+PAGE, MACROS = "report.html.j2", "macros.html.j2"
+# the stylesheet the page's <style> tag includes (templates/report.css)
+CSS = (resources.files("harness.report") / TEMPLATES / "report.css").read_text(encoding="utf-8")
 
 ARM_COLUMNS = {  # the metric columns' headers come from the task (Task.metrics)
     "arm": "arm", "model_id": "model id", "n": "n", "draws": "draws", "answers": "answers",
@@ -100,6 +73,30 @@ def _text(value: Any) -> str:
 
 def _fmt(x: Any, spec: str) -> str:
     return DASH if _isnan(x) else format(x, spec)
+
+
+def _finalize(value: Any) -> Any:
+    """Every `{{ value }}` of the templates, before jinja2's autoescape: Markup (the charts, the
+    arms table, the output of a macro or include) as it is; anything else escaped as `esc` does
+    (html.escape, quotes too: `&#x27;`, not markupsafe's `&#39;`), None and NaN as empty."""
+    return value if hasattr(value, "__html__") else Markup(esc(value))
+
+
+@functools.cache
+def environment() -> jinja2.Environment:
+    """The templates' environment, made once: autoescape, undefined names an error, the
+    templates compiled once and never reloaded. jinja2 is imported only here."""
+    import jinja2
+
+    return jinja2.Environment(
+        loader=jinja2.PackageLoader("harness.report", TEMPLATES), autoescape=True,
+        undefined=jinja2.StrictUndefined, finalize=_finalize, trim_blocks=True, lstrip_blocks=True,
+        keep_trailing_newline=True, auto_reload=False)
+
+
+def _macro(name: str) -> Any:
+    """A macro of templates/macros.html.j2, callable from Python (returns Markup)."""
+    return getattr(environment().get_template(MACROS).module, name)
 
 
 def arm_counts(row: Mapping[str, Any]) -> tuple[int, int, int]:
@@ -132,21 +129,23 @@ def _cost(row: Mapping[str, Any]) -> str:
     return "unknown*" if _no_price(row) else _fmt(row["cost_per_1k"], ".4f")
 
 
-def price_notes(summary: pd.DataFrame) -> str:
-    """The footnote to 'unknown*' costs: which `price:` block to add, for each model id."""
-    notes: dict[tuple[str, str], str] = {}
+def price_note_items(summary: pd.DataFrame) -> list[dict[str, str]]:
+    """The arms whose cost is 'unknown*', once per (model, model id): the `price:` block to add
+    (`price`, or `price.fine_tuned` for a fine-tuned id) to `models.MODEL`."""
+    notes: dict[tuple[str, str], dict[str, str]] = {}
     for _, r in summary.iterrows():
         if not _no_price(r):
             continue
         model, model_id = str(r["model"]), str(r["model_id"])
         key = "price.fine_tuned" if is_fine_tuned_id(model_id) else "price"
-        notes.setdefault((model, model_id), f"no price is known for {esc(model_id)}: add "
-                         f"<code>{key}:</code> to <code>models.{esc(model)}</code> in the config")
-    if not notes:
-        return ""
-    return ('<p class="muted" id="price-notes">* Cost unknown: ' + "; ".join(notes.values())
-            + " (USD per 1M tokens: <code>input</code>, <code>cached_input</code>, "
-            "<code>output</code>).</p>")
+        notes.setdefault((model, model_id), {"model": model, "model_id": model_id, "key": key})
+    return list(notes.values())
+
+
+def price_notes(summary: pd.DataFrame) -> str:
+    """The footnote to 'unknown*' costs as HTML (the macro `price_notes`); "" when every cost is
+    known."""
+    return str(_macro("price_notes")(price_note_items(summary)))
 
 
 def arms_table(a: Analysis) -> str:
@@ -200,9 +199,9 @@ def arms_table(a: Analysis) -> str:
     return str(styler.to_html(doctype_html=False))
 
 
-def _numbers(a: Analysis, meta: RunMeta) -> str:
+def _numbers(a: Analysis, meta: RunMeta) -> list[tuple[str, str]]:
     """The figures the verdict rests on (its `figures`, each named by its arm and metric), the
-    decisive comparison and the rule, as a definition list."""
+    decisive comparison and the rule: (term, text) pairs."""
     items = [(f.label, f.text(a.metric_name(f.metric))) for f in a.verdict.figures]
     c = a.evidence.comparison
     if c is not None:
@@ -220,40 +219,47 @@ def _numbers(a: Analysis, meta: RunMeta) -> str:
     items.append(("decision rule", f"alpha {dec.alpha}, min gain {dec.min_gain}, "
                   f"equivalence margin {dec.equivalence_margin}, "
                   f"monthly volume {dec.monthly_volume or 'not given'}"))
-    return '<dl class="numbers">' + "".join(f"<dt>{esc(k)}</dt><dd>{esc(v)}</dd>" for k, v in items) + "</dl>"
+    return items
 
 
-def _incomplete(a: Analysis, meta: RunMeta) -> str:
+def verdict_context(a: Analysis, meta: RunMeta) -> dict[str, Any]:
+    """The verdict box (templates/verdict.html.j2): the verdict, its sentence, the numbers
+    behind it and its reasons."""
+    v = a.verdict
+    return {"recommendation": v.recommendation, "label": v.recommendation.replace("_", " "),
+            "sentence": v.sentence, "numbers": _numbers(a, meta), "reasons": list(v.reasons)}
+
+
+def incomplete_context(a: Analysis, meta: RunMeta) -> dict[str, str] | None:
+    """The incomplete-run banner's figures; None for a complete run."""
     if a.complete:
-        return ""
-    expected = meta.expected_records
-    return ('<p class="incomplete" id="incomplete" role="alert"><strong>Incomplete run</strong> '
-            f"(status: {esc(meta.status)}): {len(a.results)} of {expected} results recorded. "
-            f"{esc(meta.message or '')} Figures cover the examples finished so far; "
-            "resume the run to complete them.</p>")
+        return None
+    return {"status": _text(meta.status), "recorded": str(len(a.results)),
+            "expected": str(meta.expected_records), "message": _text(meta.message or "")}
 
 
-def _confusions(a: Analysis, top: int = 5) -> str:
-    r = a.results
-    df = r[r["prediction"].notna() & ~r["correct"].astype(bool) & (r["prediction"] != r["expected"])]
-    if df.empty:
-        return '<p class="muted">No confusions: every parsed prediction matched its label.</p>'
-    parts = []
-    for (strategy, k, kind), sub in df.groupby(["strategy", "k", "type"], sort=False):
-        counts = sub.groupby(["expected", "prediction"]).size().sort_values(ascending=False, kind="stable")
-        rows = "".join(f'<tr><td class="text">{label_html(e)}</td><td class="text">{label_html(p)}</td>'
-                       f"<td>{n}</td></tr>" for (e, p), n in counts.head(top).items())
-        parts.append(f'<div><h3>{esc(arm_name(strategy, k, kind))}</h3><div class="scroll">'
-                     '<table class="labels"><tr><th class="text">expected</th>'
-                     f'<th class="text">predicted</th><th>count</th></tr>{rows}</table></div></div>')
-    return f'<div class="grid" id="confusions">{"".join(parts)}</div>'
+def label_parts(label: Any) -> list[str]:
+    """A label (unescaped) cut after each `_`, `/` or `.`: the macro `label` joins the parts
+    with <wbr>, so `card_payment_wrong_exchange_rate` breaks between its words, never inside one."""
+    return re.split(r"(?<=[_/.])(?=.)", _text(label))
 
 
 def label_html(label: Any) -> str:
-    """An escaped label that may also wrap after `_`, `/` or `.` (a <wbr> there), so
-    `card_payment_wrong_exchange_rate` breaks between its words, never inside one."""
-    text = _text(label)
-    return "<wbr>".join(esc(part) for part in re.split(r"(?<=[_/.])(?=.)", text))
+    """An escaped label that may also wrap after `_`, `/` or `.` (a <wbr> there)."""
+    return str(_macro("label")(label_parts(label)))
+
+
+def confusions_context(a: Analysis, top: int = 5) -> list[tuple[str, list[tuple[list[str], list[str], str]]]]:
+    """Per arm, its `top` most frequent (expected, predicted, count) confusions (labels cut by
+    `label_parts`); empty when every parsed prediction matched its label."""
+    r = a.results
+    df = r[r["prediction"].notna() & ~r["correct"].astype(bool) & (r["prediction"] != r["expected"])]
+    out = []
+    for (strategy, k, kind), sub in df.groupby(["strategy", "k", "type"], sort=False):
+        counts = sub.groupby(["expected", "prediction"]).size().sort_values(ascending=False, kind="stable")
+        out.append((arm_name(strategy, k, kind), [(label_parts(e), label_parts(p), str(n))
+                                                  for (e, p), n in counts.head(top).items()]))
+    return out
 
 
 def _clip(text: Any, limit: int = 400) -> str:
@@ -261,65 +267,52 @@ def _clip(text: Any, limit: int = 400) -> str:
     return s if len(s) <= limit else s[:limit] + " …"
 
 
-def _failures(a: Analysis, limit: int = 20) -> str:
-    """The failure sample (see failure_sample) as a table."""
+def failures_context(a: Analysis, limit: int = 20) -> dict[str, Any] | None:
+    """The failure sample (see failure_sample): its counts and rows; None without a failure."""
     failed = a.results[~a.results["correct"].astype(bool)]
     if failed.empty:
-        return '<p class="muted">No failures.</p>'
+        return None
     picked = failure_sample(a.results, limit)
-    total = len(failed.drop_duplicates(["strategy", "k", "example_id"]))
-    n_examples = failed["example_id"].nunique()
-    rows = "".join(
-        f'<tr><td class="text">{esc(arm_name(r["strategy"], r["k"], r["type"]))}</td>'
-        f'<td class="text">{esc(r["example_id"])}</td>'
-        f'<td class="text"><code class="out">{esc(_clip(r["input"]))}</code></td>'
-        f'<td class="text label">{label_html(r["expected"])}</td>'
-        f'<td class="text"><code class="out">{esc(_clip(r["output"]))}</code></td>'
-        f'<td class="text">{esc(r["error_kind"])}{": " if not _isnan(r["error"]) else ""}'
-        f'{esc(_clip(r["error"], 160))}</td></tr>' for _, r in picked.iterrows())
-    shown = picked["example_id"].nunique()
-    return (f'<p class="muted">{len(picked)} of {total} failed (arm, example) pairs, showing '
-            f"{shown} of the {n_examples} failed examples; no example is repeated before every "
-            "failed example has a row.</p>"
-            '<div class="scroll"><table id="failures" class="fixed"><colgroup><col style="width:13%">'
-            '<col style="width:6%"><col style="width:27%"><col style="width:14%"><col style="width:22%">'
-            '<col></colgroup><tr><th class="text">arm</th><th class="text">id</th><th class="text">input'
-            '</th><th class="text">expected</th><th class="text">output</th><th class="text">error</th>'
-            f"</tr>{rows}</table></div>")
+    rows = [{"arm": arm_name(r["strategy"], r["k"], r["type"]), "example_id": _text(r["example_id"]),
+             "input": _clip(r["input"]), "expected": label_parts(r["expected"]),
+             "output": _clip(r["output"]),
+             "error": _text(r["error_kind"]) + ("" if _isnan(r["error"]) else ": ")
+             + _clip(r["error"], 160)} for _, r in picked.iterrows()]
+    return {"rows": rows, "shown_pairs": str(len(picked)),
+            "total_pairs": str(len(failed.drop_duplicates(["strategy", "k", "example_id"]))),
+            "shown_examples": str(picked["example_id"].nunique()),
+            "failed_examples": str(failed["example_id"].nunique())}
 
 
-def _comparisons(a: Analysis) -> str:
-    if a.comparisons.empty:
-        return '<p class="muted">No comparisons.</p>'
-    metric = "field F1" if (a.comparisons.get("metric") == "field_f1").any() else "accuracy"
-    test = TEST_NAMES.get(str(a.comparisons["test"].iloc[0]), "McNemar p")
-    rows = "".join(
-        f'<tr><td class="text">{esc(r["arm_a"])}</td><td class="text">{esc(r["arm_b"])}</td>'
-        f"<td>{r['n']}</td><td>{r['delta']:+.3f}</td><td>{_fmt(r['delta_ci_low'], '+.3f')} … "
-        f"{_fmt(r['delta_ci_high'], '+.3f')}</td><td>{r['p_value']:.3g}</td>"
-        f"<td>{r['p_adjusted']:.3g}</td><td>{'yes' if r['significant'] else 'no'}</td></tr>"
-        for _, r in a.comparisons.iterrows())
-    return ('<div class="scroll"><table id="comparisons"><tr><th class="text">arm</th>'
-            f'<th class="text">vs</th><th>n</th><th>Δ {metric}</th><th>95% CI</th><th>{test}</th>'
-            f"<th>Holm p</th><th>significant</th></tr>{rows}</table></div>")
+def comparisons_context(a: Analysis) -> dict[str, Any] | None:
+    """The paired comparisons' rows, the metric and the test's name; None without any."""
+    cmp = a.comparisons
+    if cmp.empty:
+        return None
+    rows = [(_text(r["arm_a"]), _text(r["arm_b"]), str(r["n"]), f"{r['delta']:+.3f}",
+             f"{_fmt(r['delta_ci_low'], '+.3f')} … {_fmt(r['delta_ci_high'], '+.3f')}",
+             f"{r['p_value']:.3g}", f"{r['p_adjusted']:.3g}", "yes" if r["significant"] else "no")
+            for _, r in cmp.iterrows()]
+    return {"rows": rows, "metric": "field F1" if (cmp.get("metric") == "field_f1").any() else "accuracy",
+            "test": TEST_NAMES.get(str(cmp["test"].iloc[0]), "McNemar p")}
 
 
-def _prompts(meta: RunMeta) -> str:
-    parts, seen = [], set()
+def _prompts(meta: RunMeta) -> list[tuple[str, str, str, str]]:
+    """(arm, " (draw 0)" or "", template sha256, the prompt of one example), once per strategy
+    and k."""
+    out, seen = [], set()
     for arm in meta.arms:
         key = (arm.strategy, arm.k)
         if key in seen:
             continue
         seen.add(key)
         name = arm_name(arm.strategy, arm.k, arm.type)
-        draw = " (draw 0)" if name != arm.strategy else ""
-        parts.append(f"<details><summary>{esc(name)}"
-                     f"{draw} — template {esc(arm.prompt_sha256)}</summary>"
-                     f"<pre>{esc(arm.prompt_example)}</pre></details>")
-    return f'<div id="prompts">{"".join(parts)}</div>'
+        out.append((name, " (draw 0)" if name != arm.strategy else "", _text(arm.prompt_sha256),
+                    _text(arm.prompt_example)))
+    return out
 
 
-def _metadata(meta: RunMeta) -> str:
+def _metadata(meta: RunMeta) -> list[tuple[str, str]]:
     ds = meta.dataset
     models = "; ".join(f"{n}: {m.provider} {m.model}" for n, m in meta.models.items())
     items = {
@@ -334,58 +327,32 @@ def _metadata(meta: RunMeta) -> str:
         "status": meta.status, "harness": meta.harness_version,
         "versions": ", ".join(f"{k} {v}" for k, v in meta.versions.items()),
     }
-    rows = "".join(f'<tr><th class="text">{esc(k)}</th><td class="text">{esc(v)}</td></tr>'
-                   for k, v in items.items())
-    return f'<table id="metadata">{rows}</table>'
+    return [(k, _text(v)) for k, v in items.items()]
 
 
-def _task_sections(a: Analysis) -> str:
-    if a.task_type == EXTRACTION:
-        return extraction_sections(a)
-    return f"<h2>Most frequent confusions</h2>{_confusions(a)}"
+def page_context(a: Analysis, meta: RunMeta) -> dict[str, Any]:
+    """Everything templates/report.html.j2 shows, computed and formatted: one entry per section."""
+    unavailable = [(arm_name(r["strategy"], r["k"], r["type"]), r["unavailable"])
+                   for _, r in a.summary.iterrows() if isinstance(r.get("unavailable"), str)]
+    return {
+        "csp": Markup(CSP), "name": _text(meta.name), "incomplete": incomplete_context(a, meta),
+        "verdict": verdict_context(a, meta),
+        "arms": {"table": Markup(arms_table(a)), "unavailable": unavailable,
+                 "price_notes": price_note_items(a.summary)},
+        "curve": Markup(curve_svg(a)),
+        "curve_caption": a.plateau.reason if a.plateau else "No few-shot sweep in this run.",
+        "space": design_space_context(a), "cascades": cascade_context(a),
+        "comparisons": comparisons_context(a), "planning": planning_sentence(a),
+        "clusters": clusters_context(a), "decision_metric": _text(meta.decision.metric),
+        "break_even": a.evidence.break_even_text or "No fine-tuned arm to compare.",
+        "volume": volume_context(a),
+        "extraction": extraction_context(a) if a.task_type == EXTRACTION else None,
+        "confusions": [] if a.task_type == EXTRACTION else confusions_context(a),
+        "failures": failures_context(a), "prompts": _prompts(meta), "metadata": _metadata(meta),
+        "harness_version": _text(meta.harness_version),
+    }
 
 
 def render_html(a: Analysis, meta: RunMeta) -> str:
-    """The whole report as one HTML string."""
-    v = a.verdict
-    reasons = "".join(f"<li>{esc(r)}</li>" for r in v.reasons)
-    plateau = esc(a.plateau.reason) if a.plateau else "No few-shot sweep in this run."
-    be = esc(a.evidence.break_even_text or "No fine-tuned arm to compare.")
-    unavailable = "".join(f"<li>{esc(arm_name(r['strategy'], r['k'], r['type']))}: "
-                          f"{esc(r['unavailable'])}</li>" for _, r in a.summary.iterrows()
-                          if isinstance(r.get("unavailable"), str))
-    unavailable = f'<ul class="muted">{unavailable}</ul>' if unavailable else ""
-    return f"""<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8">
-<meta http-equiv="Content-Security-Policy" content="{CSP}">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>harness report: {esc(meta.name)}</title><link rel="icon" href="data:,">
-<style>{CSS}</style></head>
-<body>
-<h1>{esc(meta.name)}: prompt or fine-tune?</h1>
-{_incomplete(a, meta)}
-<section class="verdict {esc(v.recommendation)}" id="verdict">
-<div class="label">{esc(v.recommendation.replace('_', ' '))}</div>
-<p class="sentence">{esc(v.sentence)}</p>
-{_numbers(a, meta)}
-<ul>{reasons}</ul></section>
-<h2>Arms</h2><div class="scroll" id="arms">{arms_table(a)}</div>{unavailable}
-<p class="muted">n = examples; draws = independent draws of the few-shot examples, each used on
-every example; answers = scored answers over all draws (coverage, where shown: answers over the
-answers planned). Accuracy interval: Wilson for one draw, two-way bootstrap over examples and draws
-otherwise. Best accuracy in bold.</p>{price_notes(a.summary)}
-<h2>Learning curve</h2><figure>{curve_svg(a)}<figcaption>{plateau}</figcaption></figure>
-{design_space_section(a)}{cascade_section(a)}
-<h2>Paired comparisons</h2>{_comparisons(a)}{planning_note(a)}{clusters_note(a)}
-<p class="muted">Δ = difference of the decision metric ({esc(meta.decision.metric)}) on the same
-examples (paired bootstrap interval); p from McNemar's exact test for accuracy, from the paired
-bootstrap for field F1; Holm-adjusted across this run's comparisons.</p>
-<h2>Cost</h2><p>{be}</p>{volume_section(a)}
-{_task_sections(a)}
-<h2>Sample of failures</h2>{_failures(a)}
-<h2>Prompts</h2>{_prompts(meta)}
-<h2>Run</h2>{_metadata(meta)}
-<footer>Made by harness {esc(meta.harness_version)} from results.jsonl and run.json;
-rebuild with <code>harness report RUN_DIR</code>.</footer>
-</body></html>
-"""
+    """The whole report as one HTML string (templates/report.html.j2 over `page_context`)."""
+    return environment().get_template(PAGE).render(page_context(a, meta))

@@ -1,12 +1,16 @@
-"""The report's cost-by-volume part (analysis/volume.py): each arm's monthly cost over 1K-10M
-queries a month on log axes, the crossovers marked, and the sentences."""
+"""The report's cost-by-volume part (analysis/cost.py): each arm's monthly cost over 1K-10M
+queries a month on log axes, the crossovers marked, and the sentences (laid out by
+templates/cost.html.j2)."""
 
 from __future__ import annotations
+
+from typing import Any
+
+from markupsafe import Markup
 
 from harness.analysis import Analysis
 from harness.analysis.results import CostByVolume
 from harness.report.chart import chart_style, figure_svg
-from harness.report.fields import _e
 
 
 def volume_svg(cost: CostByVolume) -> str:
@@ -31,19 +35,16 @@ def volume_svg(cost: CostByVolume) -> str:
                                'monthly volume"')
 
 
-def volume_section(a: Analysis) -> str:
-    """Sentences and chart; the sentence alone when nothing costs money."""
+def volume_context(a: Analysis) -> dict[str, Any] | None:
+    """What templates/cost.html.j2 shows of the cost by volume: the sentences, the chart
+    (Markup; None when nothing costs money) and the engineering cost's note; None without it."""
     cost = a.cost_by_volume
     if cost is None:
-        return ""
-    items = "".join(f"<li>{_e(s)}</li>" for s in cost.sentences)
-    chart = "" if cost.unpriced else f"<figure>{volume_svg(cost)}</figure>"
+        return None
     eng = cost.engineering_cost_usd
-    note = (f" Up-front costs include ${eng:,.0f} of engineering time (decision.engineering_hours"
-            " x decision.hourly_rate)." if eng else "")
-    return (f'<h3 id="volume">Cost by monthly volume</h3>{chart}<ul>{items}</ul>'
-            f'<p class="muted">Monthly cost = cost per query x queries a month + hosting '
-            f"(price.hosting_per_month); vertical lines: crossovers.{_e(note)}</p>")
+    return {"sentences": list(cost.sentences),
+            "chart": None if cost.unpriced else Markup(volume_svg(cost)),
+            "engineering": f"${eng:,.0f}" if eng else None}
 
 
-__all__ = ["volume_section", "volume_svg"]
+__all__ = ["volume_context", "volume_svg"]

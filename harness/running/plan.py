@@ -17,7 +17,7 @@ from harness.config import Config, StrategyConfig
 from harness.dataset import Data, load_data
 from harness.errors import InputError
 from harness.model.registry import LOCAL_PREFIX, Registry, is_raw_model_id
-from harness.running.records import ArmMeta, DatasetMeta, RunMeta
+from harness.running.records import ArmMeta, DatasetMeta, RunMeta, fine_tune_from
 from harness.strategies import Strategy, expand, rendered_prompt
 from harness.tasks import Task, gold_reader, make_task, task_problems
 from harness.version import __version__
@@ -158,7 +158,7 @@ def build_meta(p: Plan) -> RunMeta:
         examples=tuple(ex.id for ex in data.eval),
         clusters=tuple(ex.cluster for ex in data.eval) if cfg.dataset.cluster else (),
         models=dict(cfg.models),
-        fine_tunes=p.fine_tunes,
+        fine_tunes={s: fine_tune_from(e) for s, e in p.fine_tunes.items()},
         run=cfg.run,
         decision=cfg.decision,
         gate=cfg.gate,

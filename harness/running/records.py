@@ -1,9 +1,8 @@
 """Typed, versioned run records: one `Record` per (arm, example), one `RunMeta` per run.
 
 These are the only shapes that cross the storage boundary. `to_dict` writes them, `from_dict`
-reads them back, including folders written before records carried a version (read as
-version 1: their model output may be cut at 2,000 characters and their prices use the old
-key names).
+reads them back, from folders of any format version: an older layout is first brought to the
+current one by running.migrations (which documents what each version changed).
 """
 
 from __future__ import annotations
@@ -14,16 +13,18 @@ from dataclasses import dataclass, field, fields
 from typing import Any, TypeVar
 
 from harness.config import DecisionConfig, GateConfig, ModelConfig, Price, RunConfig
+from harness.config.recorded import RecordedConfig, recorded_config
 from harness.model.completion import (
     Completion,
     is_endpoint_failure,
     is_request_error,
     request_failure,
 )
+from harness.model.registry import FineTune
+from harness.running.migrations import FORMAT_VERSION as FORMAT_VERSION
+from harness.running.migrations import migrate_meta, migrate_record
 from harness.tasks import Score, Task, vote_outputs
 from harness.tasks.confidence import answer_confidence, answer_fields
-
-FORMAT_VERSION = 2
 
 _T = TypeVar("_T")
 
@@ -133,9 +134,8 @@ class Record:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Record:
-        """Read a record of any format version (missing version: 1)."""
-        d = dict(data)
-        d.setdefault("format_version", 1)
+        """Read a record of any format version (missing version: 1; running.migrations)."""
+        d = migrate_record(data)
         d["example_id"] = str(d["example_id"])
         d["calls"] = tuple(d.get("calls") or ())
         if d.get("shots") is not None:
@@ -150,9 +150,6 @@ class Record:
             if name in d and d[name] is not None and not _is(d[name], kinds):
                 wanted = " or ".join(k.__name__ for k in kinds)
                 raise ValueError(f"field {name!r} is {d[name]!r}, not {wanted}")
-        if not 1 <= d["format_version"] <= FORMAT_VERSION:
-            raise ValueError(f"format_version {d['format_version']} is newer than this harness "
-                             f"reads ({FORMAT_VERSION}); upgrade harness")
         return _known(cls, d)
 
     def rescored(self, task: Task) -> Record:
@@ -227,30 +224,42 @@ class DatasetMeta:
     seed: int
 
 
-def _price_from(d: Mapping[str, Any] | None) -> Price | None:
-    if not d:
-        return None
-    if "input_per_m" in d:
-        return _known(Price, d)
-    inp = float(d.get("input", 0.0))  # version 1 key names
-    cached = d.get("cached_input")
-    return Price(inp, inp if cached is None else float(cached), float(d.get("output", 0.0)),
-                 d.get("training"))
-
-
 def _model_from(d: Mapping[str, Any]) -> ModelConfig:
-    return _known(ModelConfig, {**d, "price": _price_from(d.get("price"))})
+    price = d.get("price")
+    return _known(ModelConfig, {**d, "price": _known(Price, price) if price else None})
+
+
+# the registry fields a stored entry may lack (a hand-written or partial one): read as unknown
+_FINE_TUNE_BLANKS: dict[str, Any] = {
+    "name": "", "model_id": "", "provider": "", "base_model": "", "data_sha256": "",
+    "hyperparameters": {}, "trained_tokens": None, "training_cost_usd": None, "created_at": "",
+}
+
+
+def fine_tune_from(entry: FineTune | Mapping[str, Any]) -> FineTune:
+    """A run's `fine_tunes` entry as the registry's type: run.json stores the entry's fields
+    (dataclasses.asdict); fields it lacks read as unknown (or the registry's defaults)."""
+    if isinstance(entry, FineTune):
+        return entry
+    return _known(FineTune, {**_FINE_TUNE_BLANKS, **entry})
 
 
 @dataclass(frozen=True)
 class RunMeta:
-    """Everything reports need besides the records: config, data, arms, settings, status."""
+    """Everything reports need besides the records: config, data, arms, settings, status.
+
+    `config` is the run's config, typed (config.recorded), rebuilt from `config_raw` (the
+    config as parsed, as run.json stores it) whenever a RunMeta is made; readers use `config`,
+    `config_raw` is kept for the resume check (running.resume) and for run.json itself.
+    `fine_tunes` holds the registry entry each fine-tuned strategy resolved to (a mapping
+    given for one is read as one: `fine_tune_from`).
+    """
 
     name: str
     harness_version: str
     config_path: str
     config_sha256: str
-    config_raw: dict[str, Any]
+    config_raw: dict[str, Any]  # run.json's config.raw: `config` comes from it; resume reads it
     dataset: DatasetMeta
     task_type: str
     labels: tuple[str, ...]
@@ -258,7 +267,7 @@ class RunMeta:
     arms: tuple[ArmMeta, ...]
     examples: tuple[str, ...]
     models: dict[str, ModelConfig]
-    fine_tunes: dict[str, dict[str, Any]]
+    fine_tunes: Mapping[str, FineTune]  # strategy -> the registry entry it evaluated
     run: RunConfig
     decision: DecisionConfig
     gate: GateConfig
@@ -273,6 +282,13 @@ class RunMeta:
     clusters: tuple[str, ...] = ()
     # --allow-missing: the run was accepted without its unavailable arms (a verdict over the rest)
     allow_missing: bool = False
+    # the typed config, from config_raw (not an argument: always what config_raw says)
+    config: RecordedConfig = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "config", recorded_config(self.config_raw))
+        object.__setattr__(self, "fine_tunes", {s: fine_tune_from(e)
+                                                for s, e in self.fine_tunes.items()})
 
     @property
     def expected_records(self) -> int:
@@ -297,7 +313,7 @@ class RunMeta:
             "arms": [{**dataclasses.asdict(a), "shots": list(a.shots)} for a in self.arms],
             "examples": list(self.examples),
             "models": {n: dataclasses.asdict(m) for n, m in self.models.items()},
-            "fine_tunes": self.fine_tunes,
+            "fine_tunes": {s: dataclasses.asdict(e) for s, e in self.fine_tunes.items()},
             "run": dataclasses.asdict(self.run),
             "decision": dataclasses.asdict(self.decision),
             "gate": dataclasses.asdict(self.gate),
@@ -313,7 +329,8 @@ class RunMeta:
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> RunMeta:
-        """Read run.json of any format version (missing version: 1)."""
+        """Read run.json of any format version (missing version: 1; running.migrations)."""
+        d = migrate_meta(d)
         config = d.get("config") or {}
         ds = d.get("dataset") or {}
         return cls(
@@ -335,7 +352,7 @@ class RunMeta:
                        for a in d.get("arms") or ()),
             examples=tuple(str(e) for e in d.get("examples") or ()),
             models={n: _model_from(m) for n, m in (d.get("models") or {}).items()},
-            fine_tunes=dict(d.get("fine_tunes") or {}),
+            fine_tunes={str(s): fine_tune_from(e) for s, e in (d.get("fine_tunes") or {}).items()},
             run=_known(RunConfig, d.get("run") or {}),
             decision=_known(DecisionConfig, d.get("decision") or {}),
             gate=_known(GateConfig, d.get("gate") or {}),
@@ -345,7 +362,7 @@ class RunMeta:
             status=str(d.get("status", "unknown")),
             message=d.get("message"),
             counts=dict(d.get("counts") or {}),
-            format_version=int(d.get("format_version", 1)),
+            format_version=d["format_version"],
             clusters=tuple(str(c) for c in d.get("clusters") or ()),
             allow_missing=bool(d.get("allow_missing", False)),
         )

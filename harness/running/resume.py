@@ -59,7 +59,10 @@ _ANALYSIS_ONLY = ("dataset.cluster",)  # changes how answers are analysed, not t
 
 
 def answer_keys(meta: RunMeta) -> dict[str, Any]:
-    """Everything about a run that determines its answers, by a dotted name for messages."""
+    """Everything about a run that determines its answers, by a dotted name for messages.
+
+    Read from the raw config (`RunMeta.config_raw`, the one reader of it): the check compares
+    what the two config files say, key by key, whatever the harness version that wrote them."""
     raw = meta.config_raw
     run = raw.get("run") or {}
     out: dict[str, Any] = {}

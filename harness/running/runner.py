@@ -4,7 +4,6 @@ and appended durably; resumable."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import itertools
 import shutil
@@ -13,23 +12,18 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
-import openai
-
-from harness.config import ModelConfig, Price, batch_mode
+from harness.config import Price
 from harness.dataset import Example
 from harness.errors import InputError
-from harness.model.batch import BatchJournal, BatchQueue, BatchSettings
-from harness.model.cache import cache_key, open_cache
-from harness.model.completion import ChatRequest, Completion, is_endpoint_failure
-from harness.model.endpoint import Endpoint, error_kind, response_format_for, retry_after_seconds
+from harness.model.cache import open_cache
+from harness.model.completion import Completion, is_endpoint_failure
 from harness.model.limits import AdaptiveLimiter
-from harness.model.local_server import LocalServers, base_model_path
 from harness.model.pricing import LOCAL_PRICE, billed_price
+from harness.model.session import ModelSession
 from harness.paths import cache_dir
 from harness.running.outcome import Counts, RunIncomplete, RunInterrupted, Terminated
-from harness.running.plan import Plan, build_meta, file_sha256
+from harness.running.plan import Plan, build_meta
 from harness.running.records import ArmMeta, Record, RunMeta, endpoint_failure_share
 from harness.running.resume import check_resumable
 from harness.running.scoring import make_record
@@ -41,6 +35,41 @@ from harness.strategies.prompts import Message
 Progress = Callable[[int, int, str], None]
 BATCHES = "batches.json"  # the run folder's journal of Batch API batches
 BATCH_WORKERS = 100_000  # batch mode: requests gathered at once (two full batches)
+
+
+class RunMeter:
+    """The run's side of every request (model.session.Meter): counted in `counts`, and held
+    against the spend cap while in flight."""
+
+    def __init__(self, counts: Counts, spend: SpendCap, max_tokens: int) -> None:
+        self.counts = counts
+        self.spend = spend
+        self.max_tokens = max_tokens
+
+    def cache_hit(self) -> None:
+        """An answer from the response cache."""
+        self.counts.cache_hits += 1
+
+    def retried(self, kind: str) -> None:
+        """A retried attempt, by error kind."""
+        self.counts.retries += 1
+        self.counts.retries_by_kind[kind] = self.counts.retries_by_kind.get(kind, 0) + 1
+
+    def reserve(self, price: Price | None, messages: Sequence[Message]) -> float:
+        """Hold the request's upper bound against the cap (CapHit: it may not start)."""
+        bound = (SpendCap.bound(price, messages, self.max_tokens)
+                 if price is not None and self.spend.cap is not None else 0.0)
+        self.spend.reserve(bound)
+        return bound
+
+    def release(self, held: float) -> None:
+        """A reserved request that was never answered."""
+        self.spend.release(held)
+
+    def settle(self, held: float, price: Price | None, completion: Completion) -> None:
+        """The request's reported cost replaces its bound; its attempts are counted."""
+        self.spend.settle(held, price or LOCAL_PRICE, completion)
+        self.counts.requests += completion.attempts
 
 
 class Runner:
@@ -69,6 +98,8 @@ class Runner:
         self.answered: Counter[str] = Counter()  # arm -> examples answered in this invocation
         self.spend = SpendCap(p.cfg.run.max_cost_usd)
         self.endpoint_failed: Counter[str] = Counter()  # arm -> endpoint failures on record
+        self._done = self._total = 0  # progress: examples finished (done before included), all
+        self._skipped = 0  # examples not requested in this invocation: their model is missing
 
     def _todo(self, done: set[tuple[str, str]]) -> list[tuple[Strategy, Example]]:
         items = []
@@ -190,215 +221,114 @@ class Runner:
         return None
 
     async def _run_all(self, todo: list[tuple[Strategy, Example]], store: ResultStore) -> None:
-        total = len(todo) + self.counts.skipped_done
-        done = self.counts.skipped_done
+        """Record the arms that cannot be asked, then answer the rest, one model id at a time."""
+        self._total = len(todo) + self.counts.skipped_done
+        self._done, self._skipped = self.counts.skipped_done, 0
+        needs_request = self._record_unavailable(todo, store)
+        if not needs_request:
+            self._report("")
+            return
+        self._check_prices(needs_request)
         cfg = self.p.cfg
-        needs_request = [(s, e) for s, e in todo if s.arm.unavailable is None]
+        meter = RunMeter(self.counts, self.spend, cfg.run.max_tokens)
+        async with ModelSession(
+                {s.arm.model: cfg.models[s.arm.model] for s, _ in needs_request}, cfg.run,
+                meter=meter, batch_journal=self.run_dir / BATCHES, chars_per_token=CHARS_PER_TOKEN,
+                cache=self.cache, adapters=self.p.adapters, base_urls=self.base_urls,
+                new_limiter=self._new_limiter, log=self.log) as session:
+            generators: dict[str, Generate] = {
+                s.arm.key: session.generate(s.arm.model, structured_output=s.arm.structured_output,
+                                            schema=s.task.output_schema(), logprobs=s.arm.logprobs)
+                for s in {s.arm.key: s for s, _ in needs_request}.values()}
+            self._report("")
+            # One model id at a time: llama.cpp's server holds one model (or adapter) in memory and
+            # reloads on a switch; a warm-up request keeps that load out of the latency figures.
+            for (model, model_id), group in itertools.groupby(
+                    needs_request, key=lambda item: (item[0].arm.model, item[0].arm.model_id)):
+                await session.warm_up(model, model_id)
+                items = list(group)
+                # batch mode: every request at once, so that they go out in as few batches as can be
+                width = (min(len(items), BATCH_WORKERS) if session.batched(model)
+                         else cfg.run.concurrency)
+                await self._work(items, generators, store, width)
+                if self.spend.hit:
+                    break
+
+    def _new_limiter(self) -> AdaptiveLimiter:
+        """A limiter for one endpoint of the session, at the run's concurrency and rates."""
+        run = self.p.cfg.run
+        return AdaptiveLimiter(run.concurrency, requests_per_minute=run.requests_per_minute,
+                               tokens_per_minute=run.tokens_per_minute)
+
+    def _record_unavailable(self, todo: list[tuple[Strategy, Example]],
+                            store: ResultStore) -> list[tuple[Strategy, Example]]:
+        """Record every item of an unavailable arm as such; return the items to request."""
         for s, ex in todo:
             if s.arm.unavailable is not None:
                 comp = Completion(attempts=0, error_kind="model_unavailable", error=s.arm.unavailable)
                 self._append(store, make_record(s, ex, Attempt((Call(s.arm.model_id, comp),)),
                                                 s.task))
-                done += 1
-        if not needs_request:
-            if self.progress:
-                self.progress(done, total, "")
-            return
-        models = {s.arm.model for s, _ in needs_request}
-        server: LocalServers | None = None
-        endpoints: dict[str, Endpoint] = {}
-        batchers: dict[str, BatchQueue] = {}  # models in batch mode
-        journal: BatchJournal | None = None
-        # (model, structured_output, reasoning first) -> its generate
-        generators: dict[tuple[str, str, bool, bool], Generate] = {}
-        # one limiter per endpoint (base URL + key variable): a 429 storm on one provider must
-        # not slow another, nor its headers teach another's rate
-        limiters: dict[tuple[str, str | None], AdaptiveLimiter] = {}
+                self._done += 1
+        return [(s, e) for s, e in todo if s.arm.unavailable is None]
 
-        def limiter_for(url: str | list[str] | None, mc: ModelConfig) -> AdaptiveLimiter:
-            where = (str(url or mc.base_urls or mc.base_url or mc.provider), mc.api_key_env)
-            if where not in limiters:
-                limiters[where] = AdaptiveLimiter(
-                    cfg.run.concurrency, requests_per_minute=cfg.run.requests_per_minute,
-                    tokens_per_minute=cfg.run.tokens_per_minute)
-            return limiters[where]
+    def _report(self, info: str) -> None:
+        """Tell the progress callback how far the run is."""
+        if self.progress:
+            self.progress(self._done, self._total, info)
 
-        def on_retry_for(limiter: AdaptiveLimiter) -> Callable[[BaseException | None], None]:
-            def on_retry(exc: BaseException | None) -> None:
-                self.counts.retries += 1
-                kind = error_kind(exc) if exc is not None else "unknown"
-                self.counts.retries_by_kind[kind] = self.counts.retries_by_kind.get(kind, 0) + 1
-                if isinstance(exc, openai.RateLimitError):
-                    limiter.on_rate_limited(retry_after_seconds(exc))
-            return on_retry
-
-        self._check_prices(needs_request)
-
+    async def _work(self, items: list[tuple[Strategy, Example]], generators: dict[str, Generate],
+                    store: ResultStore, width: int) -> None:
+        """Answer `items` with `width` workers (until done, or the spend cap is hit)."""
+        queue: asyncio.Queue[tuple[Strategy, Example]] = asyncio.Queue()
+        for item in items:
+            queue.put_nowait(item)
+        workers = [asyncio.create_task(self._worker(queue, generators, store))
+                   for _ in range(width)]
         try:
-            local_models = [m for m in models if cfg.models[m].provider == "local"]
-            if local_models and not all(m in self.base_urls for m in local_models):
-                n_ctx = max(cfg.models[m].n_ctx for m in local_models)
-                count = max((cfg.models[m].servers or 0 for m in local_models), default=0) or None
-                # started in this thread: see PDEATHSIG
-                server = LocalServers(count, self.p.adapters, n_ctx=n_ctx).start()
-            adapter_sha = {alias: file_sha256(path) for alias, path in self.p.adapters.items()}
-            for m in models:
-                mc = cfg.models[m]
-                url = self.base_urls.get(m) or (server.base_urls if mc.provider == "local" and server
-                                                else None)
-                limiter = limiter_for(url, mc)
-                endpoints[m] = Endpoint(mc, base_url=url, run=cfg.run, on_retry=on_retry_for(limiter),
-                                        on_headers=limiter.on_headers,
-                                        before_retry=limiter.pace)
-                scope = (f"llama.cpp:{file_sha256(base_model_path())}"
-                         if mc.provider == "local" and m not in self.base_urls
-                         else endpoints[m].base_url)
-                if batch_mode(mc, cfg.run):
-                    journal = journal or BatchJournal(self.run_dir / BATCHES)  # one per folder
-                    batchers[m] = BatchQueue(
-                        endpoints[m].pool.replicas[0].client, m, journal,
-                        BatchSettings(poll_seconds=cfg.run.batch_poll_seconds,
-                                      max_attempts=cfg.run.max_attempts), self.log)
-                for s in {(s.arm.structured_output, s.arm.reasoning, s.arm.logprobs): s
-                          for s, _ in needs_request if s.arm.model == m}.values():
-                    mode = s.arm.structured_output
-                    generators[(m, mode, s.arm.reasoning, s.arm.logprobs)] = self._generator(
-                        endpoints[m], scope, adapter_sha, limiter, mode, s.task.output_schema(),
-                        batchers.get(m), logprobs=s.arm.logprobs)
-            await asyncio.gather(*(endpoints[m].probe() for m in models))
-            if self.progress:
-                self.progress(done, total, "")
-            queue: asyncio.Queue[tuple[Strategy, Example]] = asyncio.Queue()
-
-            skipped = 0
-
-            async def worker() -> None:
-                nonlocal done, skipped
-                while not self.spend.hit:
-                    try:
-                        strategy, ex = queue.get_nowait()
-                    except asyncio.QueueEmpty:
-                        return
-                    model_id = strategy.arm.model_id
-                    arm = strategy.arm
-                    generate = generators[(arm.model, arm.structured_output, arm.reasoning,
-                                           arm.logprobs)]
-                    try:
-                        if model_id in self.missing:  # a 404 earlier: don't pay for the rest
-                            comp = Completion(attempts=0, error_kind="model_unavailable",
-                                              error=self.missing[model_id])
-                            attempt = Attempt((Call(model_id, comp),))
-                            skipped += 1
-                        else:
-                            attempt = await strategy.answer(ex, generate)
-                            rec = make_record(strategy, ex, attempt, strategy.task)
-                            if (rec.error_kind and rec.error_kind.startswith("not_found")
-                                    and model_id not in self.retried_404):
-                                # one 404 may be a proxy's hiccup: ask once more before
-                                # declaring the model unavailable
-                                self.retried_404.add(model_id)
-                                attempt = await strategy.answer(ex, generate)
-                    except CapHit:  # not recorded: a resume with a higher cap asks it again
-                        return
-                    rec = make_record(strategy, ex, attempt, strategy.task)
-                    if rec.error_kind and rec.error_kind.startswith("not_found"):
-                        self.missing.setdefault(model_id, f"the endpoint does not know model "
-                                                f"{model_id!r} ({rec.error})")
-                    self._append(store, rec)
-                    done += 1
-                    if self.progress:
-                        info = (f"{skipped} not requested: model unavailable" if skipped
-                                else strategy.arm.key)
-                        self.progress(done, total, info)
-
-            # One model id at a time: llama.cpp's server holds one model (or adapter) in memory and
-            # reloads on a switch; a warm-up request keeps that load out of the latency figures.
-            for (model, model_id), group in itertools.groupby(
-                    needs_request, key=lambda item: (item[0].arm.model, item[0].arm.model_id)):
-                if server is not None and cfg.models[model].provider == "local":
-                    await endpoints[model].warm_up(model_id)
-                items = list(group)
-                for item in items:
-                    queue.put_nowait(item)
-                # batch mode: every request at once, so that they go out in as few batches as can be
-                width = min(len(items), BATCH_WORKERS) if model in batchers else cfg.run.concurrency
-                workers = [asyncio.create_task(worker()) for _ in range(width)]
-                try:
-                    await asyncio.gather(*workers)
-                finally:
-                    for w in workers:
-                        w.cancel()
-                    await asyncio.gather(*workers, return_exceptions=True)
-                if self.spend.hit:
-                    break
+            await asyncio.gather(*workers)
         finally:
-            for batcher in batchers.values():
-                await batcher.aclose()
-            for ep in endpoints.values():
-                with contextlib.suppress(Exception):
-                    await ep.aclose()
-            if server is not None:
-                server.stop()
+            for w in workers:
+                w.cancel()
+            await asyncio.gather(*workers, return_exceptions=True)
 
-    def _generator(self, endpoint: Endpoint, scope: str, adapter_sha: dict[str, str],
-                   limiter: AdaptiveLimiter, mode: str, schema: dict[str, Any],
-                   batcher: BatchQueue | None = None, logprobs: bool = False) -> Generate:
-        """The `generate` a strategy calls for one model, structured-output mode and answer
-        schema (and whether token log-probabilities are asked for): cache, then limiter and
-        endpoint (online) or the batch queue (batch mode)."""
-        cfg = self.p.cfg
-        model = endpoint.config
-        response_format = response_format_for(model, schema, mode)
-        prices: dict[str, Price | None] = {}
-
-        async def generate(messages: Sequence[Message], *, model_id: str, sample: int = 0,
-                           temperature: float | None = None) -> Completion:
-            request = ChatRequest(
-                model=model_id, messages=tuple(messages),
-                temperature=cfg.run.temperature if temperature is None else temperature,
-                max_tokens=cfg.run.max_tokens, token_param=model.token_param, seed=cfg.run.seed,
-                response_format=response_format, sample=sample, logprobs=logprobs,
-            )
-            key = cache_key(scope + adapter_sha.get(model_id, "")
-                            + endpoint.model_fingerprint(model_id), request)
-            comp = self.cache.get(key) if self.cache else None
-            if comp is not None:
-                self.counts.cache_hits += 1
-                return comp
-            if model_id not in prices:
-                prices[model_id] = billed_price(model, model_id, cfg.run)
-            price = prices[model_id]
-            bound = (SpendCap.bound(price, messages, cfg.run.max_tokens)
-                     if price is not None and self.spend.cap is not None else 0.0)
-            self.spend.reserve(bound)  # CapHit: this request may not start
+    async def _worker(self, queue: asyncio.Queue[tuple[Strategy, Example]],
+                      generators: dict[str, Generate], store: ResultStore) -> None:
+        """Take items off the queue, answer and record each, until none is left."""
+        while not self.spend.hit:
             try:
-                comp = await self._send(request, key, endpoint, limiter, batcher, messages)
-            except BaseException:
-                self.spend.release(bound)
-                raise
-            self.spend.settle(bound, price or LOCAL_PRICE, comp)
-            self.counts.requests += comp.attempts
-            if self.cache is not None:
-                self.cache.put(key, request.model, comp)
-            return comp
+                strategy, ex = queue.get_nowait()
+            except asyncio.QueueEmpty:
+                return
+            try:
+                attempt = await self._attempt(strategy, ex, generators[strategy.arm.key])
+            except CapHit:  # not recorded: a resume with a higher cap asks it again
+                return
+            rec = make_record(strategy, ex, attempt, strategy.task)
+            model_id = strategy.arm.model_id
+            if rec.error_kind and rec.error_kind.startswith("not_found"):
+                self.missing.setdefault(model_id, f"the endpoint does not know model "
+                                        f"{model_id!r} ({rec.error})")
+            self._append(store, rec)
+            self._done += 1
+            self._report(f"{self._skipped} not requested: model unavailable" if self._skipped
+                         else strategy.arm.key)
 
-        return generate
-
-    async def _send(self, request: ChatRequest, key: str, endpoint: Endpoint,
-                    limiter: AdaptiveLimiter, batcher: BatchQueue | None,
-                    messages: Sequence[Message]) -> Completion:
-        """One request: through the batch queue, or the limiter and the endpoint."""
-        if batcher is not None:
-            return await batcher.complete(request, key)
-        tokens = sum(len(m["content"]) for m in messages) / CHARS_PER_TOKEN + self.p.cfg.run.max_tokens
-        await limiter.acquire(tokens)
-        ok = False
-        try:
-            comp = await endpoint.complete(request)
-            ok = comp.error_kind is None
-        finally:
-            await limiter.release(ok=ok)
-        return comp
+    async def _attempt(self, strategy: Strategy, ex: Example, generate: Generate) -> Attempt:
+        """The strategy's answer to one example; none asked for a model known to be missing."""
+        model_id = strategy.arm.model_id
+        if model_id in self.missing:  # a 404 earlier: don't pay for the rest
+            self._skipped += 1
+            comp = Completion(attempts=0, error_kind="model_unavailable",
+                              error=self.missing[model_id])
+            return Attempt((Call(model_id, comp),))
+        attempt = await strategy.answer(ex, generate)
+        rec = make_record(strategy, ex, attempt, strategy.task)
+        if (rec.error_kind and rec.error_kind.startswith("not_found")
+                and model_id not in self.retried_404):
+            # one 404 may be a proxy's hiccup: ask once more before declaring the model unavailable
+            self.retried_404.add(model_id)
+            attempt = await strategy.answer(ex, generate)
+        return attempt
 
     def _check_prices(self, items: Sequence[tuple[Strategy, Example]]) -> None:
         """With a spend cap, every model to be requested needs a known price (InputError)."""

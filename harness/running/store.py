@@ -16,7 +16,8 @@ from typing import Any
 
 from harness.errors import InputError
 from harness.files import write_json_atomic
-from harness.running.records import _RECORD_TYPES, FORMAT_VERSION, Record, RunMeta
+from harness.running.migrations import READABLE_VERSIONS, RECORD_DEFAULTS
+from harness.running.records import _RECORD_TYPES, Record, RunMeta
 from harness.running.verify import check_scores
 
 RESULTS = "results.jsonl"
@@ -79,8 +80,9 @@ class _Refused(Exception):
 def read_columns(run_dir: Path, *, check: bool = True) -> RecordColumns:
     """The records of a run as columns: RECORD_FIELDS -> one list each, rows in the order
     read_records returns them, values as `Record.from_dict` reads them (example ids as text,
-    `calls` a tuple, `output` "" when absent, `lenient` False and `format_version` 1 when
-    absent). Much faster and smaller than a list of Records for a large run.
+    `calls` a tuple, `output` "" when absent, `lenient` False when absent, and what an older
+    format version lacks filled as running.migrations fills it). Much faster and smaller than
+    a list of Records for a large run.
 
     The lines are checked column by column; a file read_records would refuse is handed to it,
     so the error (naming the line) is exactly its own. With `check` (and a readable run.json),
@@ -116,7 +118,7 @@ def _fast_columns(path: Path) -> RecordColumns:
     defaults = {"calls": None, "output": None, "lenient": False, "replica": None,
                 "batch_id": None, "shots": None, "vote_share": None,
                 "sample_correct": None, "confidence": None, "logprobs": None,
-                "format_version": 1}
+                **RECORD_DEFAULTS}  # (an older version's line: as migrations.migrate_record)
     optional = [(n, defaults[n]) for n in _OPTIONAL]
     arm_i, ex_i = _REQUIRED.index("arm"), _REQUIRED.index("example_id")
     rows: list[tuple[Any, ...]] = []
@@ -144,7 +146,7 @@ def _fast_columns(path: Path) -> RecordColumns:
     for name, kinds in _JSON_TYPES.items():
         if set(map(type, cols[name])) - kinds:
             raise _Refused
-    if not set(cols["format_version"]) <= set(range(1, FORMAT_VERSION + 1)):
+    if not set(cols["format_version"]) <= READABLE_VERSIONS:
         raise _Refused
     calls = set(map(type, cols["calls"]))
     if calls - {type(None), list}:

@@ -24,10 +24,8 @@ from harness.tasks import ClassificationTask, ExtractionTask, Task, task_from_me
 
 def meta_task(meta: RunMeta) -> Task:
     """The task of a recorded run (its type, labels, schema and `task.match` rules)."""
-    raw_task = meta.config_raw.get("task") if isinstance(meta.config_raw, dict) else None
-    match = raw_task.get("match") if isinstance(raw_task, dict) else None
     return task_from_meta(meta.task_type, meta.labels, meta.output_schema or None,
-                          match if isinstance(match, dict) else None)
+                          dict(meta.config.match) or None)
 
 
 def score_problem(task: Task, correct: Any, prediction: Any, expected: Any, schema_valid: Any,

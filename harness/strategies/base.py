@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from harness.dataset import Example
+from harness.kinds import ArmId
 from harness.model.completion import Completion
 from harness.strategies.prompts import Message, PromptTemplate
 from harness.tasks import Task
@@ -33,8 +34,8 @@ def is_fine_tuned(kind: str) -> bool:
 
 
 def arm_name(strategy: str, k: int, kind: str) -> str:
-    """The display name of an arm in every table: `few-shot@k=4`, `zero-shot`."""
-    return f"{strategy}@k={k}" if is_sweep(kind) else strategy
+    """The display name of an arm in every table: `few-shot@k=4`, `zero-shot` (ArmId)."""
+    return str(ArmId.of(strategy, k if is_sweep(kind) else None))
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ from typing import Any
 from harness.config import Config, StrategyConfig
 from harness.dataset import Data, Example
 from harness.errors import InputError
+from harness.kinds import ArmId
 from harness.strategies.base import Arm, Attempt, Call, Generate, Strategy
 from harness.strategies.prompts import (
     Message,
@@ -201,7 +202,7 @@ def variants_of(s: StrategyConfig) -> list[StrategyConfig]:
     variant's templates over the strategy's own."""
     if not s.variants:
         return [s]
-    return [dataclasses.replace(s, name=f"{s.name}:{v.name}", prompts=s.prompts.merged(v.prompts),
+    return [dataclasses.replace(s, name=str(ArmId(s.name, v.name)), prompts=s.prompts.merged(v.prompts),
                                 variants=(), variant=v.name, reasoning=v.reasoning)
             for v in s.variants]
 

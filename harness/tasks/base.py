@@ -19,6 +19,7 @@ class Score:
     error_kind: str | None
     error: str | None
     lenient: bool = False  # parsed only after a documented leniency (one Markdown code fence)
+    fields: Mapping[str, bool] | None = None  # per field right or wrong (tasks with fields)
 
 
 def parse_answer(output: str | None, finish_reason: str | None
@@ -84,6 +85,16 @@ class Task(Protocol):
 
     def quality(self, expected: Sequence[Any], predicted: Sequence[Any]) -> float:
         """The task's headline quality figure besides accuracy (macro-F1 for classification)."""
+        ...
+
+    def field_results(self, expected: Any, prediction: Any) -> Mapping[str, bool] | None:
+        """Each field of the answer right or wrong (an unusable answer has every field wrong);
+        None for a task whose answers have no fields."""
+        ...
+
+    def example_counts(self, expected: Any, prediction: Any) -> tuple[int, int, int] | None:
+        """One example's (true positives, false positives, misses) over its fields, its row of
+        field F1's micro counts; None for a task whose answers have no fields."""
         ...
 
     def metrics(self) -> Mapping[str, str]:

@@ -118,6 +118,14 @@ class ClassificationTask:
 
         return float(np.mean([v["f1"] for v in table.values()])) if table else 0.0
 
+    def field_results(self, expected: Any, prediction: Any) -> None:
+        """A label has no fields."""
+        return None
+
+    def example_counts(self, expected: Any, prediction: Any) -> None:
+        """A label has no fields."""
+        return None
+
     def metrics(self) -> Mapping[str, str]:
         """Accuracy and macro-F1."""
         return {"accuracy": "accuracy", "macro_f1": "macro-F1"}

@@ -196,7 +196,13 @@ class ExtractionTask:
         ok = all(right.values())
         wrong = [k for k, v in right.items() if not v]
         return Score(obj, ok, True, True, None if ok else "wrong_values",
-                     None if ok else "wrong: " + ", ".join(wrong), fenced)
+                     None if ok else "wrong: " + ", ".join(wrong), fenced, right)
+
+    def field_results(self, expected: Any, prediction: Any) -> dict[str, bool]:
+        """field_correct of a usable answer; every field wrong for an unusable one."""
+        if isinstance(prediction, dict):
+            return self.field_correct(expected, prediction)
+        return dict.fromkeys(self.fields, False)
 
     def vote(self, predictions: Sequence[Any]) -> Any:
         """A vote per field: the most frequent value (first seen wins a tie); None if none."""

@@ -85,6 +85,14 @@ class ReasoningFirst:
         """The wrapped task's quality figure."""
         return self.inner.quality(expected, predicted)
 
+    def field_results(self, expected: Any, prediction: Any) -> Mapping[str, bool] | None:
+        """The wrapped task's per-field results."""
+        return self.inner.field_results(expected, prediction)
+
+    def example_counts(self, expected: Any, prediction: Any) -> tuple[int, int, int] | None:
+        """The wrapped task's field counts."""
+        return self.inner.example_counts(expected, prediction)
+
     def metrics(self) -> Mapping[str, str]:
         """The wrapped task's metrics."""
         return self.inner.metrics()

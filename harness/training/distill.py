@@ -32,6 +32,7 @@ from harness.config import Config, StrategyConfig
 from harness.dataset import Data, Example, Targets, load_data, normalise, read_examples
 from harness.errors import InputError, RunError
 from harness.files import write_json_atomic, write_text_atomic
+from harness.kinds import ArmId
 from harness.model.pricing import price_of, training_cost
 from harness.model.registry import FineTune, Registry
 from harness.running.plan import Plan, plan
@@ -50,7 +51,11 @@ SUFFIX = "-distilled"
 
 def _teacher(cfg: Config, name: str) -> StrategyConfig:
     """The teacher strategy: a strategy name, or NAME@k=K of a few-shot one (that k only)."""
-    base, _, k = name.partition("@k=")
+    try:
+        arm = ArmId.parse(name)
+    except ValueError:
+        raise InputError(f"--teacher: {name!r} is not a strategy name or NAME@k=K") from None
+    base, k = arm.base, "" if arm.k is None else str(arm.k)
     s = next((x for x in cfg.strategies if x.name == base), None)
     if s is None:
         raise InputError(f"--teacher: no strategy named {base!r} (strategies: "
@@ -62,10 +67,7 @@ def _teacher(cfg: Config, name: str) -> StrategyConfig:
         if not k and len(s.shots) != 1:
             raise InputError(f"--teacher: {base} is swept over k = {list(s.shots)}; name one, "
                              f"e.g. {base}@k={s.shots[-1]}")
-        try:
-            shots = (int(k),) if k else s.shots
-        except ValueError:
-            raise InputError(f"--teacher: {name!r}: k must be a number") from None
+        shots = (int(k),) if k else s.shots
         if shots[0] not in s.shots:
             raise InputError(f"--teacher: {base} has no k={shots[0]} (shots: {list(s.shots)})")
         s = dataclasses.replace(s, shots=shots, draws=1)

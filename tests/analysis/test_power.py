@@ -17,6 +17,7 @@ from harness.analysis.power import (
     normal_power,
     required_n,
 )
+from harness.analysis.results import Planning
 
 
 def test_connor_sample_size_matches_the_published_example():
@@ -80,7 +81,9 @@ def test_the_required_size_reaches_the_target_and_grows_with_smaller_effects():
 
 
 def test_caution_only_when_the_decisive_difference_is_below_what_can_be_detected():
-    plan = {"mde": 0.05}
-    assert caution(plan, 0.03) is not None and "+3.0 points" in str(caution(plan, 0.03))
-    assert caution(plan, -0.07) is None and caution({}, 0.01) is None
-    assert "any difference" in str(caution({"mde": None}, 0.2))
+    def plan(mde: float | None) -> Planning:
+        return Planning(100, 0.25, mde, 0.8, 0.05, "exact McNemar", ("a", "b"), "")
+
+    assert caution(plan(0.05), 0.03) is not None and "+3.0 points" in str(caution(plan(0.05), 0.03))
+    assert caution(plan(0.05), -0.07) is None and caution(None, 0.01) is None
+    assert "any difference" in str(caution(plan(None), 0.2))

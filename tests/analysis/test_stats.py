@@ -8,14 +8,9 @@ from statistics import NormalDist
 import numpy as np
 import pytest
 
-from harness.analysis.rules import (
-    ArmEvidence,
-    CurveStep,
-    PlateauResult,
-    break_even,
-    decide,
-    detect_plateau,
-)
+from harness.analysis.cost import break_even
+from harness.analysis.curves import CurveStep, PlateauResult, detect_plateau
+from harness.analysis.rules import ArmEvidence, decide
 from harness.analysis.stats import (
     Interval,
     bootstrap_interval,

@@ -6,6 +6,8 @@ import json
 import re
 import shlex
 import shutil
+import subprocess
+import sys
 import xml.etree.ElementTree as ET
 from collections.abc import Callable
 from dataclasses import replace
@@ -18,9 +20,9 @@ from fake_openai import last_user_content
 from run_helpers import make_run
 
 from harness import gating as gate
+from harness.analysis.comparisons import unpaired_test
 from harness.errors import InputError
 from harness.gating import ArmData, Snapshot, compare, load_baseline, markdown, run_gate, snapshot_from_run
-from harness.gating.compare import unpaired_test
 
 STRATEGIES = [{"name": "zero-shot", "type": "zero_shot", "model": "fake"},
               {"name": "few-shot", "type": "few_shot", "model": "fake", "shots": [1], "draws": 2}]
@@ -282,11 +284,26 @@ def test_changed_eval_set_falls_back_to_the_unpaired_test() -> None:
 
 
 def test_unpaired_test_numbers() -> None:
-    ci, p = unpaired_test(0.5, 100, 0.6, 100)
+    t = unpaired_test(0.5, 100, 0.6, 100)
+    ci, p = t.difference, t.p_value
     assert p == pytest.approx(0.1552, abs=1e-3)  # pooled z = 1.421
     assert ci.estimate == pytest.approx(-0.1) and -0.24 < ci.low < -0.22 and 0.03 < ci.high < 0.04
-    ci, p = unpaired_test(1.0, 50, 1.0, 50)
+    t = unpaired_test(1.0, 50, 1.0, 50)
+    ci, p = t.difference, t.p_value
     assert p == 1.0 and ci.low < 0 < ci.high
+
+
+def test_gate_loads_no_statistics_stack(runs: dict[str, Path], baseline: Path) -> None:
+    """`harness gate` uses the analysis's tests (analysis/comparisons.py) without pandas or
+    scipy: a fresh interpreter gates a run and reads `sys.modules` at its end."""
+    probe = ("import sys\nfrom harness.cli import main\ntry:\n    main(sys.argv[1:])\n"
+             "except SystemExit:\n    pass\n"
+             "print(sorted(m for m in ('pandas', 'scipy', 'matplotlib') if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", probe, "gate", str(runs["noise"]), "--baseline",
+                           str(baseline)], cwd=Path(__file__).resolve().parents[2],
+                          capture_output=True, text=True, timeout=120)
+    assert "gate passed" in done.stderr and "(McNemar)" in done.stdout, done.stderr
+    assert done.stdout.strip().splitlines()[-1] == "[]"
 
 
 def test_cli_gate(runs: dict[str, Path], baseline: Path, tmp_path: Path,

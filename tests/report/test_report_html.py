@@ -106,7 +106,7 @@ def test_learning_curve_is_inline_svg_with_reference_lines(page: str) -> None:
     root = ET.fromstring(svg)  # well-formed XML
     assert root.tag.endswith("svg")
     text = " ".join(t for t in root.itertext())
-    for label in ("zero-shot", "fine-tuned (fine-tuned)", "plateau (k=", "95% CI", "accuracy"):
+    for label in ("zero-shot", "fine-tuned", "plateau (k=", "95% CI", "accuracy"):
         assert label in text, label
     assert "<metadata>" not in svg  # no date or creator: rebuilt reports are identical
 

@@ -10,6 +10,8 @@ from typing import Any
 import pytest
 
 from harness.config import DecisionConfig, GateConfig, ModelConfig, Price, RunConfig
+from harness.config.recorded import RecordedConfig
+from harness.model.registry import FineTune
 from harness.running import FORMAT_VERSION, ArmMeta, DatasetMeta, Record, RunMeta
 from harness.running.store import read_meta, read_records
 from harness.tasks.classification import ClassificationTask
@@ -117,6 +119,10 @@ def test_the_committed_version_1_run_json_gives_typed_fields() -> None:
     assert meta.format_version == 1 and meta.task_type == "classification"
     assert meta.name == raw["name"] and meta.status == "complete"
     assert meta.config_sha256 == raw["config"]["sha256"] and meta.config_raw == raw["config"]["raw"]
+    assert isinstance(meta.config, RecordedConfig) and meta.config.name == raw["config"]["raw"]["name"]
+    entry = meta.fine_tunes["fine-tuned"]
+    assert isinstance(entry, FineTune)
+    assert entry.model_id == raw["fine_tunes"]["fine-tuned"]["model_id"]
 
     assert isinstance(meta.dataset, DatasetMeta)
     assert (meta.dataset.n_eval, meta.dataset.train_pool, meta.dataset.limit) == (48, 150, None)

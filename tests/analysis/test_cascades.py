@@ -189,7 +189,7 @@ def test_zero_prices_compare_tokens_and_latency_and_never_say_saves_nothing(
 def test_the_operating_point_is_scored_on_the_half_that_did_not_choose_it():
     import numpy as np
 
-    from harness.analysis.cascade import Arms, choose, cross_fit, folds
+    from harness.analysis.cascades import Arms, choose, cross_fit, folds
 
     ids = np.array([f"e{i}" for i in range(40)], dtype=object)
     a, b = folds(ids, 0)
@@ -235,7 +235,7 @@ def test_extraction_cascades_route_field_counts_too():
     import numpy as np
 
     from harness.analysis import stats
-    from harness.analysis.cascade import Arms, outcome
+    from harness.analysis.cascades import Arms, outcome
 
     two = np.ones(2, dtype=bool)
     arms = Arms("p", "f", np.array(["e0", "e1"], dtype=object), np.array([0.9, 0.2]),

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from run_helpers import FIXTURE_RUNS
 
-from harness.analysis.planner import planned_comparisons
+from harness.analysis.planning import planned_comparisons
 from harness.analysis.power import mde
 from harness.cli import main
 

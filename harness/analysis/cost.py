@@ -1,5 +1,7 @@
-"""Cost by monthly volume: what each arm costs a month as a function of queries a month, where
-two arms cross, and when the fine-tuned arm (or a cascade) pays back what it cost up front.
+"""Cost: *what does each arm cost, and when does fine-tuning pay back?* Break-even (training
+cost / saving per query) and the most training may cost; then cost by monthly volume: what each
+arm costs a month as a function of queries a month, where two arms cross, and when the
+fine-tuned arm (or a cascade) pays back what it cost up front.
 
 For an arm at V queries a month: monthly(V) = cost per query x V + hosting, where hosting is
 the `price.hosting_per_month` of its model (a cascade: of both its models, each once). The
@@ -18,14 +20,67 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
+from harness.analysis.arms import reference_arm, row_name
 from harness.analysis.results import ArmCost, AtVolume, CascadeResult, CostByVolume, Crossover
-from harness.analysis.tables import reference_arm, row_name
 from harness.running.records import RunMeta
 from harness.strategies import is_fine_tuned
+
+
+@dataclass(frozen=True)
+class BreakEven:
+    """When a fine-tuned model's per-query saving repays its training cost."""
+
+    training_cost: float
+    saving_per_query: float
+    queries: float | None
+    monthly_volume_to_pay_back: float | None
+    horizon_months: float = 3.0
+
+    def describe(self) -> str:
+        """One phrase, e.g. 'pays back after 12,345 queries (4,115/month over 3 months)'."""
+        if self.queries is None or self.monthly_volume_to_pay_back is None:
+            if self.saving_per_query < 0:
+                return (f"never pays back: the fine-tuned model costs "
+                        f"${-self.saving_per_query:.6g} more per query")
+            return "never pays back: the fine-tuned model costs the same per query"
+        months = "month" if self.horizon_months == 1 else "months"
+        return (f"pays back after {math.ceil(self.queries):,} queries "
+                f"({math.ceil(self.monthly_volume_to_pay_back):,}/month over "
+                f"{self.horizon_months:g} {months})")
+
+
+def break_even(
+    training_cost: float, prompt_cost_per_query: float, ft_cost_per_query: float, *,
+    horizon_months: float = 3.0,
+) -> BreakEven:
+    """Queries needed for the fine-tuned arm's saving per query to repay its training cost.
+
+    saving = prompt_cost_per_query - ft_cost_per_query (USD); queries = training_cost / saving,
+    or None ("never") when saving <= 0; monthly volume to pay back = queries / horizon_months.
+    """
+    values = (training_cost, prompt_cost_per_query, ft_cost_per_query, horizon_months)
+    if not all(math.isfinite(v) for v in values):
+        raise ValueError(f"costs and horizon must be finite, got {values}")
+    if training_cost < 0 or horizon_months <= 0:
+        raise ValueError("need training_cost >= 0 and horizon_months > 0")
+    saving = prompt_cost_per_query - ft_cost_per_query
+    if saving <= 0:
+        return BreakEven(training_cost, saving, None, None, horizon_months)
+    queries = training_cost / saving
+    return BreakEven(training_cost, saving, queries, queries / horizon_months, horizon_months)
+
+
+def max_training_cost(saving_per_query: float, monthly_volume: float,
+                      horizon_months: float) -> float:
+    """The most a fine-tune may cost and still pay back within the horizon (USD):
+    saving_per_query x monthly_volume x horizon_months, or 0 when it saves nothing."""
+    return max(0.0, saving_per_query) * monthly_volume * horizon_months
+
 
 VOLUMES = tuple(float(v) for v in np.logspace(3, 7, 41))  # 1K to 10M a month, log-spaced
 SENTENCE_VOLUMES = (1e4, 1e5, 1e6, 1e7)
@@ -179,5 +234,5 @@ def volume_analysis(summary: pd.DataFrame, meta: RunMeta, training: dict[str, fl
     return result(sentences, crossings, at)
 
 
-__all__ = ["VOLUMES", "ArmCost", "arm_costs", "crossover", "engineering_cost", "hosting",
-           "payback_months", "volume_analysis"]
+__all__ = ["VOLUMES", "ArmCost", "BreakEven", "arm_costs", "break_even", "crossover",
+           "engineering_cost", "hosting", "max_training_cost", "payback_months", "volume_analysis"]

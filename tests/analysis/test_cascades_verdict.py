@@ -12,7 +12,7 @@ import pytest
 import yaml
 from fake_openai import FakeOpenAI
 from run_helpers import box_numbers, check_figures, run_summary
-from test_cascade import _config, responder
+from test_cascades import _config, responder
 
 from harness.cli import main
 

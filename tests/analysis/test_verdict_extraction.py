@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from harness.analysis.compliance import ArmFormat, FormatEvidence, decide_with_floor
-from harness.analysis.rules import ArmEvidence, CurveStep, PlateauResult, decide, detect_plateau
+from harness.analysis.curves import CurveStep, PlateauResult, detect_plateau
+from harness.analysis.rules import ArmEvidence, decide
 from harness.analysis.stats import (
     Interval,
     bootstrap_f1_interval,

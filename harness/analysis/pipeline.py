@@ -13,25 +13,16 @@ import pandas as pd
 
 from harness.analysis import (
     calibration,
-    cascade,
+    cascades,
     clustered,
+    cost,
+    curves,
+    design_space,
     guard,
     power,
-    rules,
-    space,
     verdict,
-    volume,
 )
-from harness.analysis.pairs import Clusters, comparisons_frame
-from harness.analysis.results import (
-    CascadeResult,
-    Clustering,
-    CostByVolume,
-    Evidence,
-    Planning,
-    Verdict,
-)
-from harness.analysis.tables import (
+from harness.analysis.arms import (
     Matrices,
     best_prompting_arm,
     clusters_of,
@@ -42,12 +33,22 @@ from harness.analysis.tables import (
     row_name,
     summary_frame,
 )
+from harness.analysis.comparisons import Clusters, comparisons_frame
+from harness.analysis.curves import PlateauResult
+from harness.analysis.results import (
+    CascadeResult,
+    Clustering,
+    CostByVolume,
+    Evidence,
+    Planning,
+    Verdict,
+)
 from harness.config import DecisionConfig
 from harness.errors import InputError
 from harness.running.records import Record, RunMeta
 from harness.running.store import RecordColumns, record_columns
 from harness.running.verify import meta_task as meta_task  # (its home before running.verify)
-from harness.tasks import ExtractionTask
+from harness.tasks import Task
 
 
 @dataclass(frozen=True)
@@ -59,19 +60,19 @@ class Analysis:
     per_class: pd.DataFrame
     comparisons: pd.DataFrame
     curve: pd.DataFrame
-    plateau: rules.PlateauResult | None
+    plateau: PlateauResult | None
     verdict: Verdict
     evidence: Evidence
     complete: bool
     withheld: tuple[str, ...] = ()  # why no verdict may be given (empty: the verdict stands)
-    plateaus: tuple[rules.PlateauResult, ...] = ()  # each few-shot curve's own judgement
-    tried: pd.DataFrame | None = None  # what was tried of the prompt design space (space.tried_frame)
+    plateaus: tuple[PlateauResult, ...] = ()  # each few-shot curve's own judgement
+    tried: pd.DataFrame | None = None  # what was tried of the prompt design space (curves.tried_frame)
     untried: tuple[str, ...] = ()  # cheap prompting levers the run did not try
     planning: Planning | None = None  # what the eval can detect (power.planning)
     calibration: pd.DataFrame | None = None  # confidence bins against accuracy (calibration.py)
     clustering: Clustering | None = None  # dataset.cluster: the clusters (clustering())
     cascades: tuple[CascadeResult, ...] = ()  # type cascade: each one's frontier and point
-    cost_by_volume: CostByVolume | None = None  # monthly cost by volume (volume.py)
+    cost_by_volume: CostByVolume | None = None  # monthly cost by volume (cost.py)
     metrics: Mapping[str, str] = field(default_factory=lambda: {"accuracy": "accuracy"})
     task_type: str = "classification"
 
@@ -85,12 +86,12 @@ class Analysis:
         out)."""
         if not self.cascades:
             return self.summary
-        return pd.concat([self.summary, cascade.summary_rows(self.cascades)], ignore_index=True)
+        return pd.concat([self.summary, cascades.summary_rows(self.cascades)], ignore_index=True)
 
 
 def curve_and_plateau(summary: pd.DataFrame, mats: Matrices, decision: DecisionConfig,
                       counts: Matrices | None = None, clusters: Clusters = None
-                      ) -> tuple[pd.DataFrame, rules.PlateauResult | None]:
+                      ) -> tuple[pd.DataFrame, PlateauResult | None]:
     """The learning curves and the one plateau judgement over them (`_curves`)."""
     curve, plateau, _ = _curves(summary, mats, decision, counts, clusters)
     return curve, plateau
@@ -98,10 +99,10 @@ def curve_and_plateau(summary: pd.DataFrame, mats: Matrices, decision: DecisionC
 
 def _curves(summary: pd.DataFrame, mats: Matrices, decision: DecisionConfig,
             counts: Matrices | None, clusters: Clusters = None
-            ) -> tuple[pd.DataFrame, rules.PlateauResult | None, tuple[rules.PlateauResult, ...]]:
-    """space.curves_and_plateau, the curve of the arm the decision weighs (reference_arm) first."""
+            ) -> tuple[pd.DataFrame, PlateauResult | None, tuple[PlateauResult, ...]]:
+    """curves.curves_and_plateau, the curve of the arm the decision weighs (reference_arm) first."""
     best = reference_arm(summary, decision.metric, decision.min_schema_compliance)
-    return space.curves_and_plateau(summary, mats, decision, counts,
+    return curves.curves_and_plateau(summary, mats, decision, counts,
                                     None if best is None else str(best["strategy"]), clusters)
 
 
@@ -120,15 +121,14 @@ def analyse_columns(cols: RecordColumns, meta: RunMeta) -> Analysis:
                          f"list (arms: {', '.join(sorted(known))}); the files do not belong "
                          "together")
     decision = meta.decision
-    if decision.metric == "field_f1" and task.name != "extraction":
+    if decision.metric == "field_f1" and "field_f1" not in task.metrics():
         raise InputError(f"decision.metric: field_f1 applies to extraction tasks only, and this "
                          f"run's task is {task.name}; use accuracy")
     df = columns_frame(cols, meta)
-    if isinstance(task, ExtractionTask) and len(df):
+    if has_fields(task) and len(df):
         # each field right or wrong, per example (an unusable answer has every field wrong)
         df["fields_right"] = [
-            None if failed else json.dumps(task.field_correct(e, p) if isinstance(p, dict)
-                                           else dict.fromkeys(task.fields, False))
+            None if failed else json.dumps(task.field_results(e, p))
             for e, p, failed in zip(df["expected"], df["prediction"], df["endpoint_failed"],
                                     strict=True)]
     summary, mats = summary_frame(df, meta, task)
@@ -141,10 +141,10 @@ def analyse_columns(cols: RecordColumns, meta: RunMeta) -> Analysis:
                                     clusters=codes)
     curve, plateau, plateaus = _curves(summary, mats, decision, counts, codes)
     plan = _planning(summary, comparisons, meta)
-    levers = space.untried(summary)
-    routes = tuple(cascade.evaluate_all(df, summary, meta, decision.bootstrap, task))
+    levers = design_space.untried(summary)
+    routes = tuple(cascades.evaluate_all(df, summary, meta, decision.bootstrap, task))
     ft_rows = verdict.fine_tuned_rows(summary)
-    costs = volume.volume_analysis(
+    costs = cost.volume_analysis(
         summary, meta, {str(r["strategy"]): verdict.training_cost(meta, r)
                         for _, r in ft_rows.iterrows()}, routes)
     complete = meta.status == "complete" and len(df) == meta.expected_records
@@ -155,9 +155,14 @@ def analyse_columns(cols: RecordColumns, meta: RunMeta) -> Analysis:
         guard.missing_note(meta), reasons))
     return Analysis(df.drop(columns=["arm"]), summary, per_class_frame(df, task), comparisons,
                     curve, plateau, v, evidence, complete, reasons, plateaus,
-                    space.tried_frame(summary, comparisons, decision.metric), levers, plan,
+                    design_space.tried_frame(summary, comparisons, decision.metric), levers, plan,
                     calibration.calibration_frame(df), clustering(meta), routes, costs,
                     dict(task.metrics()), task.name)
+
+
+def has_fields(task: Task) -> bool:
+    """Whether the task's answers have fields scored one by one (field F1)."""
+    return "field_f1" in task.metrics()
 
 
 def clustering(meta: RunMeta) -> Clustering | None:
@@ -165,10 +170,8 @@ def clustering(meta: RunMeta) -> Clustering | None:
     None for a run without clusters."""
     if not meta.clusters:
         return None
-    raw = meta.config_raw.get("dataset") if isinstance(meta.config_raw, dict) else None
     got = clustered.summary(meta.clusters)
-    return Clustering(raw.get("cluster") if isinstance(raw, dict) else None,
-                      int(got["clusters"]), float(got["mean_cluster_size"]),
+    return Clustering(meta.config.cluster, int(got["clusters"]), float(got["mean_cluster_size"]),
                       {k: v for k, v in got.items() if k not in ("clusters", "mean_cluster_size")})
 
 
@@ -184,12 +187,7 @@ def _planning(summary: pd.DataFrame, comparisons: pd.DataFrame, meta: RunMeta
         best = best_prompting_arm(summary)
         zs = summary[summary["type"] == "zero_shot"] if len(summary) else summary
         pair = (row_name(best), row_name(zs.iloc[0])) if best is not None and len(zs) else None
-    got: dict[str, Any] = power.planning(comparisons, pair)
-    if not got:
-        return None
-    return Planning(got["n"], got["discordance"], got["mde"], got["power"], got["alpha"],
-                    got["method"], (got["comparison"][0], got["comparison"][1]),
-                    got["sentence"], got.get("design_effect"))
+    return power.planning(comparisons, pair)
 
 
 def _expected(cols: RecordColumns, meta: RunMeta) -> list[Any]:

@@ -10,12 +10,8 @@ import pandas as pd
 import pytest
 
 from harness.analysis import stats
-from harness.analysis.space import (
-    curve_confidence,
-    curves_and_plateau,
-    tried_frame,
-    untried,
-)
+from harness.analysis.curves import curve_confidence, curves_and_plateau
+from harness.analysis.design_space import tried_frame, untried
 from harness.config import DecisionConfig
 
 N = 200

@@ -13,16 +13,16 @@ import pytest
 from run_helpers import FIXTURE_RUNS
 
 from harness.analysis import stats
-from harness.analysis.decision import meta_task
-from harness.analysis.metrics import arm_metrics, frame_metrics
-from harness.analysis.pairs import paired_mean_difference
-from harness.analysis.tables import (
+from harness.analysis.arms import (
     RESULT_COLUMNS,
     columns_frame,
     price,
     results_frame,
     score_matrix,
 )
+from harness.analysis.comparisons import paired_mean_difference
+from harness.analysis.metrics import arm_metrics, frame_metrics
+from harness.analysis.pipeline import meta_task
 from harness.model import pricing
 from harness.running.records import Record, RunMeta
 from harness.running.store import read_columns, read_meta, read_records

@@ -1,5 +1,5 @@
-"""`harness plan`: what an eval of the config's size can detect, and the size it would need,
-before any model is called.
+"""Planning: *how large must the eval be?* `harness plan`: what an eval of the config's size can
+detect, and the size it would need, before any model is called.
 
 The comparisons are the ones a run makes (tables.comparisons_frame: every arm against zero-shot
 and against the best prompting arm, Holm-adjusted). Planning uses Holm's strictest step,
@@ -14,9 +14,9 @@ ch. 5: the sample-size inflation 1 + (m - 1) ICC for clusters of size m), both b
 approximation, as the clustered test is a chi-square test. Without a pilot the design effect
 is unknown; the plan then assumes 1 and says so.
 
-The plateau rule's steps (rules.detect_plateau on each few-shot curve, space.curves_and_plateau:
+The plateau rule's steps (curves.detect_plateau on each few-shot curve, curves.curves_and_plateau:
 every swept strategy's ks in order, its zero-shot arm as k=0) are planned too, as paired
-comparisons of their own: each step's interval is at space.curve_confidence(m) for the m curves
+comparisons of their own: each step's interval is at curves.curve_confidence(m) for the m curves
 judged, so each step is planned at alpha 1 - that confidence (not at the comparisons' Holm
 alpha). Their discordance is the pilot's own for the pair of arms when the pilot has both, else
 the stated default.
@@ -33,11 +33,12 @@ from pathlib import Path
 
 import pandas as pd
 
-from harness.analysis import power, space
-from harness.analysis.decision import Analysis, analyse_columns
-from harness.analysis.pairs import detectable
-from harness.analysis.space import curve_points  # the plateau's own curve points
-from harness.analysis.tables import clusters_of, complete_rows, row_name, score_matrix, sweep_rows
+from harness.analysis import curves, power
+from harness.analysis.arms import clusters_of, row_name, score_matrix, sweep_rows
+from harness.analysis.comparisons import detectable
+from harness.analysis.curves import curve_points  # the plateau's own curve points
+from harness.analysis.intervals import complete_rows
+from harness.analysis.pipeline import Analysis, analyse_columns
 from harness.config import Config
 from harness.errors import InputError
 from harness.running.plan import Plan, plan
@@ -72,7 +73,7 @@ class EvalPlan:
     compliance: tuple[PlanRow, ...]
     steps: tuple[PlanRow, ...] = ()  # the plateau rule's steps of each few-shot curve
     curves: int = 0  # m, the few-shot curves the plateau rule judges
-    step_alpha: float | None = None  # each step's alpha: 1 - space.curve_confidence(curves)
+    step_alpha: float | None = None  # each step's alpha: 1 - curves.curve_confidence(curves)
     metric: str = "accuracy"  # decision.metric, what the plateau judges the steps on
 
 
@@ -233,30 +234,30 @@ def _arm_frame(arms: Iterable[Arm]) -> pd.DataFrame:
 
 def curve_steps(arms: Iterable[Arm]) -> tuple[tuple[PlannedStep, ...], int]:
     """The steps the plateau rule judges in a run of these arms, and m, the number of curves it
-    judges: as space.curves_and_plateau, each swept (few-shot) strategy's ks with its zero-shot
+    judges: as curves.curves_and_plateau, each swept (few-shot) strategy's ks with its zero-shot
     arm as k=0, one step per consecutive pair of ks; m counts the curves of two points or more."""
     frame = _arm_frame(arms)
     steps: list[PlannedStep] = []
-    curves = 0
+    judged = 0
     for strategy in dict.fromkeys(sweep_rows(frame)["strategy"] if len(frame) else []):
         rows = curve_points(frame, str(strategy))
         points = sorted((int(r["k"]), row_name(r)) for _, r in rows.iterrows())
-        curves += len(points) >= 2
+        judged += len(points) >= 2
         steps.extend(PlannedStep(str(strategy), k0, k1, a0, a1)
                      for (k0, a0), (k1, a1) in pairwise(points))
-    return tuple(steps), curves
+    return tuple(steps), judged
 
 
-def step_alpha(curves: int) -> float:
-    """The alpha of each step of the plateau rule when `curves` curves are judged: one minus
-    the confidence of the steps' intervals (space.curve_confidence)."""
-    return 1 - space.curve_confidence(curves)
+def step_alpha(m: int) -> float:
+    """The alpha of each step of the plateau rule when m curves are judged: one minus the
+    confidence of the steps' intervals (curves.curve_confidence)."""
+    return 1 - curves.curve_confidence(m)
 
 
 def pilot_step_discordance(pilot: Analysis, meta: RunMeta, steps: Iterable[PlannedStep]
                            ) -> dict[tuple[str, str], tuple[float, float]]:
     """Per step whose two arms the pilot has, scored on a shared example: (discordance, design
-    effect) of the pair in the pilot, as the comparisons table measures a pair (pairs.detectable:
+    effect) of the pair in the pilot, as the comparisons table measures a pair (comparisons.detectable:
     the majority-correct answers of the examples both arms have; a clustered pilot's design
     effect of the paired difference, else 1). A pair that never disagrees has discordance 0."""
     arms = {row_name(r): (str(r["strategy"]), int(r["k"])) for _, r in pilot.summary.iterrows()}

@@ -1,4 +1,7 @@
-"""From per-example records to tables: results, per-arm summary, per-class, paired comparisons.
+"""The arms: *what did each arm score?* From per-example records to tables: the results frame,
+the per-arm summary (one row per strategy and k, pooled over draws, with its intervals from
+intervals.py), the per-example score and count matrices, per-class figures, and which arm is
+the best prompt the decision weighs against.
 
 Everything here is computed from a run folder's records and metadata alone.
 """
@@ -14,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from harness.analysis import clustered, stats
+from harness.analysis.intervals import complete_rows, interval, proportion
 from harness.analysis.metrics import frame_metrics
 from harness.config import Price
 from harness.errors import InputError
@@ -23,7 +27,6 @@ from harness.running.records import ArmMeta, Record, RunMeta
 from harness.running.store import RecordColumns, record_columns
 from harness.strategies import arm_name, is_prompting, is_sweep
 from harness.tasks import Task
-from harness.tasks.extraction import ExtractionTask
 
 RESULT_COLUMNS = [
     "strategy", "type", "model", "model_id", "k", "draw", "example_id", "input", "expected",
@@ -144,9 +147,9 @@ def score_matrix(df: pd.DataFrame, strategy: str, k: int, examples: Sequence[str
 
 
 def count_matrix(df: pd.DataFrame, strategy: str, k: int, examples: Sequence[str],
-                 task: ExtractionTask) -> np.ndarray:
+                 task: Task) -> np.ndarray:
     """(n_examples, 3) per-example (tp, fp, fn) of field F1, summed over the fields (see
-    ExtractionTask.field_counts: an unusable answer misses every gold value); for several draws
+    Task.example_counts: an unusable answer misses every gold value); for several draws
     the mean over draws. NaN rows where an example lacks a record in some draw or the endpoint
     failed on it, as in score_matrix."""
     sub = df[(df["strategy"] == strategy) & (df["k"] == k)]
@@ -157,25 +160,18 @@ def count_matrix(df: pd.DataFrame, strategy: str, k: int, examples: Sequence[str
         part = sub[(sub["draw"] == d) & ~sub["endpoint_failed"]]
         for ex, gold, pred in zip(part["example_id"].astype(str), part["expected"],
                                   part["prediction"], strict=True):
-            if ex in pos:
-                out[pos[ex], d_i] = task.example_counts(gold, pred)
+            counts = task.example_counts(gold, pred)
+            if ex in pos and counts is not None:
+                out[pos[ex], d_i] = counts
     return np.asarray(out.mean(axis=1))  # NaN where any draw is missing
 
 
 def count_matrices(df: pd.DataFrame, meta: RunMeta, task: Task) -> dict[ArmId, np.ndarray]:
     """count_matrix of every (strategy, k) of an extraction run; {} for other tasks."""
-    if not isinstance(task, ExtractionTask):
+    if "field_f1" not in task.metrics():
         return {}
     arms = dict.fromkeys((a.strategy, a.k) for a in meta.arms)
     return {(s, k): count_matrix(df, s, k, list(meta.examples), task) for s, k in arms}
-
-
-def complete_rows(*mats: np.ndarray) -> np.ndarray:
-    """Mask of the examples that have a result in every matrix."""
-    keep = np.ones(mats[0].shape[0], dtype=bool)
-    for m in mats:
-        keep &= ~np.isnan(m).any(axis=1)
-    return keep
 
 
 def clusters_of(meta: RunMeta) -> np.ndarray | None:
@@ -187,22 +183,6 @@ def clusters_of(meta: RunMeta) -> np.ndarray | None:
         raise InputError(f"run.json: {len(meta.clusters)} clusters for {len(meta.examples)} "
                          "examples; the file is damaged")
     return stats.cluster_codes(meta.clusters, len(meta.examples))
-
-
-def interval(mat: np.ndarray, n_boot: int, seed: int, clusters: np.ndarray | None = None
-             ) -> stats.Interval:
-    """Wilson for one draw, the two-way bootstrap for several; clustered, the Wilson interval
-    at the effective size (clustered.clustered_wilson) and the bootstrap over clusters."""
-    keep = complete_rows(mat)
-    m = mat[keep]
-    if m.size == 0:
-        return stats.Interval(math.nan, math.nan, math.nan)
-    groups = None if clusters is None else clusters[keep]
-    if m.shape[1] == 1:
-        if groups is not None:
-            return clustered.clustered_wilson(m[:, 0], groups)
-        return stats.wilson_interval(int(m.sum()), m.shape[0])
-    return stats.bootstrap_interval(m, n_boot=n_boot, seed=seed, clusters=groups)
 
 
 def summary_frame(df: pd.DataFrame, meta: RunMeta, task: Task
@@ -234,10 +214,9 @@ def summary_frame(df: pd.DataFrame, meta: RunMeta, task: Task
         sv = answered["schema_valid"].astype(bool).to_numpy() if len(answered) else np.array([])
         row_codes = (np.array([code_of.get(str(e), -1) for e in answered["example_id"]], dtype=np.int64)
                      if codes is not None else None)
-        sci = (stats.wilson_interval(int(sv.sum()), len(sv)) if row_codes is None
-               else clustered.clustered_wilson(sv, row_codes))
+        sci = proportion(int(sv.sum()), len(sv), row_codes, sv)
         f1ci = {}
-        if isinstance(task, ExtractionTask):
+        if "field_f1" in task.metrics():
             counts = count_matrix(df, strategy, k, examples, task)
             full = complete_rows(counts)
             fi = stats.bootstrap_f1_interval(counts[full], n_boot=n_boot,
@@ -303,8 +282,9 @@ def _vote_columns(answered: pd.DataFrame, samples: int, n_boot: int,
 def per_class_frame(df: pd.DataFrame, task: Task) -> pd.DataFrame:
     """Per-class (classification: `label`) or per-field (extraction: `field`, with accuracy too)
     precision/recall/F1 for every (strategy, k), over the answered examples."""
-    key = "field" if task.name == "extraction" else "label"
-    figures = ["accuracy"] if task.name == "extraction" else []
+    fields = "field_f1" in task.metrics()
+    key = "field" if fields else "label"
+    figures = ["accuracy"] if fields else []
     rows = []
     for (strategy, k), sub in df[~df["endpoint_failed"]].groupby(["strategy", "k"], sort=False):
         table = task.breakdown(sub["expected"].tolist(), sub["prediction"].tolist())

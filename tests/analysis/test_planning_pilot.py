@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from run_helpers import FIXTURE_RUNS
 
-from harness.analysis.planner import check_pilot
+from harness.analysis.planning import check_pilot
 from harness.cli import main
 from harness.errors import InputError
 from harness.running.store import read_meta

@@ -1,6 +1,6 @@
 """Issue 24, item 5: `harness plan` plans the comparisons the plateau rule rests on too: each
 few-shot curve's steps from one k to the next (its zero-shot arm as k=0), at the alpha the
-plateau rule judges them at (1 - space.curve_confidence(m), Bonferroni over the m curves), from
+plateau rule judges them at (1 - curves.curve_confidence(m), Bonferroni over the m curves), from
 a pilot run's own pairs of arms when given. The figures are checked against an independent
 simulation of the exact McNemar test (scipy's binomial test), the alphas against Bonferroni's
 0.05 / m."""
@@ -16,8 +16,15 @@ import pytest
 from run_helpers import FIXTURE_RUNS
 from scipy.stats import binomtest
 
-from harness.analysis import space
-from harness.analysis.planner import EvalPlan, PlannedStep, curve_steps, plan_lines, plan_steps, step_alpha
+from harness.analysis import curves
+from harness.analysis.planning import (
+    EvalPlan,
+    PlannedStep,
+    curve_steps,
+    plan_lines,
+    plan_steps,
+    step_alpha,
+)
 from harness.analysis.power import DEFAULT_DISCORDANCE, mde, required_n
 from harness.api import load_config
 from harness.cli import main
@@ -85,7 +92,7 @@ def test_the_step_alpha_is_bonferroni_over_the_curves(m):
 
 
 def test_the_step_alpha_is_the_plateau_rules_own(make_config, capsys, monkeypatch):
-    monkeypatch.setattr(space, "curve_confidence", lambda m: 0.9)  # the plateau rule changed
+    monkeypatch.setattr(curves, "curve_confidence", lambda m: 0.9)  # the plateau rule changed
     out = _plan(capsys, make_config(n_eval=50, strategies=[ZERO, SWEEP]), "--delta", "0.1")
     head = next(line for line in out if line.startswith("few-shot steps"))
     assert "each step tests at alpha 0.1," in head and "at 90% confidence" in head, head

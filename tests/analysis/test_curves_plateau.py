@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from harness.analysis.rules import detect_plateau, step_kind
+from harness.analysis.curves import detect_plateau, step_kind
 from harness.analysis.stats import Interval
 
 KS = (0, 1, 2, 4, 8, 16, 32)
@@ -115,9 +115,9 @@ def test_curve_steps_equal_the_comparisons_rows_for_the_same_pair() -> None:
     curve used only the examples scored at every k, so the two disagreed on a partial run.)"""
     from run_helpers import FIXTURE_RUNS
 
-    from harness.analysis.decision import curve_and_plateau, meta_task
-    from harness.analysis.pairs import comparisons_frame
-    from harness.analysis.tables import results_frame, summary_frame
+    from harness.analysis.arms import results_frame, summary_frame
+    from harness.analysis.comparisons import comparisons_frame
+    from harness.analysis.pipeline import curve_and_plateau, meta_task
     from harness.running.store import read_meta, read_records
 
     run = FIXTURE_RUNS / "complete"

@@ -1,6 +1,7 @@
-"""Cascades (`type: cascade`): the primary arm answers; when its confidence is below a
-threshold t (or it has none: no usable answer, no confidence), the fallback arm's answer is
-used instead. Computed from the two arms' records (draw 0), with no new request.
+"""Cascades: *does routing between two arms beat both?* Cascades (`type: cascade`): the primary
+arm answers; when its confidence is below a threshold t (or it has none: no usable answer, no
+confidence), the fallback arm's answer is used instead. Computed from the two arms' records
+(draw 0), with no new request.
 
 Per threshold: the share routed to the fallback, accuracy (exact match for extraction), cost per
 1,000 queries (the primary is always paid, the fallback when routed) and mean latency (the two
@@ -26,7 +27,9 @@ import numpy as np
 import pandas as pd
 
 from harness.analysis import stats
-from harness.analysis.pairs import paired_mean_difference
+from harness.analysis.arms import row_name
+from harness.analysis.comparisons import paired_test
+from harness.analysis.intervals import proportion
 from harness.analysis.results import (
     CascadeResult,
     Comparison,
@@ -34,11 +37,10 @@ from harness.analysis.results import (
     HeldOut,
     SingleArm,
 )
-from harness.analysis.tables import row_name
-from harness.config.cascade import CascadeConfig, cascades_from_raw
+from harness.config.cascade import CascadeConfig
+from harness.kinds import ArmId
 from harness.running.records import RunMeta
 from harness.tasks import Task
-from harness.tasks.extraction import ExtractionTask
 
 AUTO_QUANTILES = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 FRONTIER_COLUMNS = ["cascade", "threshold", "n", "fallback_share", "accuracy", "ci_low",
@@ -74,8 +76,8 @@ def _arm_rows(df: pd.DataFrame, summary: pd.DataFrame, name: str) -> pd.DataFram
     return df[(df["strategy"] == s) & (df["k"] == k) & (df["draw"] == 0)]
 
 
-def _counts(x: pd.DataFrame, task: ExtractionTask) -> np.ndarray:
-    """Per example (tp, fp, fn) summed over the fields (ExtractionTask.example_counts)."""
+def _counts(x: pd.DataFrame, task: Task) -> np.ndarray:
+    """Per example (tp, fp, fn) summed over the fields (Task.example_counts)."""
     return np.array([task.example_counts(gold, pred) for gold, pred
                      in zip(x["expected"], x["prediction"], strict=True)], dtype=float
                     ).reshape(-1, 3)
@@ -105,7 +107,8 @@ def arms_of(c: CascadeConfig, df: pd.DataFrame, summary: pd.DataFrame,
                 (np.nan_to_num(col(a, "latency_ms")), np.nan_to_num(col(b, "latency_ms"))),
                 (tokens(a), tokens(b)),
                 (a["schema_valid"].astype(bool).to_numpy(), b["schema_valid"].astype(bool).to_numpy()),
-                (_counts(a, task), _counts(b, task)) if isinstance(task, ExtractionTask) else None)
+                (_counts(a, task), _counts(b, task))
+                if task is not None and "field_f1" in task.metrics() else None)
 
 
 def priced(arms: Arms) -> bool:
@@ -253,7 +256,7 @@ def evaluate(c: CascadeConfig, df: pd.DataFrame, summary: pd.DataFrame, meta: Ru
     rows, points = [], []
     for t in ts:
         o = outcome(arms, t)
-        ci = stats.wilson_interval(int(o["correct"].sum()), n)
+        ci = proportion(int(o["correct"].sum()), n)
         points.append((_measure(o, money), ci.estimate))
         rows.append((t, float(o["routed"].mean()), ci,
                      1000 * float(o["cost"].mean()) if money else math.nan,
@@ -265,16 +268,15 @@ def evaluate(c: CascadeConfig, df: pd.DataFrame, summary: pd.DataFrame, meta: Ru
                      for (t, share, ci, cost, lat, tok, valid, f1), on
                      in zip(rows, _frontier(points), strict=True))
     chosen_on, held = cross_fit(arms, ts, meta.dataset.seed, rule)
-    name = f"{c.name}@t={deploy:g}"
-    tests = []
-    for other, right in ((c.primary, arms.right[0]), (c.fallback, arms.right[1])):
-        d = paired_mean_difference(held["correct"].astype(float), right.astype(float),
-                                   n_boot=n_boot)
-        tests.append((other, d, stats.mcnemar_exact(held["correct"], right)))
-    adjusted = stats.holm_adjust([p for _, _, p in tests])
-    comparisons = tuple(Comparison(name, other, "accuracy", n, d, p, adj, adj < alpha, "mcnemar")
-                        for (other, d, p), adj in zip(tests, adjusted, strict=True))
-    ci = stats.wilson_interval(int(held["correct"].sum()), n)
+    name = str(ArmId(c.name, threshold=deploy))
+    tests = [(other, paired_test(held["correct"].astype(float), right.astype(float),
+                                 n_boot=n_boot))
+             for other, right in ((c.primary, arms.right[0]), (c.fallback, arms.right[1]))]
+    adjusted = stats.holm_adjust([t.p_value for _, t in tests])
+    comparisons = tuple(Comparison(name, other, "accuracy", n, t.difference, t.p_value, adj,
+                                   adj < alpha, t.test)
+                        for (other, t), adj in zip(tests, adjusted, strict=True))
+    ci = proportion(int(held["correct"].sum()), n)
     return CascadeResult(
         c.name, c.primary, c.fallback, n, "cost_per_1k" if money else "mean_latency_ms", deploy,
         tuple(chosen_on), rule.describe(money),
@@ -298,7 +300,7 @@ def evaluate_all(df: pd.DataFrame, summary: pd.DataFrame, meta: RunMeta, n_boot:
                  task: Task | None = None) -> list[CascadeResult]:
     """Every cascade of the run's config (evaluate), those with answers to route."""
     out = []
-    for c in cascades_from_raw(meta.config_raw):
+    for c in meta.config.cascades:
         got = evaluate(c, df, summary, meta, n_boot, task)
         if got is not None:
             out.append(got)

@@ -8,15 +8,9 @@ from typing import Any
 
 import pytest
 
-from harness.analysis.rules import (
-    ArmEvidence,
-    CurveStep,
-    PlateauResult,
-    break_even,
-    decide,
-    max_training_cost,
-    pays_back,
-)
+from harness.analysis.cost import break_even, max_training_cost
+from harness.analysis.curves import CurveStep, PlateauResult
+from harness.analysis.rules import ArmEvidence, decide, pays_back
 from harness.analysis.stats import Interval
 from harness.config import Price
 from harness.running.records import RunMeta
