@@ -80,7 +80,6 @@ def run(cfg: Config | str | Path, out: str | Path | None = None, *, use_cache: b
     the error is raised again.
     """
     from harness.analysis.history import append_history, history_path
-    from harness.report import write_reports
     from harness.training import ensure_fine_tunes
 
     if not isinstance(cfg, Config):
@@ -103,16 +102,13 @@ def run(cfg: Config | str | Path, out: str | Path | None = None, *, use_cache: b
         log(f"warning: {warning}")
     with RunLock(out_dir):
         try:
-            runner = Runner(p, out_dir, use_cache=use_cache, progress=progress,
+            runner = Runner(p, out_dir, use_cache=use_cache, progress=_preloading(progress),
                             base_urls=base_urls, keep_failures=keep_failures,
                             allow_missing=allow_missing, created=created, log=log)
         except InputError:
             if created is not None:  # e.g. an unusable cache folder: leave nothing behind
                 shutil.rmtree(created, ignore_errors=True)
             raise
-        # pandas and the report code take about a second to import: do it while the run waits
-        # on the network, not after it
-        threading.Thread(target=_preload_reports, name="preload-reports", daemon=True).start()
         try:
             counts = runner.execute()
         except HarnessError as exc:
@@ -162,6 +158,25 @@ def check_history_writable(path: Path) -> None:
 def _preload_reports() -> None:
     with contextlib.suppress(Exception):
         import harness.report  # noqa: F401
+
+
+def _preloading(progress: Progress | None) -> Progress:
+    """`progress`, which also starts importing pandas and the report code (about a second) in
+    the background once the first answer is in: while the run waits on the network, not after
+    it, and never before the first request is sent."""
+    started = threading.Event()
+    first: list[int] = []  # the count at the first call (a resumed run starts above 0)
+
+    def report(done: int, total: int, info: str) -> None:
+        if not first:
+            first.append(done)
+        if done > first[0] and not started.is_set():
+            started.set()
+            threading.Thread(target=_preload_reports, name="preload-reports", daemon=True).start()
+        if progress is not None:
+            progress(done, total, info)
+
+    return report
 
 
 @contextlib.contextmanager

@@ -71,10 +71,8 @@ def _log(message: str) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from harness.analysis.design_space import untried_text
     from harness.api import load_config, run
     from harness.config import with_overrides
-    from harness.report import format_figures, format_table
 
     if args.max_cost is not None and not args.max_cost > 0:
         raise InputError("--max-cost: must be more than 0 (USD)")
@@ -86,6 +84,9 @@ def cmd_run(args: argparse.Namespace) -> int:
                  train_progress=loss_progress, log=_log, resume=args.resume,
                  keep_failures=args.keep_failures, allow_missing=args.allow_missing,
                  history=args.history)
+    from harness.analysis.design_space import untried_text  # (pandas: after the requests)
+    from harness.report import format_figures, format_table
+
     a, counts, out = result.analysis, result.counts, result.out
     print(format_table(a))
     print(f"\nverdict: {a.verdict.recommendation}: {a.verdict.sentence}")

@@ -26,6 +26,7 @@ print(json.dumps(sorted(m for m in {heavy!r} if m in sys.modules)))
 
 @pytest.mark.parametrize("argv", [
     ["validate", "configs/quickstart.yaml"],
+    ["plan", "configs/quickstart.yaml"],
     ["history", "configs/quickstart.yaml", "--history", "{tmp}/none.jsonl"],
     ["cache", "info"],
     ["--help"],
@@ -37,3 +38,37 @@ def test_light_commands_import_no_statistics_stack(argv, tmp_path):
                           capture_output=True, text=True, timeout=120)
     loaded = json.loads(done.stdout.strip().splitlines()[-1])
     assert loaded == [], f"{' '.join(argv)} imported {loaded}"
+
+
+RUN_PROBE = """
+import json, sys
+sys.path.insert(0, {tests!r})
+from fake_openai import FakeOpenAI
+from harness.cli import main
+
+seen = []
+
+def responder(body):
+    if not seen:  # what harness had imported when it sent its first request
+        seen.append(sorted(m for m in {heavy!r} if m in sys.modules))
+    return json.dumps({{"label": "billing"}})
+
+with FakeOpenAI(responder=responder) as server:
+    cfg = sys.argv[1]
+    text = open(cfg).read().replace("http://127.0.0.1:9/v1", server.base_url)
+    open(cfg, "w").write(text)
+    main(["run", cfg, "--out", sys.argv[2], "--no-cache"])
+print(json.dumps(seen[0] if seen else None))
+"""
+
+
+def test_a_run_imports_no_statistics_stack_before_its_first_request(make_config, tmp_path):
+    cfg = make_config(n_eval=2, strategies=[{"name": "zero-shot", "type": "zero_shot",
+                                             "model": "fake"}])
+    probe = RUN_PROBE.format(tests=str(ROOT / "tests"), heavy=HEAVY)
+    done = subprocess.run([sys.executable, "-c", probe, str(cfg), str(tmp_path / "run")],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=120,
+                          env={**__import__("os").environ, "TEST_API_KEY": "x",
+                               "HARNESS_CACHE_DIR": str(tmp_path / "cache")})
+    loaded = json.loads(done.stdout.strip().splitlines()[-1])
+    assert loaded == [], f"harness run had imported {loaded} before its first request"

@@ -25,9 +25,11 @@ import numpy as np
 import pandas as pd
 
 from harness.analysis import stats
+from harness.analysis import steps as step_rule
 from harness.analysis.arms import Matrices, sweep_rows
 from harness.analysis.comparisons import Clusters, paired_mean_difference
 from harness.analysis.stats import Interval, check_confidence, paired_difference
+from harness.analysis.steps import zero_shot_index
 from harness.config import DecisionConfig
 
 CURVE_COLUMNS = ["strategy", "k", "accuracy", "ci_low", "ci_high", "step_from", "gain",
@@ -213,26 +215,11 @@ def detect_plateau(
     return PlateauResult("still_improving", None, nxt, steps, reason)
 
 
-def curve_confidence(m: int) -> float:
-    """The interval confidence of each curve's steps when m curves are judged (see above)."""
-    return 1 - 0.05 / max(m, 1)
-
-
 def zero_shot_point(summary: pd.DataFrame, first: pd.Series) -> pd.DataFrame:
     """The k=0 point of a few-shot curve: the zero-shot arm of the same model, constrained the
     same way and sampled as often; of the same variant when there is one, else without one."""
-    zs = summary[(summary["type"] == "zero_shot") & (summary["model"] == first["model"])]
-    mode = first.get("structured_output")
-    if "structured_output" in zs and mode is not None:
-        zs = zs[zs["structured_output"] == mode]
-    if "samples" in zs:
-        zs = zs[zs["samples"] == first.get("samples", 1)]
-    if "variant" in zs:
-        variant = first.get("variant")
-        same = zs[zs["variant"] == variant] if isinstance(variant, str) else zs.iloc[:0]
-        plain = zs[zs["variant"].isna()]
-        zs = same if len(same) else plain if len(plain) else zs
-    return zs.iloc[:1]
+    at = zero_shot_index(summary.to_dict("records"), first.to_dict())
+    return summary.iloc[:0] if at is None else summary.iloc[at:at + 1]
 
 
 def curve_points(summary: pd.DataFrame, strategy: str) -> pd.DataFrame:
@@ -298,7 +285,7 @@ def combine(results: list[PlateauResult], best: str | None) -> PlateauResult:
         r = results[0]
         return dataclasses.replace(r, reason=f"{r.strategy}: {r.reason}")
     rule = (f"{len(judged)} curves judged, each step's interval at "
-            f"{100 * curve_confidence(len(judged)):.4g}% (Bonferroni over the curves): "
+            f"{100 * step_rule.curve_confidence(len(judged)):.4g}% (Bonferroni over the curves): "
             + "; ".join(map(_status, results)))
     improving = [r for r in judged if r.status == "still_improving"]
     if improving:
@@ -336,7 +323,7 @@ def curves_and_plateau(summary: pd.DataFrame, mats: Matrices, decision: Decision
         return pd.DataFrame(columns=CURVE_COLUMNS), None, ()
     points = {s: curve_points(summary, s) for s in strategies}
     # m counts the curves that can be judged (two points or more: a k and its k=0, or two ks)
-    confidence = curve_confidence(sum(len(p) >= 2 for p in points.values()))
+    confidence = step_rule.curve_confidence(sum(len(p) >= 2 for p in points.values()))
     built = [_one_curve(s, points[s], mats, decision, counts, confidence, clusters)
              for s in strategies]
     curve = pd.concat([c for c, _ in built], ignore_index=True)
@@ -345,5 +332,5 @@ def curves_and_plateau(summary: pd.DataFrame, mats: Matrices, decision: Decision
 
 
 __all__ = ["CURVE_COLUMNS", "F1_CURVE_COLUMNS", "FLAT_KINDS", "CurveStep", "PlateauResult",
-           "combine", "curve_confidence", "curve_points", "curves_and_plateau", "detect_plateau",
+           "combine", "curve_points", "curves_and_plateau", "detect_plateau",
            "step_kind", "zero_shot_point"]

@@ -16,7 +16,7 @@ is unknown; the plan then assumes 1 and says so.
 
 The plateau rule's steps (curves.detect_plateau on each few-shot curve, curves.curves_and_plateau:
 every swept strategy's ks in order, its zero-shot arm as k=0) are planned too, as paired
-comparisons of their own: each step's interval is at curves.curve_confidence(m) for the m curves
+comparisons of their own: each step's interval is at steps.curve_confidence(m) for the m curves
 judged, so each step is planned at alpha 1 - that confidence (not at the comparisons' Holm
 alpha). Their discordance is the pilot's own for the pair of arms when the pilot has both, else
 the stated default.
@@ -28,23 +28,20 @@ import dataclasses
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from itertools import pairwise
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
-
-from harness.analysis import curves, power
-from harness.analysis.arms import clusters_of, row_name, score_matrix, sweep_rows
+from harness.analysis import power, steps
 from harness.analysis.comparisons import detectable
-from harness.analysis.curves import curve_points  # the plateau's own curve points
-from harness.analysis.intervals import complete_rows
-from harness.analysis.pipeline import Analysis, analyse_columns
 from harness.config import Config
 from harness.errors import InputError
 from harness.running.plan import Plan, plan
 from harness.running.records import RunMeta
 from harness.running.store import META, read_columns, read_meta
 from harness.strategies import Arm, arm_name
+
+if TYPE_CHECKING:
+    from harness.analysis.pipeline import Analysis
 
 
 @dataclass(frozen=True)
@@ -73,7 +70,7 @@ class EvalPlan:
     compliance: tuple[PlanRow, ...]
     steps: tuple[PlanRow, ...] = ()  # the plateau rule's steps of each few-shot curve
     curves: int = 0  # m, the few-shot curves the plateau rule judges
-    step_alpha: float | None = None  # each step's alpha: 1 - curves.curve_confidence(curves)
+    step_alpha: float | None = None  # each step's alpha: 1 - steps.curve_confidence(curves)
     metric: str = "accuracy"  # decision.metric, what the plateau judges the steps on
 
 
@@ -120,6 +117,8 @@ def _row(name: str, psi: float, n: int, delta: float, alpha: float, target: floa
 def _compliance_discordance(a: Analysis) -> dict[str, float]:
     """Per comparison of the pilot: the share of examples one arm answers within the schema
     and the other not (first draw of each arm, examples both answered)."""
+    from harness.analysis.arms import row_name
+
     df = a.results
     ok = df[(df["draw"] == 0) & ~df["endpoint_failed"]]
     table = ok.pivot_table(index="example_id", columns=["strategy", "k"], values="schema_valid",
@@ -221,37 +220,28 @@ def plan_eval(n: int, arms: int, has_zero_shot: bool, *, pilot: Analysis | None 
     return EvalPlan(n, m, alpha, target, delta, source, acc, comp)
 
 
-def _arm_frame(arms: Iterable[Arm]) -> pd.DataFrame:
+def _arm_rows(arms: Iterable[Arm]) -> list[dict[str, Any]]:
     """The columns of a run's summary that the curves are built from, one row per (strategy, k)
-    in the arms' order (tables.summary_frame: the first draw's arm stands for the others)."""
+    in the arms' order (arms.summary_frame: the first draw's arm stands for the others)."""
     first: dict[tuple[str, int], Arm] = {}
     for a in arms:
         first.setdefault((a.strategy, a.k), a)
-    return pd.DataFrame([{"strategy": a.strategy, "type": a.type, "model": a.model, "k": a.k,
-                          "structured_output": a.structured_output, "samples": a.samples,
-                          "variant": a.variant} for a in first.values()])
+    return [{"strategy": a.strategy, "type": a.type, "model": a.model, "k": a.k,
+             "structured_output": a.structured_output, "samples": a.samples,
+             "variant": a.variant} for a in first.values()]
 
 
 def curve_steps(arms: Iterable[Arm]) -> tuple[tuple[PlannedStep, ...], int]:
     """The steps the plateau rule judges in a run of these arms, and m, the number of curves it
-    judges: as curves.curves_and_plateau, each swept (few-shot) strategy's ks with its zero-shot
-    arm as k=0, one step per consecutive pair of ks; m counts the curves of two points or more."""
-    frame = _arm_frame(arms)
-    steps: list[PlannedStep] = []
-    judged = 0
-    for strategy in dict.fromkeys(sweep_rows(frame)["strategy"] if len(frame) else []):
-        rows = curve_points(frame, str(strategy))
-        points = sorted((int(r["k"]), row_name(r)) for _, r in rows.iterrows())
-        judged += len(points) >= 2
-        steps.extend(PlannedStep(str(strategy), k0, k1, a0, a1)
-                     for (k0, a0), (k1, a1) in pairwise(points))
-    return tuple(steps), judged
+    judges (steps.curve_steps: the same k=0 point and steps as curves.curves_and_plateau)."""
+    found, judged = steps.curve_steps(_arm_rows(arms))
+    return tuple(PlannedStep(*st) for st in found), judged
 
 
 def step_alpha(m: int) -> float:
     """The alpha of each step of the plateau rule when m curves are judged: one minus the
-    confidence of the steps' intervals (curves.curve_confidence)."""
-    return 1 - curves.curve_confidence(m)
+    confidence of the steps' intervals (steps.curve_confidence)."""
+    return 1 - steps.curve_confidence(m)
 
 
 def pilot_step_discordance(pilot: Analysis, meta: RunMeta, steps: Iterable[PlannedStep]
@@ -260,6 +250,9 @@ def pilot_step_discordance(pilot: Analysis, meta: RunMeta, steps: Iterable[Plann
     effect) of the pair in the pilot, as the comparisons table measures a pair (comparisons.detectable:
     the majority-correct answers of the examples both arms have; a clustered pilot's design
     effect of the paired difference, else 1). A pair that never disagrees has discordance 0."""
+    from harness.analysis.arms import clusters_of, row_name, score_matrix
+    from harness.analysis.intervals import complete_rows
+
     arms = {row_name(r): (str(r["strategy"]), int(r["k"])) for _, r in pilot.summary.iterrows()}
     codes = clusters_of(meta)
     out: dict[tuple[str, str], tuple[float, float]] = {}
@@ -311,8 +304,11 @@ def plan_config(cfg: Config, *, pilot: str | Path | None = None, delta: float = 
         raise InputError(f"--pilot {pilot}: not a run folder (no {META})")
     shared = check_pilot_run(pilot, p) if pilot is not None else None
     meta = read_meta(Path(pilot)) if pilot is not None else None
-    pilot_a = (analyse_columns(read_columns(Path(pilot)), meta)
-               if pilot is not None and meta is not None else None)
+    pilot_a = None
+    if pilot is not None and meta is not None:
+        from harness.analysis.pipeline import analyse_columns  # (pandas: only for a pilot)
+
+        pilot_a = analyse_columns(read_columns(Path(pilot)), meta)
     n = len(p.data.eval)
     result = plan_eval(n, len(arms), zero, pilot=pilot_a, delta=delta, target=target,
                        alpha=alpha, pilot_name=str(pilot or ""),

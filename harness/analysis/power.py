@@ -23,11 +23,14 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from statistics import NormalDist
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 
 from harness.analysis.results import Planning
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 EXACT_MAX_N = 20_000
 DEFAULT_DISCORDANCE = 0.25  # without a pilot: a quarter of examples answered differently

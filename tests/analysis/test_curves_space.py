@@ -10,8 +10,9 @@ import pandas as pd
 import pytest
 
 from harness.analysis import stats
-from harness.analysis.curves import curve_confidence, curves_and_plateau
+from harness.analysis.curves import curves_and_plateau
 from harness.analysis.design_space import tried_frame, untried
+from harness.analysis.steps import curve_confidence
 from harness.config import DecisionConfig
 
 N = 200

@@ -16,7 +16,7 @@ import pytest
 from run_helpers import FIXTURE_RUNS
 from scipy.stats import binomtest
 
-from harness.analysis import curves
+from harness.analysis import steps
 from harness.analysis.planning import (
     EvalPlan,
     PlannedStep,
@@ -92,7 +92,7 @@ def test_the_step_alpha_is_bonferroni_over_the_curves(m):
 
 
 def test_the_step_alpha_is_the_plateau_rules_own(make_config, capsys, monkeypatch):
-    monkeypatch.setattr(curves, "curve_confidence", lambda m: 0.9)  # the plateau rule changed
+    monkeypatch.setattr(steps, "curve_confidence", lambda m: 0.9)  # the plateau rule changed
     out = _plan(capsys, make_config(n_eval=50, strategies=[ZERO, SWEEP]), "--delta", "0.1")
     head = next(line for line in out if line.startswith("few-shot steps"))
     assert "each step tests at alpha 0.1," in head and "at 90% confidence" in head, head
