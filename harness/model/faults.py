@@ -23,9 +23,16 @@ class InvalidResponse(ValueError):
 
 
 def check_completion(response: Any) -> Any:
-    """Return `response` if it is a chat completion; raise InvalidResponse otherwise."""
-    if isinstance(getattr(response, "choices", None), list):
+    """Return `response` (parsed JSON, or an SDK object) if it is a chat completion; raise
+    InvalidResponse otherwise."""
+    choices = response.get("choices") if isinstance(response, dict) else getattr(
+        response, "choices", None)
+    if isinstance(choices, list) and all(isinstance(c, dict) or hasattr(c, "message")
+                                         for c in choices):
         return response
+    if isinstance(response, dict):
+        raise InvalidResponse("the endpoint answered 200 with JSON that is not a chat "
+                              "completion (no list of choices)")
     shape = type(response).__name__ if not hasattr(response, "choices") else "an object without choices"
     raise InvalidResponse(f"the endpoint answered 200 with {shape}, not a chat completion")
 
