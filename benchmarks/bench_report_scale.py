@@ -8,6 +8,10 @@ runs `harness report` on it in a child process and prints its wall time and peak
 
     python benchmarks/bench_report_scale.py [--examples 100000] [--keep DIR] [--repeat 1]
 
+It also times `python -c "import pandas, matplotlib.pyplot"` (the floor of any report) and
+prints the ratio; a run under 10,000 examples is recorded as `report_small` (the issue-25
+target: 800 records within 1.5x of that import), a larger one as `report_scale`.
+
 With --keep the folder is written to DIR (and reused when it already holds a run of that size).
 """
 
@@ -146,8 +150,17 @@ def main() -> None:
             # ru_maxrss of the children is the largest child so far: the first run sets it
             print(f"harness report: {wall:.1f} s wall, peak RSS {peak:.0f} MiB "
                   f"({3 * args.examples} records)")
-    emit("report_scale", {"records": 3 * args.examples, "report_wall_s": walls,
-                          "report_wall_min_s": min(walls), "peak_rss_mib": round(peak, 1)},
+    # the reference of a small report: importing what any report needs, in a fresh process
+    imports = []
+    for _ in range(args.repeat):
+        t0 = time.perf_counter()
+        subprocess.run([sys.executable, "-c", "import pandas, matplotlib.pyplot"], check=True)
+        imports.append(round(time.perf_counter() - t0, 2))
+    name = "report_scale" if args.examples >= 10_000 else "report_small"
+    emit(name, {"records": 3 * args.examples, "report_wall_s": walls,
+                "report_wall_min_s": min(walls), "peak_rss_mib": round(peak, 1),
+                "import_pandas_matplotlib_min_s": min(imports),
+                "report_over_import": round(min(walls) / min(imports), 2)},
          args.json)
 
 

@@ -25,8 +25,6 @@ from harness.errors import HarnessError, InputError
 from harness.running.lock import LOCK, RunLock
 from harness.running.outcome import Counts
 from harness.running.plan import check_task, default_out_dir, plan
-from harness.running.preflight import preflight
-from harness.running.runner import Progress, Runner
 from harness.running.store import META, read_columns, read_meta
 
 if TYPE_CHECKING:
@@ -35,6 +33,7 @@ if TYPE_CHECKING:
     from harness.analysis import Analysis
     from harness.gating import GateResult
     from harness.model.registry import FineTune
+    from harness.running.runner import Progress
 
 Log = Callable[[str], None]
 LossProgress = Callable[[int, int, float], None]
@@ -80,6 +79,8 @@ def run(cfg: Config | str | Path, out: str | Path | None = None, *, use_cache: b
     the error is raised again.
     """
     from harness.analysis.history import append_history, history_path
+    from harness.running.preflight import preflight
+    from harness.running.runner import Runner
     from harness.training import ensure_fine_tunes
 
     if not isinstance(cfg, Config):

@@ -112,8 +112,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from harness.api import write_reports
-    from harness.report import format_table
+    from harness.report import format_table, write_reports  # (not harness.api: no run code)
 
     run_dir = Path(args.run_dir)
     a = write_reports(run_dir, rescore=args.rescore)

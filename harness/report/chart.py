@@ -33,6 +33,27 @@ def chart_style() -> Any:
                            "font.family": "DejaVu Sans"})
 
 
+def compact(value: float, prefix: str = "") -> str:
+    """A tick label of a log axis in plain text: 1K, 10K, 1M, $0.01, $10K (no mathtext, whose
+    first use costs matplotlib half a second)."""
+    for unit, size in (("M", 1e6), ("K", 1e3)):
+        if abs(value) >= size:
+            return f"{prefix}{value / size:g}{unit}"
+    return f"{prefix}{value:g}"
+
+
+def log_axes(ax: Any, x_prefix: str = "", y_prefix: str = "") -> None:
+    """Log scales on both axes, ticked and labelled at the powers of ten only (`compact`)."""
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullLocator
+
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    for axis, prefix in ((ax.xaxis, x_prefix), (ax.yaxis, y_prefix)):
+        axis.set_major_locator(LogLocator(base=10))
+        axis.set_major_formatter(FuncFormatter(lambda v, _pos, p=prefix: compact(v, p)))
+        axis.set_minor_locator(NullLocator())  # (minor ticks cost most of the drawing)
+
+
 def figure_svg(fig: Any, attributes: str) -> str:
     """A matplotlib figure as inline SVG (call inside `chart_style()`): no date or creator,
     so identical bytes on every rebuild; as wide as the page, its height from the viewBox

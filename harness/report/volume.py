@@ -10,7 +10,7 @@ from markupsafe import Markup
 
 from harness.analysis import Analysis
 from harness.analysis.results import CostByVolume
-from harness.report.chart import chart_style, figure_svg
+from harness.report.chart import chart_style, figure_svg, log_axes
 
 
 def volume_svg(cost: CostByVolume) -> str:
@@ -25,11 +25,10 @@ def volume_svg(cost: CostByVolume) -> str:
             ax.plot(cost.volumes, ys, "-", label=arm.name)
         for c in cost.crossovers:
             ax.axvline(c.volume, color="#999", ls=":", lw=1)
-        ax.set_xscale("log")
-        ax.set_yscale("log")
+        log_axes(ax, y_prefix="$")
         ax.set_xlabel("queries per month")
         ax.set_ylabel("USD per month")
-        ax.grid(alpha=0.3, which="both")
+        ax.grid(alpha=0.3)
         fig.legend(loc="outside lower center", fontsize=9, frameon=False, ncols=4)
         return figure_svg(fig, 'id="cost-by-volume" role="img" aria-label="Monthly cost against '
                                'monthly volume"')
