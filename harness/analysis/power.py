@@ -103,12 +103,27 @@ def _critical(d: int, alpha: float) -> int:
     return int(ok[-1]) if len(ok) else -1
 
 
+SPAN_SD = 12.0  # beyond this many sd from the mode a binomial term is < 1e-31 of the peak
+
+
 def _conditional_power(d: int, q: float, alpha: float) -> float:
+    """P(reject | D = d): the two tails of Binomial(d, q) beyond the critical value, summed over
+    the terms within SPAN_SD standard deviations of the mode (the others are too small to move
+    a double: below 1e-31 of the largest term)."""
     c = _critical(d, alpha)
     if c < 0:
         return 0.0
-    pmf = np.exp(_log_pmf(d, q))
-    return float(pmf[: c + 1].sum() + pmf[d - c:].sum())
+    half = SPAN_SD * math.sqrt(d * q * (1 - q)) + 1
+    lo, hi = max(0, math.floor(d * q - half)), min(d, math.ceil(d * q + half))
+    lf = _log_fact(d)
+    k = np.arange(lo, hi + 1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        log = (lf[d] - lf[k] - lf[d - k] + np.where(k > 0, k * np.log(q), 0.0)
+               + np.where(d - k > 0, (d - k) * np.log1p(-q), 0.0))
+    pmf = np.exp(log)
+    low = pmf[: max(0, c + 1 - lo)].sum() if c >= lo else 0.0
+    high = pmf[max(0, d - c - lo):].sum() if d - c <= hi else 0.0
+    return float(low + high)
 
 
 def exact_power(n: int, delta: float, psi: float, alpha: float = 0.05) -> float:

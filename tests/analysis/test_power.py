@@ -87,3 +87,24 @@ def test_caution_only_when_the_decisive_difference_is_below_what_can_be_detected
     assert caution(plan(0.05), 0.03) is not None and "+3.0 points" in str(caution(plan(0.05), 0.03))
     assert caution(plan(0.05), -0.07) is None and caution(None, 0.01) is None
     assert "any difference" in str(caution(plan(None), 0.2))
+
+
+@pytest.mark.parametrize("d", [1, 2, 7, 30, 60, 400, 3000])
+@pytest.mark.parametrize("q", [0.5, 0.52, 0.6, 0.8, 0.97])
+def test_the_windowed_conditional_power_equals_the_full_binomial_sum(d: int, q: float) -> None:
+    """The two rejection tails of Binomial(d, q), summed over terms near the mode only, equal
+    the sum over every term: by math.comb with fractions for small d, and in log space for
+    large d (an independent computation: math.lgamma, no shared helper)."""
+    from fractions import Fraction
+
+    from harness.analysis.power import _conditional_power, _critical
+
+    c = _critical(d, 0.05)
+    ks = [k for k in range(d + 1) if k <= c or k >= d - c] if c >= 0 else []
+    if d <= 60:
+        qf = Fraction(q)
+        want = float(sum(math.comb(d, k) * qf ** k * (1 - qf) ** (d - k) for k in ks))
+    else:
+        want = sum(math.exp(math.lgamma(d + 1) - math.lgamma(k + 1) - math.lgamma(d - k + 1)
+                            + k * math.log(q) + (d - k) * math.log1p(-q)) for k in ks)
+    assert _conditional_power(d, q, 0.05) == pytest.approx(want, rel=1e-9, abs=1e-15)
