@@ -10,7 +10,8 @@ commit, keyed by benchmark name. The baseline of each benchmark is the newest re
 an earlier file (by the records' dates), so a commit that measured only some benchmarks is
 compared benchmark by benchmark. Whether a figure is better higher or lower is read from its
 name (`per_s`, `fraction` higher; seconds, milliseconds, megabytes and `_over_` ratios lower);
-inputs such as `requests` or `concurrency` are shown but not judged. Exit status 1 when any
+inputs such as `requests` or `concurrency`, and references such as the bare client's time
+or the time to import pandas, are shown but not judged. Exit status 1 when any
 figure worsened by more than the tolerance.
 """
 
@@ -29,9 +30,13 @@ INPUTS = {"concurrency", "requests", "latency_s", "ideal_s", "ideal_per_s", "rec
           "answers", "examples", "rounds", "target", "n", "workers", "size"}
 
 
+REFERENCES = ("import_", "bare_", "ideal")  # what the harness is measured against, not it
+
+
 def direction(name: str) -> int:
-    """+1 when a larger value is better, -1 when smaller is, 0 when the figure is an input."""
-    if name in INPUTS or name.endswith(("_n", "_count")):
+    """+1 when a larger value is better, -1 when smaller is, 0 when the figure is an input or a
+    reference the harness is measured against (a bare client, importing pandas)."""
+    if name in INPUTS or name.endswith(("_n", "_count")) or name.startswith(REFERENCES):
         return 0
     if any(h in name for h in HIGHER):
         return 1
@@ -85,7 +90,7 @@ def compare(current: dict[str, dict[str, Any]], earlier: list[dict[str, dict[str
                     flag, worse = f"  WORSE by {100 * -change:.0f}%", True
                 elif change > tolerance:
                     flag = f"  better by {100 * change:.0f}%"
-            judged = "" if sign else "  (input)"
+            judged = "" if sign else "  (not judged)"
             lines.append(f"  {key:<32} {was:>12.4g} -> {now:>12.4g}  x{ratio:.3f}{flag}{judged}")
     return lines, worse
 
