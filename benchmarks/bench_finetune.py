@@ -28,6 +28,8 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
+from record import add_json_flag, emit
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
@@ -145,6 +147,7 @@ def main() -> None:
     parser.add_argument("--no-list-baseline", action="store_true")
     parser.add_argument("--adapter-only", action="store_true", help="skip both base-model arms")
     parser.add_argument("--out", type=Path, help="keep the adapter here")
+    add_json_flag(parser)
     args = parser.parse_args()
 
     folder = data_dir()
@@ -203,6 +206,13 @@ def main() -> None:
             f"mean {statistics.mean(answer):.1f}"
         )
         print(f"load average after: {os.getloadavg()[0]:.2f}")
+        figures: dict[str, object] = {
+            "examples": len(examples), "steps": result.steps, "epochs": round(result.epochs, 2),
+            "seconds_per_step": round(result.seconds_per_step, 2),
+            "training_tokens_per_s": round(result.trained_tokens / loop),
+            "total_s": round(result.seconds, 1), "cpu_s": round(cpu),
+            "first_loss": round(result.losses[0], 4), "final_loss": round(result.final_loss, 4),
+            "adapter_mb": round(out.stat().st_size / 1e6, 1)}
 
         if args.eval:
             test_rows = [row for row in read_rows(folder / "test.csv") if row[1] in set(labels)]
@@ -217,6 +227,8 @@ def main() -> None:
             for name, adapter, system in arms:
                 accuracy, per_request = evaluate(adapter, system, test, labels)
                 print(f"  {name}: {accuracy:.3f} ({per_request:.2f} s/request)", flush=True)
+                figures[f"accuracy {name}"] = round(accuracy, 3)
+        emit("finetune", figures, args.json)
 
 
 if __name__ == "__main__":

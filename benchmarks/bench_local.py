@@ -20,6 +20,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from record import add_json_flag, emit
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -54,6 +56,7 @@ def main() -> None:
     ap.add_argument("--concurrency", type=int, default=4)
     ap.add_argument("--servers", default="1,2", help="server-process counts to compare")
     ap.add_argument("--shots", type=int, default=8)
+    add_json_flag(ap)
     args = ap.parse_args()
 
     from harness.config import StrategyConfig, load_config, with_overrides
@@ -92,7 +95,7 @@ def main() -> None:
             }
             print(json.dumps({f"servers={servers} {name}": out[f"servers={servers} {name}"]}),
                   flush=True)
-    print(json.dumps(out, indent=2))
+    emit("local", out, args.json)
 
 
 if __name__ == "__main__":

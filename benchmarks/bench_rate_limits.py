@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from loopback_project import write_project
+from record import add_json_flag, emit
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -32,6 +33,8 @@ SERVER = """
 import json, sys
 sys.path.insert(0, {tests!r})
 from fake_openai import FakeOpenAI, FaultPlan
+
+from record import add_json_flag, emit
 with FakeOpenAI(latency_s={latency}, faults=FaultPlan(**{faults!r}), seed=7,
                 rate_limit_rps={rps!r}) as s:
     print(s.base_url, flush=True)
@@ -80,6 +83,7 @@ def main() -> None:
     ap.add_argument("--latency", type=float, default=0.1)
     ap.add_argument("--rps", type=float, default=40.0)
     ap.add_argument("--rps-requests", type=int, default=800)
+    add_json_flag(ap)
     args = ap.parse_args()
 
     clean, _, _ = run_once(args.requests, args.concurrency, args.latency, {}, None)
@@ -100,7 +104,7 @@ def main() -> None:
          "achieved_per_s": round(sum(ok for _, ok in log) / (end - start), 1),
          "achieved_per_s_second_half": round(sum(second_half) / span, 1) if span > 0 else None,
          "share_429": round(sum(not ok for _, ok in log) / len(log), 4), "target_share": 0.05}
-    print(json.dumps({"a_random_faults": a, "b_token_bucket": b}, indent=2))
+    emit("rate_limits", {"a_random_faults": a, "b_token_bucket": b}, args.json)
 
 
 if __name__ == "__main__":

@@ -12,7 +12,6 @@ the requests were spread over the two.
 from __future__ import annotations
 
 import argparse
-import json
 import subprocess
 import sys
 import tempfile
@@ -21,6 +20,7 @@ from collections import Counter
 from pathlib import Path
 
 from loopback_project import write_project
+from record import add_json_flag, emit
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -69,6 +69,7 @@ def main() -> None:
     ap.add_argument("--concurrency", type=int, default=16)
     ap.add_argument("--slots", type=int, default=4)
     ap.add_argument("--latency", type=float, default=0.1)
+    add_json_flag(ap)
     args = ap.parse_args()
     servers = [start_server(args.latency, args.slots) for _ in range(2)]
     try:
@@ -81,14 +82,14 @@ def main() -> None:
             proc.stdin.close()
             proc.wait(timeout=10)
     ideal = args.requests * args.latency / args.slots
-    print(json.dumps({
+    emit("replicas", {
         "requests": args.requests, "concurrency": args.concurrency,
         "replica_capacity": f"{args.slots} at a time, {args.latency * 1000:.0f} ms each",
         "one_replica_s": round(one, 2), "ideal_one_s": round(ideal, 2),
         "two_replicas_s": round(two, 2), "ideal_two_s": round(ideal / 2, 2),
         "speedup": round(one / two, 2),
         "share_per_replica": [round(served[u] / args.requests, 3) for u in urls],
-    }, indent=2))
+    }, args.json)
 
 
 if __name__ == "__main__":
