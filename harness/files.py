@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import tempfile
@@ -66,3 +67,9 @@ def read_text_checked(path: Path, where: str, what: str, *, encoding: str = "utf
                          f"{exc.start})") from None
     except OSError as exc:
         raise InputError(f"{where}: cannot read {what} {path}: {exc.strerror or exc}") from None
+
+
+def file_sha256(path: Path) -> str:
+    """SHA-256 of a file's bytes, read in chunks (a GGUF is hundreds of MB)."""
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()

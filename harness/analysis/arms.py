@@ -26,7 +26,7 @@ from harness.model.completion import is_endpoint_failure
 from harness.running.records import ArmMeta, Record, RunMeta
 from harness.running.store import RecordColumns, record_columns
 from harness.strategies import arm_name, is_prompting, is_sweep
-from harness.tasks import Task
+from harness.tasks import Task, has_fields
 
 RESULT_COLUMNS = [
     "strategy", "type", "model", "model_id", "k", "draw", "example_id", "input", "expected",
@@ -168,7 +168,7 @@ def count_matrix(df: pd.DataFrame, strategy: str, k: int, examples: Sequence[str
 
 def count_matrices(df: pd.DataFrame, meta: RunMeta, task: Task) -> dict[ArmId, np.ndarray]:
     """count_matrix of every (strategy, k) of an extraction run; {} for other tasks."""
-    if "field_f1" not in task.metrics():
+    if not has_fields(task):
         return {}
     arms = dict.fromkeys((a.strategy, a.k) for a in meta.arms)
     return {(s, k): count_matrix(df, s, k, list(meta.examples), task) for s, k in arms}
@@ -216,7 +216,7 @@ def summary_frame(df: pd.DataFrame, meta: RunMeta, task: Task
                      if codes is not None else None)
         sci = proportion(int(sv.sum()), len(sv), row_codes, sv)
         f1ci = {}
-        if "field_f1" in task.metrics():
+        if has_fields(task):
             counts = count_matrix(df, strategy, k, examples, task)
             full = complete_rows(counts)
             fi = stats.bootstrap_f1_interval(counts[full], n_boot=n_boot,
@@ -282,7 +282,7 @@ def _vote_columns(answered: pd.DataFrame, samples: int, n_boot: int,
 def per_class_frame(df: pd.DataFrame, task: Task) -> pd.DataFrame:
     """Per-class (classification: `label`) or per-field (extraction: `field`, with accuracy too)
     precision/recall/F1 for every (strategy, k), over the answered examples."""
-    fields = "field_f1" in task.metrics()
+    fields = has_fields(task)
     key = "field" if fields else "label"
     figures = ["accuracy"] if fields else []
     rows = []

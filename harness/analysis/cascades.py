@@ -40,7 +40,7 @@ from harness.analysis.results import (
 from harness.config.cascade import CascadeConfig
 from harness.kinds import ArmId
 from harness.running.records import RunMeta
-from harness.tasks import Task
+from harness.tasks import Task, has_fields
 
 AUTO_QUANTILES = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 FRONTIER_COLUMNS = ["cascade", "threshold", "n", "fallback_share", "accuracy", "ci_low",
@@ -108,7 +108,7 @@ def arms_of(c: CascadeConfig, df: pd.DataFrame, summary: pd.DataFrame,
                 (tokens(a), tokens(b)),
                 (a["schema_valid"].astype(bool).to_numpy(), b["schema_valid"].astype(bool).to_numpy()),
                 (_counts(a, task), _counts(b, task))
-                if task is not None and "field_f1" in task.metrics() else None)
+                if task is not None and has_fields(task) else None)
 
 
 def priced(arms: Arms) -> bool:

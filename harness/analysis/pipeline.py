@@ -48,7 +48,7 @@ from harness.errors import InputError
 from harness.running.records import Record, RunMeta
 from harness.running.store import RecordColumns, record_columns
 from harness.running.verify import meta_task as meta_task  # (its home before running.verify)
-from harness.tasks import Task
+from harness.tasks import has_fields
 
 
 @dataclass(frozen=True)
@@ -121,7 +121,7 @@ def analyse_columns(cols: RecordColumns, meta: RunMeta) -> Analysis:
                          f"list (arms: {', '.join(sorted(known))}); the files do not belong "
                          "together")
     decision = meta.decision
-    if decision.metric == "field_f1" and "field_f1" not in task.metrics():
+    if decision.metric == "field_f1" and not has_fields(task):
         raise InputError(f"decision.metric: field_f1 applies to extraction tasks only, and this "
                          f"run's task is {task.name}; use accuracy")
     df = columns_frame(cols, meta)
@@ -158,11 +158,6 @@ def analyse_columns(cols: RecordColumns, meta: RunMeta) -> Analysis:
                     design_space.tried_frame(summary, comparisons, decision.metric), levers, plan,
                     calibration.calibration_frame(df), clustering(meta), routes, costs,
                     dict(task.metrics()), task.name)
-
-
-def has_fields(task: Task) -> bool:
-    """Whether the task's answers have fields scored one by one (field F1)."""
-    return "field_f1" in task.metrics()
 
 
 def clustering(meta: RunMeta) -> Clustering | None:

@@ -14,8 +14,7 @@ from itertools import pairwise
 from typing import Any
 
 from harness.kinds import ZERO_SHOT, ArmId
-
-SWEPT = ("few_shot",)  # the strategy kinds swept over k (strategies.is_sweep)
+from harness.strategies import is_sweep
 
 
 def curve_confidence(m: int) -> float:
@@ -57,9 +56,10 @@ def curve_steps(rows: Sequence[Mapping[str, Any]]) -> tuple[list[tuple[str, int,
     the number of curves it judges (two points or more: a k and its k=0, or two ks)."""
     out: list[tuple[str, int, int, str, str]] = []
     judged = 0
-    for strategy in dict.fromkeys(str(r["strategy"]) for r in rows if r.get("type") in SWEPT):
+    for strategy in dict.fromkeys(str(r["strategy"]) for r in rows
+                                  if is_sweep(str(r.get("type")))):
         points = sorted((int(r["k"]), str(ArmId.of(str(r["strategy"]),
-                                                    int(r["k"]) if r.get("type") in SWEPT
+                                                    int(r["k"]) if is_sweep(str(r.get("type")))
                                                     else None)))
                         for r in curve_rows(rows, strategy))
         judged += len(points) >= 2
@@ -67,4 +67,4 @@ def curve_steps(rows: Sequence[Mapping[str, Any]]) -> tuple[list[tuple[str, int,
     return out, judged
 
 
-__all__ = ["SWEPT", "curve_confidence", "curve_rows", "curve_steps", "zero_shot_index"]
+__all__ = ["curve_confidence", "curve_rows", "curve_steps", "zero_shot_index"]

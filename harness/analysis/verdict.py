@@ -176,14 +176,14 @@ def _decide(summary: pd.DataFrame, plateau: PlateauResult | None,
     if plateau is None:
         plateau = PlateauResult("insufficient_data", None, None, (),
                                       "no few-shot sweep in this run")
-    kw = {"alpha": decision.alpha, "equivalence_margin": decision.equivalence_margin,
-          "metric": decision.metric}
+    alpha, margin, metric = decision.alpha, decision.equivalence_margin, decision.metric
     floor = decision.min_schema_compliance
     if floor is None:
-        return rules.decide(plateau, arm, **kw)  # type: ignore[arg-type]
+        return rules.decide(plateau, arm, alpha=alpha, equivalence_margin=margin, metric=metric)
     ft = fine_tuned_rows(summary)
-    fmt = format_evidence(summary, ft.iloc[0] if len(ft) else None, floor, decision.metric)
-    return compliance.decide_with_floor(plateau, arm, fmt, **kw)  # type: ignore[arg-type]
+    fmt = format_evidence(summary, ft.iloc[0] if len(ft) else None, floor, metric)
+    return compliance.decide_with_floor(plateau, arm, fmt, alpha=alpha,
+                                        equivalence_margin=margin, metric=metric)
 
 
 def _figure(row: pd.Series, metric: str, role: str) -> Figure | None:

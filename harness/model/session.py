@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -25,6 +24,7 @@ from typing import Any, Protocol
 import openai
 
 from harness.config import ModelConfig, Price, RunConfig, batch_mode
+from harness.files import file_sha256
 from harness.model.batch import BatchJournal, BatchQueue, BatchSettings
 from harness.model.cache import ResponseCache, cache_key
 from harness.model.completion import ChatRequest, Completion
@@ -62,12 +62,6 @@ class Meter(Protocol):
     def settle(self, held: float, price: Price | None, completion: Completion) -> None:
         """A reserved request came back, answered or failed."""
         ...
-
-
-def _file_sha256(path: Path) -> str:
-    """SHA-256 of a file's bytes, read in chunks (as running.plan.file_sha256)."""
-    with open(path, "rb") as f:
-        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 @dataclass(frozen=True, eq=False)  # compared and hashed by identity: one per arm setting
@@ -161,7 +155,7 @@ class ModelSession:
             # started in the event loop's thread, the one that lives as long as the run: see
             # local_server._die_with_parent (PDEATHSIG)
             self.server = LocalServers(count, self.adapters, n_ctx=n_ctx).start()
-        self._adapter_sha = {alias: _file_sha256(path) for alias, path in self.adapters.items()}
+        self._adapter_sha = {alias: file_sha256(path) for alias, path in self.adapters.items()}
         journal: BatchJournal | None = None  # one per run folder
         for m, mc in self.models.items():
             url = self.base_urls.get(m) or (self.server.base_urls
@@ -184,7 +178,7 @@ class ModelSession:
     def _base_gguf_sha(self) -> str:
         """The local base model's GGUF hash (hashed once per session)."""
         if self._gguf_sha is None:
-            self._gguf_sha = _file_sha256(base_model_path())
+            self._gguf_sha = file_sha256(base_model_path())
         return self._gguf_sha
 
     def _limiter(self, url: str | list[str] | None, mc: ModelConfig) -> AdaptiveLimiter:

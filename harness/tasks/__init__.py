@@ -8,7 +8,7 @@ from typing import Any
 from harness.config import Prompts, TaskConfig
 from harness.dataset import Targets
 from harness.kinds import CLASSIFICATION, EXTRACTION
-from harness.tasks.base import Score, Task
+from harness.tasks.base import Score, Task, has_fields
 from harness.tasks.classification import ClassificationTask, check_schema
 from harness.tasks.extraction import MATCHES, ExtractionTask
 from harness.tasks.extraction import check_schema as check_extraction_schema
@@ -84,6 +84,19 @@ def task_from_meta(task_type: str, labels: Sequence[str], schema: dict[str, Any]
     return TASKS[task_type](cfg, labels)
 
 
-__all__ = ["TASKS", "ClassificationTask", "ExtractionTask", "ReasoningFirst", "Score", "Task",
-           "Vote", "gold_reader", "make_task", "task_from_meta", "task_problems", "vote",
-           "vote_outputs"]
+__all__ = [
+    "TASKS",
+    "ClassificationTask",
+    "ExtractionTask",
+    "ReasoningFirst",
+    "Score",
+    "Task",
+    "Vote",
+    "gold_reader",
+    "has_fields",
+    "make_task",
+    "task_from_meta",
+    "task_problems",
+    "vote",
+    "vote_outputs",
+]

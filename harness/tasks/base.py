@@ -22,6 +22,11 @@ class Score:
     fields: Mapping[str, bool] | None = None  # per field right or wrong (tasks with fields)
 
 
+def has_fields(task: Task) -> bool:
+    """Whether the task's answers have fields scored one by one (it reports field F1)."""
+    return "field_f1" in task.metrics()
+
+
 def parse_answer(output: str | None, finish_reason: str | None
                  ) -> tuple[Any, bool, Score | None]:
     """(parsed JSON, whether one surrounding ``` fence was removed, None) for an answer that
