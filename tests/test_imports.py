@@ -65,7 +65,8 @@ print(json.dumps(seen[0] if seen else None))
 def test_a_run_imports_no_statistics_stack_before_its_first_request(make_config, tmp_path):
     cfg = make_config(n_eval=2, strategies=[{"name": "zero-shot", "type": "zero_shot",
                                              "model": "fake"}])
-    probe = RUN_PROBE.format(tests=str(ROOT / "tests"), heavy=HEAVY)
+    # numpy too: the run needs it only once its answers are scored for the reports
+    probe = RUN_PROBE.format(tests=str(ROOT / "tests"), heavy=(*HEAVY, "numpy"))
     done = subprocess.run([sys.executable, "-c", probe, str(cfg), str(tmp_path / "run")],
                           cwd=tmp_path, capture_output=True, text=True, timeout=120,
                           env={**__import__("os").environ, "TEST_API_KEY": "x",

@@ -16,7 +16,6 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import httpx2
 import openai
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
 
@@ -34,6 +33,7 @@ from harness.model.faults import (
     short_message,
 )
 from harness.model.replicas import Pool, Replica
+from harness.model.transport import ChatPost
 
 __all__ = ["NON_RETRYABLE_STATUS", "Endpoint", "InvalidResponse", "RetryAfterTooLong",
            "RetryPolicy", "api_key", "check_completion", "completion_from", "error_kind",
@@ -151,6 +151,7 @@ class Endpoint:
         self.before_retry = before_retry  # awaited before every retry (request pacing)
         self.listed: dict[str, dict[str, Any]] = {}  # model id -> stable /models fields
         self._fingerprints: dict[str, str] = {}
+        self._posts: dict[str, ChatPost] = {}  # replica URL -> its chat POST
 
     async def probe(self) -> None:
         """One request at start: is anything listening, and is the key accepted? Also notes
@@ -196,6 +197,12 @@ class Endpoint:
         except openai.APIStatusError:
             return None  # reachable; some servers have no /models
 
+    def _post(self, replica: Replica[openai.AsyncOpenAI]) -> ChatPost:
+        post = self._posts.get(replica.url)
+        if post is None:
+            post = self._posts[replica.url] = ChatPost(replica.client)
+        return post
+
     def model_fingerprint(self, model_id: str) -> str:
         """The stable part of the endpoint's /models entry for `model_id` ("" when unlisted).
 
@@ -212,11 +219,10 @@ class Endpoint:
         """Send one chat request with retries; a per-example failure comes back as data."""
         attempts = 0
         start = time.perf_counter()
-        # The body goes to the SDK's own transport as it is (`post`, with the SDK's HTTP
-        # response class as `cast_to`): no type-driven transform of the parameters on the way
-        # out (~2 ms a request for a long prompt and a JSON schema) and no pydantic model on
-        # the way back; the JSON is parsed once, into a Completion (completion_from). Errors,
-        # status codes and headers are the SDK's as before.
+        # The body goes to the SDK's own HTTP client as it is (transport.ChatPost): no
+        # type-driven transform of the parameters, no per-call request options on the way out,
+        # no pydantic model on the way back; the JSON is parsed once, into a Completion
+        # (completion_from). Errors, status codes and headers are the SDK's as before.
         body = request.params()
 
         replica: Replica[openai.AsyncOpenAI] | None = None
@@ -243,16 +249,15 @@ class Endpoint:
                     start = time.perf_counter()
                     with self.pool.use() as replica:
                         try:
-                            raw = await replica.client.post("/chat/completions", body=body,
-                                                            cast_to=httpx2.Response)
+                            answer = await self._post(replica)(body)
                         except openai.APIConnectionError:
                             self.pool.connection_failed(replica)
                             raise
-                        except openai.APIStatusError:
+                        except (openai.APIStatusError, ValueError):
                             self.pool.succeeded(replica)
                             raise
                         self.pool.succeeded(replica)
-                    response = check_completion(decode_json(raw))
+                    response = check_completion(answer)
         except RetryAfterTooLong as exc:
             raise RetryAfterTooLong(f"models.{self.config.name}: {exc}") from None
         except openai.APIError as exc:
@@ -288,11 +293,6 @@ class Endpoint:
         """Close the HTTP connections."""
         for replica in self.pool.replicas:
             await replica.client.close()
-
-
-def decode_json(response: httpx2.Response) -> Any:
-    """The body of a 200 response as JSON (ValueError, an invalid response, when it is not)."""
-    return json.loads(response.content)
 
 
 def _get(obj: Any, name: str) -> Any:

@@ -322,8 +322,7 @@ class Runner:
                               error=self.missing[model_id])
             return Attempt((Call(model_id, comp),))
         attempt = await strategy.answer(ex, generate)
-        rec = make_record(strategy, ex, attempt, strategy.task)
-        if (rec.error_kind and rec.error_kind.startswith("not_found")
+        if (any((c.completion.error_kind or "").startswith("not_found") for c in attempt.calls)
                 and model_id not in self.retried_404):
             # one 404 may be a proxy's hiccup: ask once more before declaring the model unavailable
             self.retried_404.add(model_id)

@@ -9,7 +9,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import jsonschema
-import numpy as np
 
 from harness.tasks.base import Score, parse_answer
 
@@ -148,6 +147,8 @@ def per_class(expected: Sequence[Any], predicted: Sequence[Any],
     """Precision, recall, F1 and support per label, counted array-wise (no Python loop per
     pair): a pair is right when `expected == predicted`; a wrong prediction other than None is
     a false positive of its label, and a miss of the expected one."""
+    import numpy as np  # only where the reports score (harness run needs none before its answers)
+
     n = len(expected)
     if len(predicted) != n:
         raise ValueError(f"{n} expected values but {len(predicted)} predictions")
