@@ -30,7 +30,7 @@ INPUTS = {"concurrency", "requests", "latency_s", "ideal_s", "ideal_per_s", "rec
           "answers", "examples", "rounds", "target", "n", "workers", "size"}
 
 
-REFERENCES = ("import_", "bare_", "ideal")  # what the harness is measured against, not it
+REFERENCES = ("import_", "bare_", "ideal", "promptfoo_", "inspect_")  # what the harness is measured against, not it
 
 
 def direction(name: str) -> int:

@@ -110,20 +110,36 @@ def _conditional_power(d: int, q: float, alpha: float) -> float:
     """P(reject | D = d): the two tails of Binomial(d, q) beyond the critical value, summed over
     the terms within SPAN_SD standard deviations of the mode (the others are too small to move
     a double: below 1e-31 of the largest term)."""
-    c = _critical(d, alpha)
-    if c < 0:
-        return 0.0
-    half = SPAN_SD * math.sqrt(d * q * (1 - q)) + 1
-    lo, hi = max(0, math.floor(d * q - half)), min(d, math.ceil(d * q + half))
-    lf = _log_fact(d)
-    k = np.arange(lo, hi + 1)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        log = (lf[d] - lf[k] - lf[d - k] + np.where(k > 0, k * np.log(q), 0.0)
-               + np.where(d - k > 0, (d - k) * np.log1p(-q), 0.0))
-    pmf = np.exp(log)
-    low = pmf[: max(0, c + 1 - lo)].sum() if c >= lo else 0.0
-    high = pmf[max(0, d - c - lo):].sum() if d - c <= hi else 0.0
-    return float(low + high)
+    return float(_conditional_powers(np.array([d]), q, alpha)[0])
+
+
+def _conditional_powers(ds: np.ndarray, q: float, alpha: float, rows: int = 256) -> np.ndarray:
+    """`_conditional_power` for every d of `ds` at once: one array expression per block of
+    `rows` values of d (a row per d, a column per k within SPAN_SD sd of its mode)."""
+    ds = np.asarray(ds, dtype=np.int64)
+    out = np.zeros(len(ds))
+    if not len(ds):
+        return out
+    lf = _log_fact(int(ds.max()))
+    log_q = math.log(q) if q > 0 else -math.inf
+    log_1q = math.log1p(-q) if q < 1 else -math.inf
+    for start in range(0, len(ds), rows):
+        d = ds[start: start + rows]
+        c = np.array([_critical(int(x), alpha) for x in d])
+        half = SPAN_SD * np.sqrt(d * q * (1 - q)) + 1
+        lo = np.maximum(0, np.floor(d * q - half)).astype(np.int64)
+        hi = np.minimum(d, np.ceil(d * q + half)).astype(np.int64)
+        k = lo[:, None] + np.arange(int((hi - lo).max()) + 1)[None, :]
+        valid = k <= hi[:, None]
+        k = np.minimum(k, d[:, None])
+        rest = d[:, None] - k
+        with np.errstate(divide="ignore", invalid="ignore"):
+            log = (lf[d][:, None] - lf[k] - lf[rest] + np.where(k > 0, k * log_q, 0.0)
+                   + np.where(rest > 0, rest * log_1q, 0.0))
+        pmf = np.where(valid, np.exp(log), 0.0)
+        tails = np.where((k <= c[:, None]) | (k >= (d - c)[:, None]), pmf, 0.0).sum(axis=1)
+        out[start: start + rows] = np.where(c >= 0, tails, 0.0)
+    return out
 
 
 def exact_power(n: int, delta: float, psi: float, alpha: float = 0.05) -> float:
@@ -139,8 +155,7 @@ def exact_power(n: int, delta: float, psi: float, alpha: float = 0.05) -> float:
     weights = np.exp(_log_pmf(n, psi)[lo: hi + 1]) if psi < 1 else np.array([1.0])
     if psi == 1:
         ds = np.array([n])
-    return float(sum(w * _conditional_power(int(k), q, alpha) for k, w in zip(ds, weights,
-                                                                               strict=True)))
+    return float(weights @ _conditional_powers(ds, q, alpha))
 
 
 def method(n: int) -> str:
