@@ -30,7 +30,8 @@ INPUTS = {"concurrency", "requests", "latency_s", "ideal_s", "ideal_per_s", "rec
           "answers", "examples", "rounds", "target", "n", "workers", "size"}
 
 
-REFERENCES = ("import_", "bare_", "ideal", "promptfoo_", "inspect_")  # what the harness is measured against, not it
+# what the harness is measured against, not the harness: not judged
+REFERENCES = ("import_", "bare_", "ideal", "promptfoo_", "inspect_")
 
 
 def direction(name: str) -> int:
