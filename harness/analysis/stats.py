@@ -100,6 +100,25 @@ def _resample_weights(rng: np.random.Generator, n: int, reps: int, codes: np.nda
     return _resample_counts(rng, int(codes.max()) + 1, reps)[:, codes]
 
 
+FEW_VALUES = 32  # scores with at most this many distinct values are resampled as counts
+
+
+def _resampled_means(values: np.ndarray, rng: np.random.Generator, n_boot: int
+                     ) -> np.ndarray | None:
+    """`n_boot` bootstrap replicates of the mean of `values` (1-D), drawn as counts: a
+    with-replacement resample of n items is, in distribution, Multinomial(n, the empirical
+    frequencies of the distinct values), so only the counts of those values are drawn (n_boot
+    x k numbers instead of n_boot x n). None when there are more than FEW_VALUES values."""
+    if n_boot < 1:
+        raise ValueError(f"n_boot must be >= 1, got {n_boot}")
+    distinct, counts = np.unique(values, return_counts=True)
+    if len(distinct) > FEW_VALUES:
+        return None
+    n = len(values)
+    drawn = rng.multinomial(n, counts / n, size=n_boot)
+    return np.asarray(drawn @ distinct / n)
+
+
 def _percentile(estimate: float, replicates: np.ndarray, confidence: float) -> Interval:
     low, high = np.quantile(replicates, [(1.0 - confidence) / 2.0, (1.0 + confidence) / 2.0])
     return Interval(estimate, float(low), float(high))
@@ -129,6 +148,10 @@ def bootstrap_interval(
         return _NAN_INTERVAL
     codes = cluster_codes(clusters, n)
     rng = np.random.default_rng(seed)
+    if codes is None and m == 1:
+        fast = _resampled_means(y[:, 0], rng, n_boot)
+        if fast is not None:
+            return _percentile(float(y.mean()), fast, confidence)
     parts = []
     for reps in _chunks(n, n_boot):
         rows = _resample_weights(rng, n, reps, codes)
@@ -158,6 +181,10 @@ def paired_difference(
     d = (x - z)[:, 0]
     codes = cluster_codes(clusters, n)
     rng = np.random.default_rng(seed)
+    if codes is None:
+        fast = _resampled_means(d, rng, n_boot)
+        if fast is not None:
+            return _percentile(float(d.mean()), fast, confidence)
     parts = []
     for reps in _chunks(n, n_boot):
         w = _resample_weights(rng, n, reps, codes)

@@ -41,17 +41,19 @@ REAL_TAIL = [0.07, 0.04, 0.03, 0.05, 0.05, 0.05]
 
 def test_tiny_significant_drift_on_a_large_eval_is_practically_flat() -> None:
     """(Regression: at n = 1,000 a +0.4-point step with CI about +0.1..+0.8 was neither flat nor a
-    real gain, so a truly flat curve said 'try k=64' for ever.)"""
+    real gain, so a truly flat curve said 'try k=64' for ever.) The step here is +0.6 points:
+    at +0.4 the bootstrap's lower bound is a coin toss between 0 and +0.1 (P(no gain in a
+    resample) = 0.996^1000 = 1.8%, against the 2.5% quantile), so it depended on the seed."""
     n = 1000
     solved_at = {k: round(n * a) for k, a in
-                 {0: 0.55, 1: 0.62, 2: 0.66, 4: 0.69, 8: 0.694, 16: 0.698, 32: 0.702}.items()}
+                 {0: 0.55, 1: 0.62, 2: 0.66, 4: 0.69, 8: 0.696, 16: 0.698, 32: 0.702}.items()}
     order = np.random.default_rng(0).permutation(n)  # the order examples get solved in
     curve = {k: np.isin(np.arange(n), order[:m]).astype(float)[:, None]
              for k, m in solved_at.items()}
     result = detect_plateau(curve, n_boot=2000)
-    step = result.steps[3]  # 4 -> 8: four examples more are right, none fewer
+    step = result.steps[3]  # 4 -> 8: six examples more are right, none fewer
     assert (step.k_from, step.k_to, step.n) == (4, 8, n)
-    assert step.gain.estimate == pytest.approx(0.004)
+    assert step.gain.estimate == pytest.approx(0.006)
     assert step.gain.low > 0 and step.gain.high < 0.02  # significant, yet entirely below min_gain
     assert step.kind == "practically_flat"
     assert result.status == "plateaued" and result.k_star == 4 and result.next_k is None

@@ -443,3 +443,33 @@ def test_analyse_a_committed_run_end_to_end() -> None:
     assert list(zs["support"]) == [4, 3, 3, 3]
     assert list(zs["recall"]) == pytest.approx([3 / 4, 1, 1 / 3, 1])
     assert list(zs["precision"]) == pytest.approx([1, 3 / 5, 1, 1])
+
+
+# Scores with few distinct values are resampled as multinomial counts (stats._resampled_means).
+# In distribution that is the bootstrap itself: checked against the explicit resampling path
+# and against the exact variance of a resampled mean, var(values) / n.
+@pytest.mark.parametrize("kind", ["paired", "single"])
+def test_resampling_counts_is_the_bootstrap_in_distribution(kind, monkeypatch):
+    from harness.analysis import stats
+
+    rng = np.random.default_rng(7)
+    n = 400
+    a = (rng.random(n) < 0.8).astype(float)
+    b = np.where(rng.random(n) < 0.15, 1 - a, a)
+
+    def interval() -> stats.Interval:
+        if kind == "paired":
+            return stats.paired_difference(a, b, n_boot=40_000, seed=3)
+        return stats.bootstrap_interval(a, n_boot=40_000, seed=3)
+
+    fast = interval()
+    monkeypatch.setattr(stats, "FEW_VALUES", 0)  # every resample drawn item by item
+    slow = interval()
+    monkeypatch.undo()
+    assert fast.estimate == slow.estimate
+    assert abs(fast.low - slow.low) < 0.004 and abs(fast.high - slow.high) < 0.004
+    values = a - b if kind == "paired" else a
+    drawn = stats._resampled_means(values, np.random.default_rng(1), 40_000)
+    assert drawn is not None
+    assert drawn.var() == pytest.approx(values.var() / n, rel=0.03)
+    assert drawn.mean() == pytest.approx(values.mean(), abs=0.001)
