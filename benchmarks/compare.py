@@ -7,8 +7,9 @@ more than 10%.
 
 Records are the files `--json benchmarks/results/` writes (record.py): one per measured
 commit, keyed by benchmark name. The baseline of each benchmark is the newest record of it in
-an earlier file (by the records' dates), so a commit that measured only some benchmarks is
-compared benchmark by benchmark. Whether a figure is better higher or lower is read from its
+an earlier file (by the records' dates) that measured the same work (the same inputs, such as
+`examples` or `requests`), so a commit that measured only some benchmarks is compared
+benchmark by benchmark. Whether a figure is better higher or lower is read from its
 name (`per_s`, `fraction` higher; seconds, milliseconds, megabytes and `_over_` ratios lower);
 inputs such as `requests` or `concurrency`, and references such as the bare client's time
 or the time to import pandas, are shown but not judged. Exit status 1 when any
@@ -64,16 +65,31 @@ def history(folder: Path) -> list[tuple[Path, dict[str, dict[str, Any]]]]:
     return sorted(files, key=lambda f: max((_date(r) for r in f[1].values()), default=""))
 
 
+def _inputs(record: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in record["figures"].items() if k in INPUTS and k != "target"
+            and isinstance(v, int | float | str)}
+
+
+def _same_inputs(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    """Whether two records measured the same work: every input both state is equal (a 60k
+    report is not compared with a 300k one, nor 3,334 examples with 20,000)."""
+    x, y = _inputs(a), _inputs(b)
+    return all(x[k] == y[k] for k in x.keys() & y.keys())
+
+
 def compare(current: dict[str, dict[str, Any]], earlier: list[dict[str, dict[str, Any]]],
             tolerance: float) -> tuple[list[str], bool]:
     """Lines comparing each benchmark's figures with its newest earlier record, and whether
     any figure worsened by more than `tolerance` (a fraction)."""
     lines, worse = [], False
     for name, record in sorted(current.items()):
-        base = next((e[name] for e in reversed(earlier) if name in e
-                     and _date(e[name]) < _date(record)), None)
+        before = [e[name] for e in reversed(earlier) if name in e
+                  and _date(e[name]) < _date(record)]
+        base = next((b for b in before if _same_inputs(b, record)), None)
         if base is None:
-            lines.append(f"{name}: no earlier record to compare with")
+            inputs = ", ".join(f"{k} {v}" for k, v in sorted(_inputs(record).items()))
+            lines.append(f"{name}: no earlier record to compare with"
+                         + (f" at the same inputs ({inputs})" if before else ""))
             continue
         lines.append(f"{name}: {str(record.get('commit') or '?')[:12]} against "
                      f"{str(base.get('commit') or '?')[:12]} ({_date(base)})")
