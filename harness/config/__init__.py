@@ -12,6 +12,7 @@ from harness.config.types import (
     Price,
     Prompts,
     RunConfig,
+    SequentialConfig,
     StrategyConfig,
     TaskConfig,
     Variant,
@@ -20,7 +21,7 @@ from harness.config.types import (
 
 __all__ = [
     "LOCAL_MODEL_ALIAS", "Config", "DatasetConfig", "DecisionConfig", "FinetuneConfig",
-    "GateConfig", "ModelConfig", "Price", "Prompts", "RunConfig", "StrategyConfig", "TaskConfig",
-    "Variant",
+    "GateConfig", "ModelConfig", "Price", "Prompts", "RunConfig", "SequentialConfig",
+    "StrategyConfig", "TaskConfig", "Variant",
     "batch_mode", "load_config", "parse_config", "with_overrides",
 ]

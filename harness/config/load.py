@@ -28,6 +28,7 @@ from harness.config.types import (
     FinetuneConfig,
     GateConfig,
     RunConfig,
+    SequentialConfig,
     TaskConfig,
     batch_mode,
 )
@@ -213,7 +214,8 @@ def parse_config(data: Any, path: Path, text: str = "") -> Config:
         raise InputError(f"{path}: " + "; ".join(dict.fromkeys(msgs)))
     base = path.parent
     problems: list[str] = []
-    run = RunConfig(**data.get("run", {}))
+    run_data = dict(data.get("run", {}))
+    run = RunConfig(**{**run_data, "sequential": SequentialConfig(**run_data.get("sequential", {}))})
     models = {n: parse_model(n, m, run.timeout, problems) for n, m in data["models"].items()}
     for name, m in models.items():
         if batch_mode(m, run) and m.provider != "openai":

@@ -213,6 +213,18 @@ SCHEMA: dict[str, Any] = {
                 "cache_ttl": {"type": ["number", "null"], "exclusiveMinimum": 0},
                 "mode": {"enum": ["online", "batch"]},
                 "batch_poll_seconds": {"type": "number", "exclusiveMinimum": 0},
+                # sequential evaluation: look after every round, stop once the verdict is settled
+                "sequential": {
+                    "type": "object",
+                    "additionalProperties": False,
+                    "properties": {
+                        "enabled": {"type": "boolean"},
+                        "look_every": _POS_INT,
+                        "min_examples": _POS_INT,
+                        "max_examples": {"type": ["integer", "null"], "minimum": 1},
+                        "seed": {"type": "integer"},
+                    },
+                },
             },
         },
         "decision": {

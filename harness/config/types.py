@@ -135,6 +135,20 @@ class StrategyConfig:
 
 
 @dataclass(frozen=True)
+class SequentialConfig:
+    """`run.sequential`: request the examples in a seeded random order, in rounds of
+    `look_every` per arm; after each round (from `min_examples` on) stop an arm, or the run,
+    whose part in the decision is settled (analysis/sequential.py); `max_examples` caps the
+    examples per arm (None: the whole eval)."""
+
+    enabled: bool = False
+    look_every: int = 50
+    min_examples: int = 50
+    max_examples: int | None = None
+    seed: int = 0  # the order the examples are requested in
+
+
+@dataclass(frozen=True)
 class RunConfig:
     concurrency: int = 8
     temperature: float = 0.0
@@ -152,6 +166,7 @@ class RunConfig:
     batch_poll_seconds: float = 30.0  # batch mode: seconds between status polls
     # a hard spend cap (USD) for one invocation: the run stops before a request that could pass it
     max_cost_usd: float | None = None
+    sequential: SequentialConfig = SequentialConfig()
 
 
 def batch_mode(model: ModelConfig, run: RunConfig) -> bool:
