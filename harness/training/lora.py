@@ -31,6 +31,7 @@ import os
 import random
 import sys
 import time
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -300,7 +301,9 @@ def _train_peft_model(
                 "task_type": "CAUSAL_LM",
             }
             config = LoraConfig(**lora_options)
-            model = get_peft_model(model, config)
+            with warnings.catch_warnings():  # peft asks transformers a deprecated question
+                warnings.filterwarnings("ignore", category=FutureWarning)
+                model = get_peft_model(model, config)
             model.train()
             inner: Any = model.get_base_model()  # the causal LM: .model and .lm_head
             params = [p for p in model.parameters() if p.requires_grad]
