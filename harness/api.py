@@ -244,7 +244,7 @@ def analyse(run_dir: str | Path) -> Analysis:
     from harness.analysis.pipeline import analyse_columns
 
     d = Path(run_dir)
-    return analyse_columns(read_columns(d), read_meta(d))
+    return analyse_columns(read_columns(d), read_meta(d), d)
 
 
 def write_reports(run_dir: str | Path, *, rescore: bool = False) -> Analysis:

@@ -7,7 +7,8 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
@@ -45,10 +46,15 @@ from harness.analysis.results import (
 )
 from harness.config import DecisionConfig
 from harness.errors import InputError
+from harness.model.completion import is_endpoint_failure
 from harness.running.records import Record, RunMeta
+from harness.running.sequential import unit_name
 from harness.running.store import RecordColumns, record_columns
 from harness.running.verify import meta_task as meta_task  # (its home before running.verify)
 from harness.tasks import has_fields
+
+if TYPE_CHECKING:
+    from harness.running.sequential import Monitor
 
 
 @dataclass(frozen=True)
@@ -75,6 +81,7 @@ class Analysis:
     cost_by_volume: CostByVolume | None = None  # monthly cost by volume (cost.py)
     metrics: Mapping[str, str] = field(default_factory=lambda: {"accuracy": "accuracy"})
     task_type: str = "classification"
+    sequential: Monitor | None = None  # run.sequential: the looks, replayed from the records
 
     def metric_name(self, metric: str) -> str:
         """What the task calls a summary column in a header or a sentence."""
@@ -111,8 +118,11 @@ def analyse(records: Sequence[Record], meta: RunMeta) -> Analysis:
     return analyse_columns(record_columns(records), meta)
 
 
-def analyse_columns(cols: RecordColumns, meta: RunMeta) -> Analysis:
-    """analyse from record columns (store.read_columns: a large run without a Record each)."""
+def analyse_columns(cols: RecordColumns, meta: RunMeta, run_dir: Path | None = None
+                    ) -> Analysis:
+    """analyse from record columns (store.read_columns: a large run without a Record each).
+    With the run folder of a sequential run (`run.sequential`), its looks are replayed from
+    the records (running.sequential.replay): what was requested, where each arm stopped."""
     task = meta_task(meta)
     known = {a.key for a in meta.arms}
     stray = sorted(set(cols["arm"]) - known)
@@ -147,17 +157,35 @@ def analyse_columns(cols: RecordColumns, meta: RunMeta) -> Analysis:
     costs = cost.volume_analysis(
         summary, meta, {str(r["strategy"]): verdict.training_cost(meta, r)
                         for _, r in ft_rows.iterrows()}, routes)
-    complete = meta.status == "complete" and len(df) == meta.expected_records
+    looks = _sequential(cols, meta, run_dir)
+    complete = meta.status == "complete" and len(df) == (
+        meta.expected_records if looks is None else looks.expected_records)
     reasons = tuple(guard.withhold_reasons(df, summary, meta, task, complete,
                                            _expected(cols, meta)))
     v, evidence = verdict.build(verdict.Inputs(
         summary, comparisons, plateau, chosen, meta, plan, levers, routes, costs,
         guard.missing_note(meta), reasons))
+    if looks is not None:
+        by_unit = looks.requested_by_unit()
+        summary = summary.assign(requested=[
+            by_unit.get(unit_name(str(r["strategy"]), str(r["type"]), int(r["k"])))
+            for _, r in summary.iterrows()])
+        v = v.with_reasons(after=(looks.sentence(meta),))
     return Analysis(df.drop(columns=["arm"]), summary, per_class_frame(df, task), comparisons,
                     curve, plateau, v, evidence, complete, reasons, plateaus,
                     design_space.tried_frame(summary, comparisons, decision.metric), levers, plan,
                     calibration.calibration_frame(df), clustering(meta), routes, costs,
-                    dict(task.metrics()), task.name)
+                    dict(task.metrics()), task.name, looks)
+
+
+def _sequential(cols: RecordColumns, meta: RunMeta, run_dir: Path | None) -> Monitor | None:
+    """A sequential run's looks, replayed from its records; None for any other run."""
+    if run_dir is None:
+        return None
+    from harness.running.sequential import replay
+
+    endpoint = {kind: is_endpoint_failure(kind) for kind in set(cols["error_kind"])}
+    return replay(run_dir, meta.arms, meta.decision, cols, endpoint)
 
 
 def clustering(meta: RunMeta) -> Clustering | None:

@@ -125,6 +125,9 @@ def summary_json(a: Analysis, meta: RunMeta) -> dict[str, Any]:
         # confidence (a vote share or token probability) against accuracy per arm, with the ECE
         "calibration": _calibration(a),
         "meta": run_meta,
+        # run.sequential: per arm requested / available / stopped_at_look, and each look's
+        # comparisons with their anytime-valid intervals
+        **({"sequential": a.sequential.summary()} if a.sequential is not None else {}),
         # dataset.cluster: the clusters, and how the intervals and tests account for them
         **({"clustering": a.clustering.to_dict()} if a.clustering else {}),
         # type cascade: each one's frontier, operating point (held out) and comparisons
@@ -186,7 +189,7 @@ def write_reports(run_dir: Path, *, rescore: bool = False) -> Analysis:
     if rescore:
         a = analyse(rescore_records(run_dir, meta, read_records(run_dir)), meta)
     else:  # columns, not a Record per line: a large run stays small and quick
-        a = analyse_columns(read_columns(run_dir), meta)
+        a = analyse_columns(read_columns(run_dir), meta, run_dir)
     _write_csv_atomic(run_dir / "results.csv", a.results)
     write_text_atomic(run_dir / "summary.csv", _csv(_arms(a)))
     write_text_atomic(run_dir / "comparisons.csv", _csv(a.comparisons))

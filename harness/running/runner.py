@@ -12,10 +12,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from harness.config import Price
 from harness.dataset import Example
 from harness.errors import InputError
+from harness.kinds import CLASSIFICATION
 from harness.model.cache import open_cache
 from harness.model.completion import Completion, is_endpoint_failure
 from harness.model.limits import AdaptiveLimiter
@@ -31,6 +33,9 @@ from harness.running.spend import CHARS_PER_TOKEN, CapHit, SpendCap, SpendCapRea
 from harness.running.store import ResultStore, read_columns, write_meta
 from harness.strategies import Attempt, Call, Generate, Strategy
 from harness.strategies.prompts import Message
+
+if TYPE_CHECKING:
+    from harness.running.sequential import Monitor
 
 Progress = Callable[[int, int, str], None]
 BATCHES = "batches.json"  # the run folder's journal of Batch API batches
@@ -100,6 +105,7 @@ class Runner:
         self.endpoint_failed: Counter[str] = Counter()  # arm -> endpoint failures on record
         self._done = self._total = 0  # progress: examples finished (done before included), all
         self._skipped = 0  # examples not requested in this invocation: their model is missing
+        self.monitor: Monitor | None = None  # run.sequential: the looks
 
     def _todo(self, done: set[tuple[str, str]]) -> list[tuple[Strategy, Example]]:
         items = []
@@ -129,6 +135,7 @@ class Runner:
         done = set(keys) - redo
         self.endpoint_failed = Counter(arm for arm, ex in failed if (arm, ex) in done)
         todo = self._todo(done)
+        self.monitor = self._monitor(cols, endpoint)
         store = ResultStore(self.run_dir)
         status, message = "failed", None
         resume = f"harness run {self.p.cfg.path} --out {self.run_dir} --resume"
@@ -189,6 +196,27 @@ class Runner:
         if rec.endpoint_failed:
             self.endpoint_failed[rec.arm] += 1
         store.append(rec)
+        if self.monitor is not None:
+            self.monitor.note(rec.arm, rec.example_id,
+                              None if rec.endpoint_failed else float(rec.correct))
+
+    def _monitor(self, cols: dict[str, list[Any]], endpoint: dict[Any, bool]) -> Monitor | None:
+        """With `run.sequential`, the looks' monitor (the order written to the run folder, and
+        fed what is already on record); else None."""
+        design = self.p.cfg.run.sequential
+        if not design.enabled:
+            return None
+        from harness.running.sequential import Monitor, request_order, write_design
+
+        examples = [(ex.id, ex.target) for ex in self.p.data.eval]
+        order = request_order(examples, design.seed,
+                              stratify=self.p.cfg.task.type == CLASSIFICATION)
+        write_design(self.run_dir, design, order)
+        monitor = Monitor([s.arm for s in self.p.strategies], order, design, self.p.cfg.decision)
+        for arm, ex, correct, kind in zip(cols["arm"], cols["example_id"], cols["correct"],
+                                          cols["error_kind"], strict=True):
+            monitor.note(arm, str(ex), None if endpoint[kind] else float(correct))
+        return monitor
 
     def _mark_missing(self, meta: RunMeta) -> RunMeta:
         """Arms whose model turned out not to exist, marked unavailable in the metadata."""
@@ -241,18 +269,46 @@ class Runner:
                                             schema=s.task.output_schema(), logprobs=s.arm.logprobs)
                 for s in {s.arm.key: s for s, _ in needs_request}.values()}
             self._report("")
-            # One model id at a time: llama.cpp's server holds one model (or adapter) in memory and
-            # reloads on a switch; a warm-up request keeps that load out of the latency figures.
-            for (model, model_id), group in itertools.groupby(
-                    needs_request, key=lambda item: (item[0].arm.model, item[0].arm.model_id)):
-                await session.warm_up(model, model_id)
-                items = list(group)
-                # batch mode: every request at once, so that they go out in as few batches as can be
-                width = (min(len(items), BATCH_WORKERS) if session.batched(model)
-                         else cfg.run.concurrency)
-                await self._work(items, generators, store, width)
-                if self.spend.hit:
-                    break
+            if self.monitor is None:
+                await self._answer(needs_request, session, generators, store)
+                return
+            await self._rounds(self.monitor, needs_request, session, generators, store)
+
+    async def _answer(self, needs_request: list[tuple[Strategy, Example]], session: ModelSession,
+                      generators: dict[str, Generate], store: ResultStore) -> None:
+        """Answer the items, one model id at a time: llama.cpp's server holds one model (or
+        adapter) in memory and reloads on a switch; a warm-up request keeps that load out of
+        the latency figures."""
+        for (model, model_id), group in itertools.groupby(
+                needs_request, key=lambda item: (item[0].arm.model, item[0].arm.model_id)):
+            await session.warm_up(model, model_id)
+            items = list(group)
+            # batch mode: every request at once, so that they go out in as few batches as can be
+            width = (min(len(items), BATCH_WORKERS) if session.batched(model)
+                     else self.p.cfg.run.concurrency)
+            await self._work(items, generators, store, width)
+            if self.spend.hit:
+                break
+
+    async def _rounds(self, monitor: Monitor, needs_request: list[tuple[Strategy, Example]],
+                      session: ModelSession, generators: dict[str, Generate],
+                      store: ResultStore) -> None:
+        """A sequential run: one round of examples per look for the arms still active (in
+        batch mode, one batch per round), then the look; until the monitor is finished. A
+        resumed run replays the rounds already on record without a request."""
+        pending = {(s.arm.key, ex.id): (s, ex) for s, ex in needs_request}
+        rank = {s.arm.key: i for i, s in enumerate(self.p.strategies)}
+        for look in range(monitor.looks):
+            active = monitor.active_arms()
+            ids = monitor.round(look)
+            items = sorted((pending[(key, i)] for key in active for i in ids
+                            if (key, i) in pending), key=lambda it: rank[it[0].arm.key])
+            await self._answer(items, session, generators, store)
+            if self.spend.hit:
+                return
+            monitor.look(look)
+            if monitor.finished:
+                return
 
     def _new_limiter(self) -> AdaptiveLimiter:
         """A limiter for one endpoint of the session, at the run's concurrency and rates."""

@@ -1,0 +1,344 @@
+"""Sequential evaluation (`run.sequential`): the examples in a seeded order, requested in rounds
+of `look_every` per arm; after each round, the comparisons behind the verdict are looked at
+through anytime-valid intervals (analysis/sequential.py) and an arm whose part is settled gets
+no more requests.
+
+What is compared is a *unit*: a zero-shot or fine-tuned strategy, or one k of a few-shot sweep
+(its draws' scores averaged per example). The comparisons:
+
+- successive elimination among the prompting units: each against the current leader (the best
+  running score); a unit is dropped once the leader is significantly better, or once the two
+  are equivalent within `decision.equivalence_margin`;
+- each fine-tuned unit against the leader: better, worse, or equivalent within the margin;
+- each step k -> k' of a few-shot sweep: its interval wholly below `decision.min_gain` (flat),
+  or its lower bound above 0 (a gain).
+
+The family is every comparison that could be made (every pair of prompting units, every
+fine-tuned unit with every prompting unit, every step), so the leader may change from look to
+look: each interval is at alpha / m (Bonferroni). A unit is asked for more examples while any
+comparison it takes part in is open. The run stops when no unit is, or the order is used up.
+
+The same `Monitor`, fed the records of a finished run, recomputes the same stops: `harness
+report` replays the looks from the run folder's `sequential.json` (the order and the design).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import math
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from harness.analysis.sequential import Settled, settle
+from harness.config import DecisionConfig, SequentialConfig
+from harness.errors import InputError
+from harness.files import write_json_atomic
+from harness.kinds import FEW_SHOT, FINE_TUNED
+from harness.running.records import RunMeta
+
+SEQUENTIAL = "sequential.json"  # the run folder's design and request order
+VERSION = 1
+
+
+class ArmLike(Protocol):
+    """What the monitor needs of an arm: a strategy.Arm or a records.ArmMeta."""
+
+    @property
+    def key(self) -> str: ...
+    @property
+    def strategy(self) -> str: ...
+    @property
+    def type(self) -> str: ...
+    @property
+    def k(self) -> int: ...
+
+
+def unit_name(strategy: str, kind: str, k: int) -> str:
+    """The unit a (strategy, type, k) is compared as: the strategy, and k for a few-shot arm
+    (summary.csv's row)."""
+    return f"{strategy}@k={k}" if kind == FEW_SHOT else strategy
+
+
+def unit_of(arm: ArmLike) -> str:
+    """The unit an arm is compared as (unit_name)."""
+    return unit_name(arm.strategy, arm.type, arm.k)
+
+
+def _rank(seed: int, example_id: str) -> float:
+    digest = hashlib.sha256(f"{seed}:{example_id}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2.0 ** 64
+
+
+def request_order(examples: Sequence[tuple[str, Any]], seed: int,
+                  stratify: bool) -> list[str]:
+    """The example ids in the order they are requested: seeded and random; with `stratify`
+    (a classification eval), the targets interleaved in proportion, so every round holds
+    each label about as often as the eval does."""
+    if not stratify:
+        return [i for i, _ in sorted(examples, key=lambda e: _rank(seed, e[0]))]
+    groups: dict[str, list[str]] = defaultdict(list)
+    for example_id, target in examples:
+        groups[str(target)].append(example_id)
+    keyed = []
+    for members in groups.values():
+        members.sort(key=lambda i: _rank(seed, i))
+        n = len(members)
+        keyed += [((j + _rank(seed + 1, i)) / n, i) for j, i in enumerate(members)]
+    return [i for _, i in sorted(keyed)]
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """One comparison of the family, as of a look."""
+
+    kind: str  # elimination | fine_tune | step
+    first: str  # the unit whose score comes first in the difference
+    second: str
+    result: Settled
+
+
+@dataclass
+class Monitor:
+    """The looks of one sequential run (live in the runner, or replayed from records)."""
+
+    arms: Sequence[ArmLike]
+    order: Sequence[str]
+    design: SequentialConfig
+    decision: DecisionConfig
+    scores: dict[str, dict[str, float | None]] = field(default_factory=dict)
+    stopped_at: dict[str, int] = field(default_factory=dict)  # unit -> the look it stopped at
+    eliminated: set[str] = field(default_factory=set)
+    comparisons: list[Comparison] = field(default_factory=list)
+    look_index: int = -1  # the last look taken
+
+    def __post_init__(self) -> None:
+        if self.design.max_examples is not None:
+            self.order = list(self.order)[: self.design.max_examples]
+        self.units: dict[str, list[str]] = defaultdict(list)
+        for arm in self.arms:
+            self.units[unit_of(arm)].append(arm.key)
+        self.type = {unit_of(a): a.type for a in self.arms}
+        self.sweeps: dict[str, list[tuple[int, str]]] = defaultdict(list)
+        for unit in self.units:
+            arm = next(a for a in self.arms if unit_of(a) == unit)
+            if arm.type == FEW_SHOT:
+                self.sweeps[arm.strategy].append((arm.k, unit))
+        prompting = [u for u in self.units if self.type[u] != FINE_TUNED]
+        tuned = [u for u in self.units if self.type[u] == FINE_TUNED]
+        steps = sum(max(0, len(s) - 1) for s in self.sweeps.values())
+        self.family = math.comb(len(prompting), 2) + len(tuned) * len(prompting) + steps
+        self.prompting, self.tuned = prompting, tuned
+
+    # ------------------------------------------------------------------ rounds
+    @property
+    def looks(self) -> int:
+        """How many looks the order allows."""
+        return math.ceil(len(self.order) / self.design.look_every)
+
+    def round(self, look: int) -> list[str]:
+        """The example ids of round `look`."""
+        every = self.design.look_every
+        return list(self.order[look * every:(look + 1) * every])
+
+    def active(self) -> set[str]:
+        """The units that still get examples."""
+        return {u for u in self.units if u not in self.stopped_at}
+
+    def active_arms(self) -> set[str]:
+        """The arm keys that still get examples."""
+        return {key for u in self.active() for key in self.units[u]}
+
+    @property
+    def finished(self) -> bool:
+        """Whether nothing more is to be requested."""
+        return not self.active() or self.look_index + 1 >= self.looks
+
+    def note(self, arm: str, example_id: str, score: float | None) -> None:
+        """One answered example (None: an endpoint failure, no score)."""
+        self.scores.setdefault(arm, {})[example_id] = score
+
+    # ------------------------------------------------------------------ looks
+    def _unit_scores(self, unit: str, ids: Iterable[str]) -> dict[str, float]:
+        """Per example of `ids`: the unit's score (its draws' mean), where every draw has one."""
+        out = {}
+        arms = [self.scores.get(a, {}) for a in self.units[unit]]
+        for i in ids:
+            values = [s.get(i) for s in arms]
+            if values and all(v is not None for v in values):
+                out[i] = float(np.mean([v for v in values if v is not None]))
+        return out
+
+    def _differences(self, first: str, second: str, ids: Sequence[str]) -> np.ndarray:
+        a, b = self._unit_scores(first, ids), self._unit_scores(second, ids)
+        return np.array([a[i] - b[i] for i in ids if i in a and i in b])
+
+    def look(self, look: int) -> list[Comparison]:
+        """Take look `look` (every round up to it answered): settle what can be settled, and
+        stop the units that take part in no open comparison. Returns the comparisons made."""
+        self.look_index = look
+        seen = list(self.order[: (look + 1) * self.design.look_every])
+        alpha = self.decision.alpha / max(1, self.family)
+        margin = self.decision.equivalence_margin
+        live = [u for u in self.prompting if u not in self.eliminated]
+        means = {u: np.mean(list(v.values())) if (v := self._unit_scores(u, seen)) else -1.0
+                 for u in live}
+        may_stop = len(seen) >= self.design.min_examples and self.family > 0
+        made: list[Comparison] = []
+        open_units: set[str] = set()
+        if live:
+            leader = max(live, key=lambda u: (means[u], -live.index(u)))
+            for other in live:
+                if other == leader:
+                    continue
+                r = settle(self._differences(leader, other, seen), alpha, margin=margin)
+                made.append(Comparison("elimination", leader, other, r))
+                if may_stop and r.state in ("better", "equivalent"):
+                    self.eliminated.add(other)
+                else:
+                    open_units |= {leader, other}
+            for tuned in self.tuned:
+                r = settle(self._differences(tuned, leader, seen), alpha, margin=margin)
+                made.append(Comparison("fine_tune", tuned, leader, r))
+                if not r.settled:
+                    open_units |= {tuned, leader}
+        for sweep in self.sweeps.values():
+            for (_, lower), (_, upper) in itertools.pairwise(sorted(sweep)):
+                r = settle(self._differences(upper, lower, seen), alpha,
+                           min_gain=self.decision.min_gain)
+                made.append(Comparison("step", upper, lower, r))
+                if not r.settled:
+                    open_units |= {upper, lower}
+        self.comparisons = made
+        if may_stop:
+            for unit in self.active() - open_units:
+                self.stopped_at[unit] = look
+        return made
+
+    def requested_by_unit(self) -> dict[str, int]:
+        """Examples requested per unit (of its first draw: every draw is asked the same)."""
+        return {u: len(self.scores.get(keys[0], {})) for u, keys in self.units.items()}
+
+    @property
+    def expected_records(self) -> int:
+        """The records a finished run of these looks holds: per arm, every example of the
+        rounds up to the look it stopped at (or of every look taken)."""
+        every = self.design.look_every
+        total = 0
+        for unit, keys in self.units.items():
+            last = self.stopped_at.get(unit, self.look_index)
+            total += len(keys) * min(len(self.order), (last + 1) * every)
+        return total
+
+    def sentence(self, meta: RunMeta) -> str:
+        """The verdict's sentence on the sequential design: where it settled, what it saved."""
+        available = len(self.order) * sum(len(k) for k in self.units.values())
+        requested = sum(len(self.scores.get(k, {})) for keys in self.units.values()
+                        for k in keys)
+        saved = available - requested
+        longest = max(self.requested_by_unit().values(), default=0)
+        per = meta.counts.get("requests", 0) / requested if requested and meta.counts else 1.0
+        spent = float(meta.counts.get("spent_usd", 0.0) or 0.0) if meta.counts else 0.0
+        money = (f"saved about ${spent / requested * saved:,.4f}, " if spent and requested
+                 else "")
+        where = (f"settled after {longest} of {len(self.order)} examples" if not self.active()
+                 else f"not settled after all {len(self.order)} examples")
+        decisive = [c for c in self.comparisons if c.kind == "fine_tune"]
+        tail = "".join(
+            f"; {c.first} against {c.second}: {c.result.state}, "
+            f"{100 * c.result.estimate:+.1f} points, anytime-valid interval "
+            f"[{100 * c.result.low:+.1f}, {100 * c.result.high:+.1f}] "
+            f"(alpha {c.result.alpha:.3g} each)" for c in decisive)
+        return (f"Sequential evaluation {where} ({money}{round(saved * per):,} requests not "
+                f"made){tail}.")
+
+    def summary(self) -> dict[str, Any]:
+        """`summary.json -> sequential`: per arm what was requested against what the eval has,
+        the look at which it stopped, and each comparison as of the last look."""
+        available = len(self.order)
+        arms = {}
+        for unit, keys in self.units.items():
+            for key in keys:
+                requested = len(self.scores.get(key, {}))
+                arms[key] = {"unit": unit, "requested": requested, "available": available,
+                             "stopped_at_look": self.stopped_at.get(unit)}
+        return {
+            "enabled": True, "look_every": self.design.look_every,
+            "min_examples": self.design.min_examples,
+            "max_examples": self.design.max_examples, "looks": self.look_index + 1,
+            "method": "betting confidence sequence (Waudby-Smith & Ramdas 2024, aGRAPA bets), "
+                      "Bonferroni over the family of comparisons",
+            "family": self.family, "alpha_each": self.decision.alpha / max(1, self.family),
+            "settled": not self.active(),
+            "arms": arms,
+            "comparisons": [{"kind": c.kind, "first": c.first, "second": c.second,
+                             "state": c.result.state, "n": c.result.n,
+                             "estimate": c.result.estimate, "low": c.result.low,
+                             "high": c.result.high} for c in self.comparisons],
+        }
+
+
+def write_design(run_dir: Path, design: SequentialConfig, order: Sequence[str]) -> None:
+    """The run folder's `sequential.json`; a resumed run must find the same design there."""
+    path = run_dir / SEQUENTIAL
+    data = {"version": VERSION, "look_every": design.look_every,
+            "min_examples": design.min_examples, "max_examples": design.max_examples,
+            "seed": design.seed, "order": list(order)}
+    if path.exists():
+        try:
+            old = read_design(run_dir)
+        except InputError:
+            old = None
+        if old is not None and old != data:
+            raise InputError(f"{path}: this run was started with another sequential design or "
+                             "request order; resume it with the config it was started with")
+    write_json_atomic(path, data)
+
+
+def read_design(run_dir: Path) -> dict[str, Any] | None:
+    """The run folder's sequential design, or None for a run that was not sequential."""
+    import json
+
+    path = run_dir / SEQUENTIAL
+    if not path.exists():
+        return None
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise InputError(f"{path}: not readable JSON ({exc})") from None
+    if not isinstance(data, dict) or not isinstance(data.get("order"), list):
+        raise InputError(f"{path}: not a sequential design (no `order` list)")
+    return data
+
+
+def replay(run_dir: Path, arms: Sequence[ArmLike], decision: DecisionConfig,
+           cols: dict[str, list[Any]], endpoint: dict[Any, bool]) -> Monitor | None:
+    """The looks of a finished sequential run recomputed from its records, or None when the
+    run was not sequential."""
+    data = read_design(run_dir)
+    if data is None:
+        return None
+    design = SequentialConfig(enabled=True, look_every=int(data["look_every"]),
+                              min_examples=int(data["min_examples"]),
+                              max_examples=data.get("max_examples"), seed=int(data["seed"]))
+    monitor = Monitor(arms, [str(i) for i in data["order"]], design, decision)
+    position = {i: n for n, i in enumerate(monitor.order)}
+    rows = sorted(zip(cols["arm"], cols["example_id"], cols["correct"], cols["error_kind"],
+                      strict=True), key=lambda r: position.get(str(r[1]), len(position)))
+    every = design.look_every
+    at = 0
+    for look in range(monitor.looks):
+        end = (look + 1) * every
+        while at < len(rows) and position.get(str(rows[at][1]), len(position)) < end:
+            arm, example_id, correct, kind = rows[at]
+            monitor.note(arm, str(example_id), None if endpoint.get(kind) else float(correct))
+            at += 1
+        monitor.look(look)
+        if monitor.finished:
+            break
+    return monitor
