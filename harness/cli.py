@@ -97,6 +97,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(untried_text(a.untried))
     if a.planning:
         print(a.planning.sentence)
+    if a.sequential_note:
+        print(a.sequential_note)
     kinds = ", ".join(f"{k} {v}" for k, v in sorted(counts.retries_by_kind.items()))
     again = (f", re-requested {counts.rerequested} that the endpoint failed on before"
              if counts.rerequested else "")

@@ -21,6 +21,7 @@ from harness.analysis import (
     design_space,
     guard,
     power,
+    stats,
     verdict,
 )
 from harness.analysis.arms import (
@@ -82,6 +83,7 @@ class Analysis:
     metrics: Mapping[str, str] = field(default_factory=lambda: {"accuracy": "accuracy"})
     task_type: str = "classification"
     sequential: Monitor | None = None  # run.sequential: the looks, replayed from the records
+    sequential_note: str | None = None  # ... and the verdict's sentence on them
 
     def metric_name(self, metric: str) -> str:
         """What the task calls a summary column in a header or a sentence."""
@@ -149,6 +151,9 @@ def analyse_columns(cols: RecordColumns, meta: RunMeta, run_dir: Path | None = N
                                     alpha=decision.alpha, metric=decision.metric,
                                     min_compliance=decision.min_schema_compliance,
                                     clusters=codes)
+    looks = _sequential(cols, meta, run_dir)
+    if looks is not None:
+        comparisons = _anytime_comparisons(comparisons, looks, decision.alpha)
     curve, plateau, plateaus = _curves(summary, mats, decision, counts, codes)
     plan = _planning(summary, comparisons, meta)
     levers = design_space.untried(summary)
@@ -157,7 +162,7 @@ def analyse_columns(cols: RecordColumns, meta: RunMeta, run_dir: Path | None = N
     costs = cost.volume_analysis(
         summary, meta, {str(r["strategy"]): verdict.training_cost(meta, r)
                         for _, r in ft_rows.iterrows()}, routes)
-    looks = _sequential(cols, meta, run_dir)
+    note = None
     complete = meta.status == "complete" and len(df) == (
         meta.expected_records if looks is None else looks.expected_records)
     reasons = tuple(guard.withhold_reasons(df, summary, meta, task, complete,
@@ -170,12 +175,33 @@ def analyse_columns(cols: RecordColumns, meta: RunMeta, run_dir: Path | None = N
         summary = summary.assign(requested=[
             by_unit.get(unit_name(str(r["strategy"]), str(r["type"]), int(r["k"])))
             for _, r in summary.iterrows()])
-        v = v.with_reasons(after=(looks.sentence(meta),))
+        note = looks.sentence(meta)
+        v = v.with_reasons(after=(note,))
     return Analysis(df.drop(columns=["arm"]), summary, per_class_frame(df, task), comparisons,
                     curve, plateau, v, evidence, complete, reasons, plateaus,
                     design_space.tried_frame(summary, comparisons, decision.metric), levers, plan,
                     calibration.calibration_frame(df), clustering(meta), routes, costs,
-                    dict(task.metrics()), task.name, looks)
+                    dict(task.metrics()), task.name, looks, note)
+
+
+def _anytime_comparisons(comparisons: pd.DataFrame, looks: Monitor, alpha: float
+                         ) -> pd.DataFrame:
+    """A sequential run's comparisons: each pair's difference, interval and p-value from the
+    confidence sequence (valid at whatever look the run stopped; a fixed-size test's are not),
+    Holm over the rows as before, and the test named "confidence sequence"."""
+    out = comparisons.copy()
+    for i, row in out.iterrows():
+        got = looks.anytime(str(row["arm_a"]), str(row["arm_b"]), alpha)
+        if got is None:
+            continue
+        n, delta, low, high, p = got
+        out.loc[i, ["n", "delta", "delta_ci_low", "delta_ci_high", "p_value"]] = \
+            [n, delta, low, high, p]
+        out.loc[i, "test"] = "confidence sequence"
+    if len(out):
+        out["p_adjusted"] = stats.holm_adjust(list(out["p_value"]))
+        out["significant"] = out["p_adjusted"] < alpha
+    return out
 
 
 def _sequential(cols: RecordColumns, meta: RunMeta, run_dir: Path | None) -> Monitor | None:

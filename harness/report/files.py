@@ -39,6 +39,7 @@ SUMMARY_COLUMNS = [
     "single_sample_accuracy", "vote_gain", "vote_gain_ci_low", "vote_gain_ci_high",
     "mean_vote_share", "clusters", "design_effect", "fallback_share", "latency_mean_ms",
     "cascade_chosen",
+    "requested",  # run.sequential only: the examples requested (n: those scored)
 ]
 
 

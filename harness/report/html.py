@@ -32,6 +32,7 @@ from harness.report.cascade import cascade_context
 from harness.report.chart import curve_svg
 from harness.report.failures import failure_sample
 from harness.report.fields import extraction_context
+from harness.report.sequential import sequential_context
 from harness.report.space import TEST_NAMES, clusters_context, design_space_context, planning_sentence
 from harness.report.volume import volume_context
 from harness.running.records import RunMeta
@@ -343,6 +344,7 @@ def page_context(a: Analysis, meta: RunMeta) -> dict[str, Any]:
         "curve_caption": a.plateau.reason if a.plateau else "No few-shot sweep in this run.",
         "space": design_space_context(a), "cascades": cascade_context(a),
         "comparisons": comparisons_context(a), "planning": planning_sentence(a),
+        "sequential": sequential_context(a),
         "clusters": clusters_context(a), "decision_metric": _text(meta.decision.metric),
         "break_even": a.evidence.break_even_text or "No fine-tuned arm to compare.",
         "volume": volume_context(a),

@@ -35,7 +35,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from harness.analysis.sequential import Settled, settle
+from harness.analysis.sequential import Settled, bounds, log_wealth, settle
 from harness.config import DecisionConfig, SequentialConfig
 from harness.errors import InputError
 from harness.files import write_json_atomic
@@ -115,6 +115,7 @@ class Monitor:
     stopped_at: dict[str, int] = field(default_factory=dict)  # unit -> the look it stopped at
     eliminated: set[str] = field(default_factory=set)
     comparisons: list[Comparison] = field(default_factory=list)
+    history: list[list[Comparison]] = field(default_factory=list)  # each look's comparisons
     look_index: int = -1  # the last look taken
 
     def __post_init__(self) -> None:
@@ -215,10 +216,36 @@ class Monitor:
                 if not r.settled:
                     open_units |= {upper, lower}
         self.comparisons = made
+        self.history.append(made)
         if may_stop:
             for unit in self.active() - open_units:
                 self.stopped_at[unit] = look
         return made
+
+    def anytime(self, first: str, second: str, alpha: float
+                ) -> tuple[int, float, float, float, float] | None:
+        """(n, difference, low, high, p) of first - second over every pair on record, the
+        interval from the confidence sequence at `alpha` and p the anytime-valid p-value
+        min(1, 1 / max_t K_t(0)): both stay valid however the run stopped. None when either
+        unit is not in this run or they share no scored example."""
+        if first not in self.units or second not in self.units:
+            return None
+        d = self._differences(first, second, self.order)
+        if not len(d):
+            return None
+        x = (np.clip(d, -1.0, 1.0) + 1) / 2
+        lo, hi = bounds(x, alpha)
+        p = min(1.0, math.exp(-float(np.max(log_wealth(x, 0.5)))))
+        return len(d), float(d.mean()), 2 * lo - 1, 2 * hi - 1, p
+
+    def settled_at(self) -> dict[tuple[str, str, str], int]:
+        """(kind, first, second) -> the first look at which that comparison was settled."""
+        out: dict[tuple[str, str, str], int] = {}
+        for look, made in enumerate(self.history):
+            for c in made:
+                if c.result.settled:
+                    out.setdefault((c.kind, c.first, c.second), look)
+        return out
 
     def requested_by_unit(self) -> dict[str, int]:
         """Examples requested per unit (of its first draw: every draw is asked the same)."""
@@ -261,6 +288,7 @@ class Monitor:
         """`summary.json -> sequential`: per arm what was requested against what the eval has,
         the look at which it stopped, and each comparison as of the last look."""
         available = len(self.order)
+        settled = self.settled_at()
         arms = {}
         for unit, keys in self.units.items():
             for key in keys:
@@ -278,6 +306,7 @@ class Monitor:
             "arms": arms,
             "comparisons": [{"kind": c.kind, "first": c.first, "second": c.second,
                              "state": c.result.state, "n": c.result.n,
+                             "settled_at_look": settled.get((c.kind, c.first, c.second)),
                              "estimate": c.result.estimate, "low": c.result.low,
                              "high": c.result.high} for c in self.comparisons],
         }

@@ -124,3 +124,19 @@ def test_a_bad_design_is_one_error_line(make_config, tmp_path, monkeypatch, caps
     assert main(["validate", str(cfg)]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error:") and "run.sequential" in err and len(err.splitlines()) == 1
+
+
+def test_the_report_has_a_sequential_section(make_config, tmp_path, monkeypatch):
+    monkeypatch.setenv("TEST_API_KEY", "x")
+    with FakeOpenAI(responder=responder) as server:
+        code, run = _run(make_config, tmp_path, server,
+                         {"enabled": True, "look_every": 25, "min_examples": 50})
+    assert code == 0
+    page = (run / "report.html").read_text()
+    assert 'id="sequential"' in page and 'id="sequential-chart"' in page
+    assert "anytime-valid interval" in page
+    import pandas as pd
+    summary = pd.read_csv(run / "summary.csv").set_index("strategy")
+    assert summary.loc["ft", "requested"] == summary.loc["ft", "n"] < 600
+    comparisons = pd.read_csv(run / "comparisons.csv")
+    assert set(comparisons["test"]) == {"confidence sequence"}
