@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 from harness.analysis import power, steps
 from harness.analysis.comparisons import detectable
+from harness.analysis.sequential import SequentialPlan, expected_examples
 from harness.config import Config
 from harness.errors import InputError
 from harness.running.plan import Plan, plan
@@ -72,6 +73,8 @@ class EvalPlan:
     curves: int = 0  # m, the few-shot curves the plateau rule judges
     step_alpha: float | None = None  # each step's alpha: 1 - steps.curve_confidence(curves)
     metric: str = "accuracy"  # decision.metric, what the plateau judges the steps on
+    # run.sequential: per accuracy row, the examples the design is expected to use (simulated)
+    sequential: tuple[tuple[str, SequentialPlan], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -319,7 +322,25 @@ def plan_config(cfg: Config, *, pilot: str | Path | None = None, delta: float = 
     return dataclasses.replace(result, curves=curves, metric=cfg.decision.metric,
                                step_alpha=step_alpha(curves) if steps else None,
                                steps=plan_steps(n, steps, curves, delta=delta, target=target,
-                                                pilot=found))
+                                                pilot=found),
+                               sequential=_sequential_plans(cfg, p, result, delta, alpha))
+
+
+def _sequential_plans(cfg: Config, p: Plan, result: EvalPlan, delta: float, alpha: float
+                      ) -> tuple[tuple[str, SequentialPlan], ...]:
+    """With run.sequential: each accuracy comparison's expected examples under the design, at
+    the planned difference and the row's discordance, each interval at alpha / the family."""
+    design = cfg.run.sequential
+    if not design.enabled:
+        return ()
+    from harness.running.sequential import Monitor
+
+    family = Monitor([s.arm for s in p.strategies], [], design, cfg.decision).family
+    available = min(result.n, design.max_examples or result.n)
+    return tuple((row.comparison, expected_examples(
+        delta, row.discordance, alpha / max(1, family), look_every=design.look_every,
+        min_examples=design.min_examples, available=available)) for row in result.accuracy
+        if row.discordance > 0)
 
 
 def _table(p: EvalPlan, first: str, rows: Sequence[PlanRow]) -> list[str]:
@@ -353,6 +374,13 @@ def plan_lines(p: EvalPlan, name: str) -> list[str]:
             out.append(f"  (the plateau judges the steps on {p.metric.replace('_', ' ')}; these "
                        "figures are McNemar's, on accuracy)")
         out += _table(p, "step", p.steps)
+    for comparison, sp in p.sequential:
+        out.append(f"sequential ({comparison}): at a difference of {100 * sp.delta:g} points and "
+                   f"discordance {sp.discordance:.2f}, the design is expected to use "
+                   f"{sp.expected:,.0f} of {sp.available:,} examples per arm "
+                   f"({100 * sp.expected / sp.available:.0f}%), settling within the eval in "
+                   f"{100 * sp.settled:.0f}% of {sp.runs:,} simulated runs (each interval at "
+                   f"alpha {sp.alpha:.3g})")
     return out
 
 

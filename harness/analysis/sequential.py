@@ -35,7 +35,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["CAP", "GRID", "Settled", "bets", "bounds", "excludes", "log_wealth", "settle"]
+__all__ = ["CAP", "GRID", "SequentialPlan", "Settled", "bets", "bounds", "excludes",
+           "expected_examples", "log_wealth", "settle"]
 
 CAP = 0.5  # c: a bet never stakes more than half of what it could lose
 GRID = 400  # candidate means scanned before the bounds are refined by bisection
@@ -148,3 +149,46 @@ def settle(differences: np.ndarray, alpha: float, *, margin: float | None = None
     elif margin is not None and -margin < low and high < margin:
         state = "equivalent"
     return Settled(n, float(d.mean()), low, high, alpha, state)
+
+
+@dataclass(frozen=True)
+class SequentialPlan:
+    """What a sequential design is expected to use at a planned difference (`harness plan`):
+    by simulation of `runs` runs of paired differences at that difference and discordance."""
+
+    delta: float
+    discordance: float
+    alpha: float  # each comparison's (alpha / the family)
+    available: int  # the examples the eval has (or max_examples)
+    expected: float  # mean examples per arm until settled (or the eval used up)
+    settled: float  # share of runs settled (0 excluded) within the eval
+    runs: int
+
+
+def expected_examples(delta: float, discordance: float, alpha: float, *, look_every: int,
+                      min_examples: int, available: int, runs: int = 2000,
+                      seed: int = 0) -> SequentialPlan:
+    """The sequential design's expected sample size to settle a paired difference `delta` at
+    `discordance` (P(A right, B wrong) - P(A wrong, B right) = delta, their sum the
+    discordance): runs simulated in blocks, each stopping at the first look (from
+    `min_examples` on) whose interval at `alpha` excludes 0."""
+    psi = max(discordance, abs(delta))
+    up, down = (psi + delta) / 2, (psi - delta) / 2
+    rng = np.random.default_rng(seed)
+    looks = np.arange(look_every, available + 1, look_every)
+    if not len(looks) or looks[-1] != available:
+        looks = np.append(looks, available)
+    looks = looks[looks >= min(min_examples, available)]
+    used, settled = [], []
+    level = math.log(1 / alpha)
+    for start in range(0, runs, 250):
+        block = min(250, runs - start)
+        u = rng.random((block, available))
+        x = np.where(u < up, 1.0, np.where(u < up + down, 0.0, 0.5))  # (d + 1) / 2
+        hit = log_wealth(x, 0.5)[:, looks - 1] >= level
+        first = np.where(hit.any(axis=1), hit.argmax(axis=1), len(looks) - 1)
+        used.append(looks[first])
+        settled.append(hit.any(axis=1))
+    return SequentialPlan(delta, discordance, alpha, available,
+                          float(np.concatenate(used).mean()),
+                          float(np.concatenate(settled).mean()), runs)

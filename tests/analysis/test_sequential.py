@@ -113,3 +113,14 @@ def test_c_the_interval_at_the_stop_covers_the_true_difference(p_a, p_b):
     stop = np.minimum(_first(excludes(x, 0.5, ALPHA)[:, LOOKS]), len(LOOKS) - 1)
     assert 1 - missed[np.arange(RUNS), stop].mean() >= 1 - ALPHA
     assert 1 - missed.any(axis=1).mean() >= 1 - ALPHA
+
+
+def test_the_plans_expected_sample_size_is_the_simulations():
+    """harness plan's figure for the design of (b): the same sequences, the same stop."""
+    from harness.analysis.sequential import expected_examples
+
+    sp = expected_examples(0.05, 0.2, ALPHA, look_every=EVERY, min_examples=EVERY, available=N)
+    assert 0.3 * N < sp.expected < 0.6 * N and sp.settled >= 0.95
+    none = expected_examples(0.0, 0.2, ALPHA, look_every=EVERY, min_examples=EVERY,
+                             available=N, runs=500)
+    assert none.settled <= ALPHA and none.expected > 0.95 * N  # equal arms: rarely settled

@@ -140,3 +140,12 @@ def test_the_report_has_a_sequential_section(make_config, tmp_path, monkeypatch)
     assert summary.loc["ft", "requested"] == summary.loc["ft", "n"] < 600
     comparisons = pd.read_csv(run / "comparisons.csv")
     assert set(comparisons["test"]) == {"confidence sequence"}
+
+
+def test_plan_gives_the_expected_examples_beside_the_fixed_n(make_config, capsys):
+    cfg = make_config(n_eval=150, strategies=STRATEGIES,
+                      run={"sequential": {"enabled": True, "look_every": 50}})
+    assert main(["plan", str(cfg), "--delta", "0.2"]) == 0
+    out = capsys.readouterr().out
+    line = next(x for x in out.splitlines() if x.startswith("sequential ("))
+    assert "of 600 examples per arm" in line and "simulated runs" in line
