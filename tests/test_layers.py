@@ -4,7 +4,9 @@ The pipeline, in order: the kinds (harness.kinds: the names of task and strategy
 selections and verdicts, importing nothing from harness, so every package may import them) →
 base modules (errors, paths, files, version) → config → dataset → tasks →
 model → strategies → fine-tune identity (training.data, training.identity: what a fine-tuned arm
-is trained on, which the plan needs to resolve the arm's model) → running → analysis → report →
+is trained on, which the plan needs to resolve the arm's model) → the confidence sequence
+(analysis.sequential: pure statistics over paired differences, which the run's stopping rule
+needs) → running → analysis → report →
 gating → training → api → cli (and the package's public face, harness/__init__.py, which may import anything).
 """
 
@@ -21,7 +23,7 @@ LAYERS = [
     ("harness.errors", "harness.paths", "harness.files", "harness.version"),
     ("harness.config",), ("harness.dataset",), ("harness.tasks",), ("harness.model",),
     ("harness.strategies",), ("harness.training.data", "harness.training.identity"),
-    ("harness.running",), ("harness.analysis",), ("harness.report",),
+    ("harness.analysis.sequential",), ("harness.running",), ("harness.analysis",), ("harness.report",),
     ("harness.gating",), ("harness.training",), ("harness.api",),
     ("harness.cli", "harness.__main__", "harness"),
 ]

@@ -9,10 +9,17 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from typing import Any, TypeVar
 
-from harness.config import DecisionConfig, GateConfig, ModelConfig, Price, RunConfig
+from harness.config import (
+    DecisionConfig,
+    GateConfig,
+    ModelConfig,
+    Price,
+    RunConfig,
+    SequentialConfig,
+)
 from harness.config.recorded import RecordedConfig, recorded_config
 from harness.model.completion import (
     Completion,
@@ -33,6 +40,14 @@ def _known(cls: type[_T], data: Mapping[str, Any]) -> _T:
     """cls(**data) keeping only the fields cls has (newer or older files may carry others)."""
     names = {f.name for f in fields(cls)}  # type: ignore[arg-type]
     return cls(**{k: v for k, v in data.items() if k in names})
+
+
+def _run_config(data: Mapping[str, Any]) -> RunConfig:
+    """run.json's `run` block as a RunConfig (its `sequential` block as a SequentialConfig)."""
+    run = _known(RunConfig, data)
+    if isinstance(run.sequential, Mapping):
+        run = replace(run, sequential=_known(SequentialConfig, run.sequential))
+    return run
 
 
 def _is(value: Any, kinds: tuple[type, ...]) -> bool:
@@ -353,7 +368,7 @@ class RunMeta:
             examples=tuple(str(e) for e in d.get("examples") or ()),
             models={n: _model_from(m) for n, m in (d.get("models") or {}).items()},
             fine_tunes={str(s): fine_tune_from(e) for s, e in (d.get("fine_tunes") or {}).items()},
-            run=_known(RunConfig, d.get("run") or {}),
+            run=_run_config(d.get("run") or {}),
             decision=_known(DecisionConfig, d.get("decision") or {}),
             gate=_known(GateConfig, d.get("gate") or {}),
             versions=dict(d.get("versions") or {}),
