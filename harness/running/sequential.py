@@ -93,6 +93,22 @@ def request_order(examples: Sequence[tuple[str, Any]], seed: int,
     return [i for _, i in sorted(keyed)]
 
 
+def against_best(states: Sequence[str]) -> str:
+    """A fine-tuned arm's place against the best prompt, from its comparisons with each
+    prompting arm still in the running: better when better than all of them, worse when worse
+    than any (so worse than the best), equivalent when none is better than it beyond the
+    margin and it is not better than all; else open."""
+    if not states:
+        return "open"
+    if "worse" in states:
+        return "worse"
+    if all(s == "better" for s in states):
+        return "better"
+    if all(s in ("better", "equivalent") for s in states):
+        return "equivalent"
+    return "open"
+
+
 @dataclass(frozen=True)
 class Comparison:
     """One comparison of the family, as of a look."""
@@ -117,6 +133,9 @@ class Monitor:
     comparisons: list[Comparison] = field(default_factory=list)
     history: list[list[Comparison]] = field(default_factory=list)  # each look's comparisons
     look_index: int = -1  # the last look taken
+    leader: str | None = None  # the prompting unit with the best mean at the last look
+    # fine-tuned unit -> its place against the best prompt (better, worse, equivalent or open)
+    against_best: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.design.max_examples is not None:
@@ -203,11 +222,16 @@ class Monitor:
                     self.eliminated.add(other)
                 else:
                     open_units |= {leader, other}
+            self.leader = leader
             for tuned in self.tuned:
-                r = settle(self._differences(tuned, leader, seen), alpha, margin=margin)
-                made.append(Comparison("fine_tune", tuned, leader, r))
-                if not r.settled:
-                    open_units |= {tuned, leader}
+                against = [Comparison("fine_tune", tuned, other,
+                                      settle(self._differences(tuned, other, seen), alpha,
+                                             margin=margin))
+                           for other in [leader, *(u for u in live if u != leader)]]
+                made += against
+                self.against_best[tuned] = against_best([c.result.state for c in against])
+                if self.against_best[tuned] == "open":
+                    open_units |= {tuned, *(c.second for c in against if not c.result.settled)}
         for sweep in self.sweeps.values():
             for (_, lower), (_, upper) in itertools.pairwise(sorted(sweep)):
                 r = settle(self._differences(upper, lower, seen), alpha,
@@ -217,10 +241,20 @@ class Monitor:
                     open_units |= {upper, lower}
         self.comparisons = made
         self.history.append(made)
+        if may_stop and self.verdict_settled:
+            open_units = set()  # "fine-tune, whatever the curve": nothing left can change it
         if may_stop:
             for unit in self.active() - open_units:
                 self.stopped_at[unit] = look
         return made
+
+    @property
+    def verdict_settled(self) -> bool:
+        """Whether the verdict can no longer change: every fine-tuned arm's place against the
+        best prompt is settled and one of them is better than every prompting arm left (the
+        decision rules recommend fine-tuning then, whatever the few-shot curve does)."""
+        states = [self.against_best.get(t, "open") for t in self.tuned]
+        return bool(states) and "open" not in states and "better" in states
 
     def anytime(self, first: str, second: str, alpha: float
                 ) -> tuple[int, float, float, float, float] | None:
@@ -275,7 +309,7 @@ class Monitor:
                  else "")
         where = (f"settled after {longest} of {len(self.order)} examples" if not self.active()
                  else f"not settled after all {len(self.order)} examples")
-        decisive = [c for c in self.comparisons if c.kind == "fine_tune"]
+        decisive = [c for c in self.comparisons if c.kind == "fine_tune" and c.second == self.leader]
         tail = "".join(
             f"; {c.first} against {c.second}: {c.result.state}, "
             f"{100 * c.result.estimate:+.1f} points, anytime-valid interval "

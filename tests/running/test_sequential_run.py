@@ -98,6 +98,7 @@ def test_a_changed_design_cannot_resume(make_config, tmp_path, monkeypatch, caps
     with FakeOpenAI(responder=responder) as server:
         code, run = _run(make_config, tmp_path, server,
                          {"enabled": True, "look_every": 50, "min_examples": 50})
+        assert code == 0
         cfg = tmp_path / "config.yaml"
         data = yaml.safe_load(cfg.read_text())
         data["run"]["sequential"]["seed"] = 9
