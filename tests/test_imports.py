@@ -73,3 +73,33 @@ def test_a_run_imports_no_statistics_stack_before_its_first_request(make_config,
                                "HARNESS_CACHE_DIR": str(tmp_path / "cache")})
     loaded = json.loads(done.stdout.strip().splitlines()[-1])
     assert loaded == [], f"harness run had imported {loaded} before its first request"
+
+
+SEQUENTIAL_STRATEGIES = [{"name": "zero-shot", "type": "zero_shot", "model": "fake"},
+                         {"name": "ft", "type": "fine_tuned", "model": "fake",
+                          "fine_tuned_model": "ft:fake-model:x"}]
+
+
+def test_plan_of_a_sequential_config_imports_no_statistics_stack(make_config, tmp_path):
+    """The sequential design's expected examples are simulated with numpy alone."""
+    cfg = make_config(n_eval=40, strategies=SEQUENTIAL_STRATEGIES,
+                      run={"sequential": {"enabled": True, "look_every": 10}})
+    done = subprocess.run([sys.executable, "-c", PROBE.format(heavy=HEAVY), "plan", str(cfg)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert "sequential (" in done.stdout
+    loaded = json.loads(done.stdout.strip().splitlines()[-1])
+    assert loaded == [], f"plan imported {loaded}"
+
+
+def test_a_sequential_run_imports_no_statistics_stack_before_its_first_request(make_config,
+                                                                                tmp_path):
+    """Its looks need numpy (the confidence sequence), and nothing heavier."""
+    cfg = make_config(n_eval=20, strategies=SEQUENTIAL_STRATEGIES,
+                      run={"sequential": {"enabled": True, "look_every": 10}})
+    probe = RUN_PROBE.format(tests=str(ROOT / "tests"), heavy=HEAVY)
+    done = subprocess.run([sys.executable, "-c", probe, str(cfg), str(tmp_path / "run")],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=120,
+                          env={**__import__("os").environ, "TEST_API_KEY": "x",
+                               "HARNESS_CACHE_DIR": str(tmp_path / "cache")})
+    loaded = json.loads(done.stdout.strip().splitlines()[-1])
+    assert loaded == [], f"a sequential run had imported {loaded} before its first request"

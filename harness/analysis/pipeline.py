@@ -209,9 +209,13 @@ def _sequential(cols: RecordColumns, meta: RunMeta, run_dir: Path | None) -> Mon
     if run_dir is None:
         return None
     from harness.running.sequential import replay
+    from harness.running.sequential_order import observation
 
+    task, metric = meta_task(meta), meta.decision.metric
     endpoint = {kind: is_endpoint_failure(kind) for kind in set(cols["error_kind"])}
-    return replay(run_dir, meta.arms, meta.decision, cols, endpoint)
+    return replay(run_dir, meta.arms, meta.decision, cols, endpoint,
+                  lambda expected, prediction, correct: observation(task, metric, expected,
+                                                                    prediction, correct))
 
 
 def clustering(meta: RunMeta) -> Clustering | None:

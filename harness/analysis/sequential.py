@@ -24,8 +24,12 @@ difference of the means is delta = 2 mu - 1.
 Assumptions, as for the fixed-size tests: the eval's examples are an i.i.d. sample of the
 population the verdict is about, and they are requested in a random order (the runner shuffles
 them with a seed), so that the paired differences arrive i.i.d. Several comparisons at once are
-held to a family-wise error of alpha by Bonferroni (alpha / m each); a clustered eval is
-observed one cluster at a time (the cluster's mean difference is one observation).
+held to a family-wise error of alpha by Bonferroni (alpha / m each). A clustered eval
+(`dataset.cluster`) is requested whole clusters at a time and observed one cluster at a time:
+a cluster's mean difference, once all its examples are in, is one observation, so only the
+clusters need be i.i.d., not the examples within one. A share against a floor (schema
+compliance against `decision.min_schema_compliance`) uses the same sequence on one arm's
+per-example 0/1 (`settle_floor`).
 """
 
 from __future__ import annotations
@@ -36,7 +40,8 @@ from dataclasses import dataclass
 import numpy as np
 
 __all__ = ["CAP", "GRID", "SequentialPlan", "Settled", "bets", "bounds", "excludes",
-           "expected_examples", "log_wealth", "settle"]
+           "expected_examples", "log_wealth", "settle",
+           "settle_floor"]
 
 CAP = 0.5  # c: a bet never stakes more than half of what it could lose
 GRID = 400  # candidate means scanned before the bounds are refined by bisection
@@ -149,6 +154,19 @@ def settle(differences: np.ndarray, alpha: float, *, margin: float | None = None
     elif margin is not None and -margin < low and high < margin:
         state = "equivalent"
     return Settled(n, float(d.mean()), low, high, alpha, state)
+
+
+def settle_floor(x: np.ndarray, alpha: float, floor: float) -> Settled:
+    """One arm's share against a floor (x in [0, 1] per observation: e.g. whether its answer
+    matched the output schema, `decision.min_schema_compliance`) under the anytime-valid
+    interval at level alpha: "above" once the interval's lower bound is at least the floor,
+    "below" once its upper bound is under it."""
+    x = np.clip(np.asarray(x, dtype=float), 0.0, 1.0)
+    if not len(x):
+        return Settled(0, math.nan, 0.0, 1.0, alpha, "open")
+    low, high = bounds(x, alpha)
+    state = "above" if low >= floor else "below" if high < floor else "open"
+    return Settled(len(x), float(x.mean()), low, high, alpha, state)
 
 
 @dataclass(frozen=True)

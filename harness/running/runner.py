@@ -197,8 +197,15 @@ class Runner:
             self.endpoint_failed[rec.arm] += 1
         store.append(rec)
         if self.monitor is not None:
-            self.monitor.note(rec.arm, rec.example_id,
-                              None if rec.endpoint_failed else float(rec.correct))
+            score = None if rec.endpoint_failed else self._observe(rec.expected, rec.prediction,
+                                                                   rec.correct)
+            self.monitor.note(rec.arm, rec.example_id, score, rec.schema_valid)
+
+    def _observe(self, expected: Any, prediction: Any, correct: bool) -> float:
+        """An answer's score on decision.metric, as the sequential looks see it."""
+        from harness.running.sequential_order import observation
+
+        return observation(self.p.task, self.p.cfg.decision.metric, expected, prediction, correct)
 
     def _monitor(self, cols: dict[str, list[Any]], endpoint: dict[Any, bool]) -> Monitor | None:
         """With `run.sequential`, the looks' monitor (the order written to the run folder, and
@@ -206,16 +213,22 @@ class Runner:
         design = self.p.cfg.run.sequential
         if not design.enabled:
             return None
-        from harness.running.sequential import Monitor, request_order, write_design
+        from harness.running.sequential import Monitor
+        from harness.running.sequential_order import request_order, write_design
 
         examples = [(ex.id, ex.target) for ex in self.p.data.eval]
+        clusters = ({ex.id: ex.cluster for ex in self.p.data.eval}
+                    if self.p.cfg.dataset.cluster else None)
         order = request_order(examples, design.seed,
-                              stratify=self.p.cfg.task.type == CLASSIFICATION)
-        write_design(self.run_dir, design, order)
-        monitor = Monitor([s.arm for s in self.p.strategies], order, design, self.p.cfg.decision)
-        for arm, ex, correct, kind in zip(cols["arm"], cols["example_id"], cols["correct"],
-                                          cols["error_kind"], strict=True):
-            monitor.note(arm, str(ex), None if endpoint[kind] else float(correct))
+                              stratify=self.p.cfg.task.type == CLASSIFICATION, clusters=clusters)
+        write_design(self.run_dir, design, order, clusters)
+        monitor = Monitor([s.arm for s in self.p.strategies], order, design, self.p.cfg.decision,
+                          clusters)
+        for arm, ex, expected, prediction, correct, valid, kind in zip(
+                cols["arm"], cols["example_id"], cols["expected"], cols["prediction"],
+                cols["correct"], cols["schema_valid"], cols["error_kind"], strict=True):
+            score = None if endpoint[kind] else self._observe(expected, prediction, correct)
+            monitor.note(arm, str(ex), score, bool(valid))
         return monitor
 
     def _mark_missing(self, meta: RunMeta) -> RunMeta:

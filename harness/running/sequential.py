@@ -12,6 +12,12 @@ What is compared is a *unit*: a zero-shot or fine-tuned strategy, or one k of a 
 - each fine-tuned unit against the leader: better, worse, or equivalent within the margin;
 - each step k -> k' of a few-shot sweep: its interval wholly below `decision.min_gain` (flat),
   or its lower bound above 0 (a gain).
+- with `decision.min_schema_compliance`, each unit's schema compliance against the floor: above
+  or below it (a unit below cannot be recommended, so a prompting unit below leaves the running
+  and a fine-tuned one is settled as not better).
+
+The score compared is that of `decision.metric`: accuracy, or each example's own field F1
+(sequential_order.observation). A clustered eval is observed a whole cluster at a time.
 
 The family is every comparison that could be made (every pair of prompting units, every
 fine-tuned unit with every prompting unit, every step), so the leader may change from look to
@@ -24,26 +30,21 @@ report` replays the looks from the run folder's `sequential.json` (the order and
 
 from __future__ import annotations
 
-import hashlib
 import itertools
 import math
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
 
-from harness.analysis.sequential import Settled, bounds, log_wealth, settle
+from harness.analysis.sequential import Settled, bounds, log_wealth, settle, settle_floor
 from harness.config import DecisionConfig, SequentialConfig
-from harness.errors import InputError
-from harness.files import write_json_atomic
 from harness.kinds import FEW_SHOT, FINE_TUNED
 from harness.running.records import RunMeta
-
-SEQUENTIAL = "sequential.json"  # the run folder's design and request order
-VERSION = 1
+from harness.running.sequential_order import read_design
 
 
 class ArmLike(Protocol):
@@ -68,29 +69,6 @@ def unit_name(strategy: str, kind: str, k: int) -> str:
 def unit_of(arm: ArmLike) -> str:
     """The unit an arm is compared as (unit_name)."""
     return unit_name(arm.strategy, arm.type, arm.k)
-
-
-def _rank(seed: int, example_id: str) -> float:
-    digest = hashlib.sha256(f"{seed}:{example_id}".encode()).digest()
-    return int.from_bytes(digest[:8], "big") / 2.0 ** 64
-
-
-def request_order(examples: Sequence[tuple[str, Any]], seed: int,
-                  stratify: bool) -> list[str]:
-    """The example ids in the order they are requested: seeded and random; with `stratify`
-    (a classification eval), the targets interleaved in proportion, so every round holds
-    each label about as often as the eval does."""
-    if not stratify:
-        return [i for i, _ in sorted(examples, key=lambda e: _rank(seed, e[0]))]
-    groups: dict[str, list[str]] = defaultdict(list)
-    for example_id, target in examples:
-        groups[str(target)].append(example_id)
-    keyed = []
-    for members in groups.values():
-        members.sort(key=lambda i: _rank(seed, i))
-        n = len(members)
-        keyed += [((j + _rank(seed + 1, i)) / n, i) for j, i in enumerate(members)]
-    return [i for _, i in sorted(keyed)]
 
 
 def against_best(states: Sequence[str]) -> str:
@@ -127,7 +105,9 @@ class Monitor:
     order: Sequence[str]
     design: SequentialConfig
     decision: DecisionConfig
+    clusters: Mapping[str, str] | None = None  # example id -> its cluster (dataset.cluster)
     scores: dict[str, dict[str, float | None]] = field(default_factory=dict)
+    valid: dict[str, dict[str, bool]] = field(default_factory=dict)  # answers matching the schema
     stopped_at: dict[str, int] = field(default_factory=dict)  # unit -> the look it stopped at
     eliminated: set[str] = field(default_factory=set)
     comparisons: list[Comparison] = field(default_factory=list)
@@ -136,10 +116,15 @@ class Monitor:
     leader: str | None = None  # the prompting unit with the best mean at the last look
     # fine-tuned unit -> its place against the best prompt (better, worse, equivalent or open)
     against_best: dict[str, str] = field(default_factory=dict)
+    # unit -> its schema compliance against decision.min_schema_compliance (above, below, open)
+    floor_state: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.design.max_examples is not None:
             self.order = list(self.order)[: self.design.max_examples]
+        self.members: dict[str, list[str]] = defaultdict(list)  # cluster -> its ids, in order
+        for i in self.order if self.clusters else ():
+            self.members[self.clusters[i] if self.clusters else i].append(i)
         self.units: dict[str, list[str]] = defaultdict(list)
         for arm in self.arms:
             self.units[unit_of(arm)].append(arm.key)
@@ -152,7 +137,9 @@ class Monitor:
         prompting = [u for u in self.units if self.type[u] != FINE_TUNED]
         tuned = [u for u in self.units if self.type[u] == FINE_TUNED]
         steps = sum(max(0, len(s) - 1) for s in self.sweeps.values())
-        self.family = math.comb(len(prompting), 2) + len(tuned) * len(prompting) + steps
+        floors = len(self.units) if self.decision.min_schema_compliance is not None else 0
+        self.family = (math.comb(len(prompting), 2) + len(tuned) * len(prompting) + steps
+                       + floors)
         self.prompting, self.tuned = prompting, tuned
 
     # ------------------------------------------------------------------ rounds
@@ -179,24 +166,53 @@ class Monitor:
         """Whether nothing more is to be requested."""
         return not self.active() or self.look_index + 1 >= self.looks
 
-    def note(self, arm: str, example_id: str, score: float | None) -> None:
-        """One answered example (None: an endpoint failure, no score)."""
+    def note(self, arm: str, example_id: str, score: float | None, valid: bool = True) -> None:
+        """One answered example (score None: an endpoint failure, no score) and whether its
+        answer matched the output schema."""
         self.scores.setdefault(arm, {})[example_id] = score
+        self.valid.setdefault(arm, {})[example_id] = valid
 
     # ------------------------------------------------------------------ looks
-    def _unit_scores(self, unit: str, ids: Iterable[str]) -> dict[str, float]:
-        """Per example of `ids`: the unit's score (its draws' mean), where every draw has one."""
+    def _unit_scores(self, unit: str, ids: Iterable[str], *, compliance: bool = False
+                     ) -> dict[str, float]:
+        """Per example of `ids`: the unit's score (its draws' mean), where every draw has one;
+        with `compliance`, the share of its draws whose answer matched the schema instead."""
         out = {}
         arms = [self.scores.get(a, {}) for a in self.units[unit]]
+        valid = [self.valid.get(a, {}) for a in self.units[unit]]
         for i in ids:
             values = [s.get(i) for s in arms]
             if values and all(v is not None for v in values):
-                out[i] = float(np.mean([v for v in values if v is not None]))
+                out[i] = (float(np.mean([v.get(i, False) for v in valid])) if compliance
+                          else float(np.mean([v for v in values if v is not None])))
         return out
+
+    def _observed(self, values: Mapping[str, float], ids: Sequence[str]) -> np.ndarray:
+        """The observations the confidence sequence sees, in the order they arrived: one per
+        example of `ids` that has a value; in a clustered eval, one per cluster whose examples
+        have all been requested (the mean over those of them with a value), since examples of
+        one cluster are not independent but clusters are."""
+        if not self.clusters:
+            return np.array([values[i] for i in ids if i in values])
+        seen = set(ids)
+        out = []
+        for members in self.members.values():
+            if not all(i in seen for i in members):
+                continue
+            got = [values[i] for i in members if i in values]
+            if got:
+                out.append(float(np.mean(got)))
+        return np.array(out)
 
     def _differences(self, first: str, second: str, ids: Sequence[str]) -> np.ndarray:
         a, b = self._unit_scores(first, ids), self._unit_scores(second, ids)
-        return np.array([a[i] - b[i] for i in ids if i in a and i in b])
+        return self._observed({i: a[i] - b[i] for i in a if i in b}, ids)
+
+    def _floor(self, unit: str, ids: Sequence[str], alpha: float) -> Settled:
+        """The unit's schema compliance against decision.min_schema_compliance."""
+        floor = float(self.decision.min_schema_compliance or 0.0)
+        return settle_floor(self._observed(self._unit_scores(unit, ids, compliance=True), ids),
+                            alpha, floor)
 
     def look(self, look: int) -> list[Comparison]:
         """Take look `look` (every round up to it answered): settle what can be settled, and
@@ -205,12 +221,21 @@ class Monitor:
         seen = list(self.order[: (look + 1) * self.design.look_every])
         alpha = self.decision.alpha / max(1, self.family)
         margin = self.decision.equivalence_margin
-        live = [u for u in self.prompting if u not in self.eliminated]
-        means = {u: np.mean(list(v.values())) if (v := self._unit_scores(u, seen)) else -1.0
-                 for u in live}
         may_stop = len(seen) >= self.design.min_examples and self.family > 0
         made: list[Comparison] = []
         open_units: set[str] = set()
+        if self.decision.min_schema_compliance is not None:
+            for unit in self.units:
+                r = self._floor(unit, seen, alpha)
+                made.append(Comparison("compliance", unit, "floor", r))
+                self.floor_state[unit] = r.state
+                if not r.settled:
+                    open_units.add(unit)
+                elif r.state == "below" and may_stop and unit in self.prompting:
+                    self.eliminated.add(unit)  # it cannot be recommended
+        live = [u for u in self.prompting if u not in self.eliminated]
+        means = {u: np.mean(list(v.values())) if (v := self._unit_scores(u, seen)) else -1.0
+                 for u in live}
         if live:
             leader = max(live, key=lambda u: (means[u], -live.index(u)))
             for other in live:
@@ -224,6 +249,9 @@ class Monitor:
                     open_units |= {leader, other}
             self.leader = leader
             for tuned in self.tuned:
+                if self.floor_state.get(tuned) == "below":
+                    self.against_best[tuned] = "below_floor"  # it cannot be recommended
+                    continue
                 against = [Comparison("fine_tune", tuned, other,
                                       settle(self._differences(tuned, other, seen), alpha,
                                              margin=margin))
@@ -254,7 +282,8 @@ class Monitor:
         best prompt is settled and one of them is better than every prompting arm left (the
         decision rules recommend fine-tuning then, whatever the few-shot curve does)."""
         states = [self.against_best.get(t, "open") for t in self.tuned]
-        return bool(states) and "open" not in states and "better" in states
+        floors_open = any(self.floor_state.get(t) == "open" for t in self.tuned)
+        return bool(states) and "open" not in states and "better" in states and not floors_open
 
     def anytime(self, first: str, second: str, alpha: float
                 ) -> tuple[int, float, float, float, float] | None:
@@ -346,60 +375,32 @@ class Monitor:
         }
 
 
-def write_design(run_dir: Path, design: SequentialConfig, order: Sequence[str]) -> None:
-    """The run folder's `sequential.json`; a resumed run must find the same design there."""
-    path = run_dir / SEQUENTIAL
-    data = {"version": VERSION, "look_every": design.look_every,
-            "min_examples": design.min_examples, "max_examples": design.max_examples,
-            "seed": design.seed, "order": list(order)}
-    if path.exists():
-        try:
-            old = read_design(run_dir)
-        except InputError:
-            old = None
-        if old is not None and old != data:
-            raise InputError(f"{path}: this run was started with another sequential design or "
-                             "request order; resume it with the config it was started with")
-    write_json_atomic(path, data)
-
-
-def read_design(run_dir: Path) -> dict[str, Any] | None:
-    """The run folder's sequential design, or None for a run that was not sequential."""
-    import json
-
-    path = run_dir / SEQUENTIAL
-    if not path.exists():
-        return None
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise InputError(f"{path}: not readable JSON ({exc})") from None
-    if not isinstance(data, dict) or not isinstance(data.get("order"), list):
-        raise InputError(f"{path}: not a sequential design (no `order` list)")
-    return data
-
-
 def replay(run_dir: Path, arms: Sequence[ArmLike], decision: DecisionConfig,
-           cols: dict[str, list[Any]], endpoint: dict[Any, bool]) -> Monitor | None:
+           cols: Mapping[str, Sequence[Any]], endpoint: Mapping[Any, bool],
+           observe: Callable[[Any, Any, bool], float]) -> Monitor | None:
     """The looks of a finished sequential run recomputed from its records, or None when the
-    run was not sequential."""
+    run was not sequential. `observe(expected, prediction, correct)` is an answer's score on
+    the decision metric (sequential_order.observation)."""
     data = read_design(run_dir)
     if data is None:
         return None
     design = SequentialConfig(enabled=True, look_every=int(data["look_every"]),
                               min_examples=int(data["min_examples"]),
                               max_examples=data.get("max_examples"), seed=int(data["seed"]))
-    monitor = Monitor(arms, [str(i) for i in data["order"]], design, decision)
+    clusters = {str(k): str(v) for k, v in data.get("clusters", {}).items()} or None
+    monitor = Monitor(arms, [str(i) for i in data["order"]], design, decision, clusters)
     position = {i: n for n, i in enumerate(monitor.order)}
-    rows = sorted(zip(cols["arm"], cols["example_id"], cols["correct"], cols["error_kind"],
-                      strict=True), key=lambda r: position.get(str(r[1]), len(position)))
+    rows = sorted(zip(cols["arm"], cols["example_id"], cols["expected"], cols["prediction"],
+                      cols["correct"], cols["schema_valid"], cols["error_kind"], strict=True),
+                  key=lambda r: position.get(str(r[1]), len(position)))
     every = design.look_every
     at = 0
     for look in range(monitor.looks):
         end = (look + 1) * every
         while at < len(rows) and position.get(str(rows[at][1]), len(position)) < end:
-            arm, example_id, correct, kind = rows[at]
-            monitor.note(arm, str(example_id), None if endpoint.get(kind) else float(correct))
+            arm, example_id, expected, prediction, correct, valid, kind = rows[at]
+            score = None if endpoint.get(kind) else observe(expected, prediction, bool(correct))
+            monitor.note(arm, str(example_id), score, bool(valid))
             at += 1
         monitor.look(look)
         if monitor.finished:

@@ -5,6 +5,7 @@ settled, ordinary records, and `harness report` recomputing the same stop."""
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 from pathlib import Path
 from typing import Any
@@ -14,7 +15,7 @@ import yaml
 from fake_openai import FakeOpenAI, last_user_content
 
 from harness.cli import main
-from harness.running.sequential import SEQUENTIAL
+from harness.running.sequential_order import SEQUENTIAL
 
 FT = "ft:fake-model:seq"
 STRATEGIES = [
@@ -150,3 +151,29 @@ def test_plan_gives_the_expected_examples_beside_the_fixed_n(make_config, capsys
     out = capsys.readouterr().out
     line = next(x for x in out.splitlines() if x.startswith("sequential ("))
     assert "of 600 examples per arm" in line and "simulated runs" in line
+
+
+def test_a_clustered_run_is_requested_and_judged_cluster_by_cluster(make_config, tmp_path,
+                                                                    monkeypatch):
+    """With `dataset.cluster` (here the label, so a handful of clusters of 150 examples), the
+    order holds each cluster's examples together and each comparison has one observation per
+    cluster: far too few to settle, so every example is requested; the report replays it."""
+    monkeypatch.setenv("TEST_API_KEY", "x")
+    with FakeOpenAI(responder=responder) as server:
+        dataset = {"eval": "eval.csv", "train": "train.csv", "input": "text",
+                   "target": "category", "cluster": "category"}
+        cfg = make_config(server.base_url, n_eval=150, strategies=STRATEGIES,
+                          run={"sequential": {"enabled": True, "look_every": 50}},
+                          extra={"dataset": dataset})
+        run = tmp_path / "run"
+        assert main(["run", str(cfg), "--out", str(run), "--no-cache"]) == 0
+    design = json.loads((run / SEQUENTIAL).read_text())
+    clusters = [design["clusters"][i] for i in design["order"]]
+    blocks = 1 + sum(a != b for a, b in itertools.pairwise(clusters))
+    assert blocks == len(set(clusters)) < 10
+    seq = json.loads((run / "summary.json").read_text())["sequential"]
+    fine = next(c for c in seq["comparisons"] if c["kind"] == "fine_tune")
+    assert fine["n"] == len(set(clusters)) and fine["state"] == "open"
+    assert _arms(run) == {"ft": 600, "zero-shot": 600}
+    assert main(["report", str(run)]) == 0
+    assert json.loads((run / "summary.json").read_text())["sequential"] == seq
