@@ -7,7 +7,8 @@ model → strategies → fine-tune identity (training.data, training.identity: w
 is trained on, which the plan needs to resolve the arm's model) → the confidence sequence
 (analysis.sequential: pure statistics over paired differences, which the run's stopping rule
 needs) → running → analysis → report →
-gating → training → api → cli (and the package's public face, harness/__init__.py, which may import anything).
+gating → training → api → testing (the pytest plugin: assert_gate, the harness_run fixture) →
+cli (and the package's public face, harness/__init__.py, which may import anything).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ LAYERS = [
     ("harness.config",), ("harness.dataset",), ("harness.tasks",), ("harness.model",),
     ("harness.strategies",), ("harness.training.data", "harness.training.identity"),
     ("harness.analysis.sequential",), ("harness.running",), ("harness.analysis",), ("harness.report",),
-    ("harness.gating",), ("harness.training",), ("harness.api",),
+    ("harness.gating",), ("harness.training",), ("harness.api",), ("harness.testing",),
     ("harness.cli", "harness.__main__", "harness"),
 ]
 
