@@ -76,6 +76,7 @@ SCHEMA: dict[str, Any] = {
                 },
                 "output_schema": {"type": ["object", "string"]},
                 "prompts": _PROMPTS,
+                # keys: default, a field or a leaf path (address.city): tasks.task_problems
                 "match": {
                     "type": "object",
                     "additionalProperties": {"enum": ["exact", "normalized", "number", "set"]},

@@ -44,7 +44,8 @@ def _num(x: Any) -> str:
 
 
 def per_field_rows(a: Analysis) -> list[tuple[str, ...]] | None:
-    """Per field and arm: accuracy, precision, recall, F1, support; None before any answer."""
+    """Per leaf path (a flat schema's fields; `address.city` for an object field) and arm:
+    accuracy, precision, recall, F1, support; None before any answer."""
     pf = a.per_class
     if pf.empty or "field" not in pf:
         return None
@@ -84,11 +85,19 @@ def noncompliant_rows(a: Analysis, limit: int = 12) -> list[tuple[str, str, str]
             for _, x in bad.drop_duplicates("example_id").head(limit).iterrows()]
 
 
+def nested_fields(a: Analysis) -> bool:
+    """Whether the per-field table holds leaf paths of object fields (`address.city`)."""
+    pf = a.per_class
+    if pf.empty or "field" not in pf:
+        return False
+    return bool(pf["field"].astype(str).str.contains(".", regex=False).any())
+
+
 def extraction_context(a: Analysis) -> dict[str, Any]:
     """The extraction-only part of the report (templates/extraction.html.j2)."""
-    return {"per_field": per_field_rows(a), "compliance": compliance_rows(a),
-            "noncompliant": noncompliant_rows(a)}
+    return {"per_field": per_field_rows(a), "nested": nested_fields(a),
+            "compliance": compliance_rows(a), "noncompliant": noncompliant_rows(a)}
 
 
-__all__ = ["CONSTRAINT", "DASH", "compliance_rows", "extraction_context", "noncompliant_rows",
-           "per_field_rows"]
+__all__ = ["CONSTRAINT", "DASH", "compliance_rows", "extraction_context", "nested_fields",
+           "noncompliant_rows", "per_field_rows"]

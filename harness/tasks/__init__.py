@@ -12,6 +12,7 @@ from harness.tasks.base import Score, Task, has_fields
 from harness.tasks.classification import ClassificationTask, check_schema
 from harness.tasks.extraction import MATCHES, ExtractionTask
 from harness.tasks.extraction import check_schema as check_extraction_schema
+from harness.tasks.fields import match_problems
 from harness.tasks.reasoning import ReasoningFirst
 from harness.tasks.vote import Vote, vote, vote_outputs
 
@@ -41,15 +42,10 @@ def _extraction_problems(task: TaskConfig) -> list[str]:
     problem = check_extraction_schema(task.output_schema)
     if problem:
         return [problem]
-    fields = list((task.output_schema or {}).get("properties", {}))
-    out = []
-    for name, rule in task.match.items():
-        if name != "default" and name not in fields:
-            out.append(f"task.match.{name}: not a field of task.output_schema "
-                       f"(fields: {', '.join(fields)})")
-        if rule not in MATCHES:
-            out.append(f"task.match.{name}: unknown rule {rule!r} (one of {', '.join(MATCHES)})")
-    return out
+    # keys: top-level fields or leaf paths (address.city); `set` on arrays only
+    return match_problems(task.output_schema or {}, task.match) + [
+        f"task.match.{name}: unknown rule {rule!r} (one of {', '.join(MATCHES)})"
+        for name, rule in task.match.items() if rule not in MATCHES]
 
 
 # task.type -> checks of the config that only the task can make (problem strings)

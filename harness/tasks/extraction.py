@@ -5,18 +5,18 @@ tolerated, and counted: `Score.lenient`) and match the schema; an answer that do
 nothing, so every gold value counts as missed. Each field is compared with its `task.match` rule
 (a missing key equals null); `correct` is the exact match of every field.
 
-Per arm: micro precision / recall / F1 over non-null values. A predicted non-null value equal to
-the gold value is a true positive; a predicted non-null value that is wrong is a false positive
-(and, when the gold value is non-null, also a miss); a non-null gold value not predicted is a
-miss.
+Per arm: micro precision / recall / F1 over the non-null values of the leaf fields (an object
+field with `properties` is scored per leaf path, `address.city`; see harness.tasks.fields). A
+predicted non-null value equal to the gold value is a true positive; a predicted non-null value
+that is wrong is a false positive (and, when the gold value is non-null, also a miss); a
+non-null gold value not predicted is a miss. An array leaf under `match: set` counts elements
+instead (tasks.fields.set_counts). `correct` stays the whole-object exact match.
 """
 
 from __future__ import annotations
 
 import json
 import math
-import re
-import unicodedata
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -26,20 +26,9 @@ import jsonschema
 
 from harness.dataset import Targets
 from harness.tasks.base import Score, parse_answer
+from harness.tasks.fields import SET, FieldPaths, normalized_text, rule_of, set_counts, value_at
 
 MATCHES = ("exact", "normalized", "number", "set")
-
-
-def normalized_text(value: Any) -> str:
-    """Unicode NFKC, case-folded, whitespace collapsed, surrounding punctuation stripped."""
-    text = unicodedata.normalize("NFKC", str(value)).casefold()
-    text = re.sub(r"\s+", " ", text).strip()
-    start, end = 0, len(text)
-    while start < end and unicodedata.category(text[start]).startswith("P"):
-        start += 1
-    while end > start and unicodedata.category(text[end - 1]).startswith("P"):
-        end -= 1
-    return text[start:end].strip()
 
 
 def _number(value: Any) -> float | None:
@@ -101,20 +90,28 @@ class ExtractionTask:
     """Fields extracted into one JSON object per input."""
 
     schema: dict[str, Any]
-    match: Mapping[str, str] = field(default_factory=dict)  # field -> rule; "default" for the rest
+    match: Mapping[str, str] = field(default_factory=dict)  # field or leaf path -> rule; "default"
     name: str = "extraction"
     _validator: Any = field(default=None, init=False, repr=False, compare=False)
+    _paths: FieldPaths = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "_validator", jsonschema.Draft202012Validator(self.schema))
+        object.__setattr__(self, "_paths", FieldPaths.of(self.schema))
 
     @property
     def fields(self) -> tuple[str, ...]:
         """The answer's fields, in the schema's order."""
         return tuple(self.schema.get("properties", {}))
 
+    @property
+    def leaves(self) -> tuple[str, ...]:
+        """The leaf paths field F1 and the per-field scores count (`address.city`; a flat
+        schema's leaves are its fields)."""
+        return self._paths.names
+
     def rule(self, name: str) -> str:
-        """The comparison rule of one field."""
+        """The comparison rule of one top-level field (its whole value: exact match)."""
         return self.match.get(name) or self.match.get("default") or "normalized"
 
     def output_schema(self) -> dict[str, Any]:
@@ -219,23 +216,31 @@ class ExtractionTask:
 
     def field_counts(self, expected: Sequence[Any], predicted: Sequence[Any]
                      ) -> dict[str, tuple[int, int, int, int, int]]:
-        """Per field: (true positives, false positives, misses, right, total). An example with
-        no usable answer (not JSON, or against the schema) has every field wrong."""
-        table = {k: [0, 0, 0, 0, 0] for k in self.fields}
+        """Per leaf path: (true positives, false positives, misses, right, total). An example
+        with no usable answer (not JSON, or against the schema) has every leaf wrong; an array
+        leaf under `match: set` counts its elements (tasks.fields.set_counts)."""
+        leaves = [(p, n, rule_of(self.match, p))
+                  for p, n in zip(self._paths.leaves, self._paths.names, strict=True)]
+        table = {n: [0, 0, 0, 0, 0] for _, n, _ in leaves}
         for gold_obj, pred_obj in zip(expected, predicted, strict=True):
-            gold = gold_obj if isinstance(gold_obj, dict) else {}
             answered = isinstance(pred_obj, dict)
-            pred = pred_obj if answered else {}
-            for k in self.fields:
-                g, p = gold.get(k), pred.get(k)
-                row = table[k]
+            for path, name, how in leaves:
+                g = value_at(gold_obj, path)
+                p = value_at(pred_obj, path) if answered else None
+                row = table[name]
+                row[4] += 1
+                if how == SET:
+                    tp, fp, fn, right = set_counts(g, p)
+                    row[0] += tp if answered else 0
+                    row[1] += fp if answered else 0
+                    row[2] += fn  # no usable answer: every gold element missed
+                    row[3] += answered and right
+                    continue
                 if not answered:  # no usable answer: every field wrong, every gold value missed
-                    row[4] += 1
                     row[2] += g is not None
                     continue
-                same = values_equal(g, p, self.rule(k))
+                same = values_equal(g, p, how)
                 row[3] += same
-                row[4] += 1
                 if p is not None and same:
                     row[0] += 1
                 elif p is not None:
@@ -246,13 +251,14 @@ class ExtractionTask:
         return {k: (v[0], v[1], v[2], v[3], v[4]) for k, v in table.items()}
 
     def example_counts(self, expected: Any, predicted: Any) -> tuple[int, int, int]:
-        """One example's (true positives, false positives, misses) summed over its fields:
-        its row of field F1's micro counts."""
+        """One example's (true positives, false positives, misses) summed over its leaf
+        paths: its row of field F1's micro counts."""
         table = self.field_counts([expected], [predicted]).values()
         return (sum(t[0] for t in table), sum(t[1] for t in table), sum(t[2] for t in table))
 
     def breakdown(self, expected: Sequence[Any], predicted: Sequence[Any]) -> dict[str, dict[str, float]]:
-        """Per field: accuracy, precision, recall, F1 and support (non-null gold values)."""
+        """Per leaf path: accuracy, precision, recall, F1 and support (non-null gold values;
+        gold elements for a set-matched array)."""
         out = {}
         for k, (tp, fp, fn, right, total) in self.field_counts(expected, predicted).items():
             out[k] = {"accuracy": right / total if total else 0.0, **_prf(tp, fp, fn),
@@ -260,7 +266,7 @@ class ExtractionTask:
         return out
 
     def micro(self, expected: Sequence[Any], predicted: Sequence[Any]) -> dict[str, float]:
-        """Micro precision, recall and F1 over every field's non-null values."""
+        """Micro precision, recall and F1 over every leaf path's non-null values."""
         tp = fp = fn = 0
         for a, b, c, _, _ in self.field_counts(expected, predicted).values():
             tp, fp, fn = tp + a, fp + b, fn + c
