@@ -80,6 +80,7 @@ def run(cfg: Config | str | Path, out: str | Path | None = None, *, use_cache: b
     the error is raised again.
     """
     from harness.analysis.history import append_history, history_path
+    from harness.analysis.history_git import git_state
     from harness.running.preflight import preflight
     from harness.running.runner import Runner
     from harness.training import ensure_fine_tunes
@@ -94,6 +95,7 @@ def run(cfg: Config | str | Path, out: str | Path | None = None, *, use_cache: b
     created = next((d for d in reversed((out_dir, *out_dir.parents)) if not d.exists()), None)
     hist = history_path(history)
     check_history_writable(hist)  # before the first request, like --out and the cache
+    where = git_state()  # the branch and commit the run starts on, for its history entries
     p = ensure_fine_tunes(plan(cfg), progress=train_progress, log=log)
     for note in p.notes:
         log(note)
@@ -124,7 +126,7 @@ def run(cfg: Config | str | Path, out: str | Path | None = None, *, use_cache: b
         a = write_reports(out_dir)
         if a.complete:
             try:
-                append_history(hist, out_dir, a.summary, read_meta(out_dir), log=log)
+                append_history(hist, out_dir, a.summary, read_meta(out_dir), log=log, git=where)
             except OSError as exc:  # the run is complete and reported: a warning, not a failure
                 log(f"warning: history file {hist}: not appended ({exc.strerror or exc}); the "
                     f"run and its reports in {out_dir} are complete")

@@ -173,8 +173,11 @@ def cmd_distill(args: argparse.Namespace) -> int:
 def cmd_history(args: argparse.Namespace) -> int:
     from harness.analysis.history import (
         HISTORY_ENV,
+        by_model,
         describe_dimensions,
+        describe_where,
         history_path,
+        on_branch,
         read_history_checked,
         trajectory,
         tried_across,
@@ -190,19 +193,25 @@ def cmd_history(args: argparse.Namespace) -> int:
         raise InputError(f"no history for {cfg.name!r} in {path} (run `harness run {args.config}` "
                          f"first; the file is --history FILE, else ${HISTORY_ENV}, else "
                          "reports/history.jsonl)")
-    for arm in trajectory(records, window=args.window or cfg.decision.history_window):
+    kept = on_branch(records, args.branch)
+    for arm in trajectory(kept, window=args.window or cfg.decision.history_window):
         dims = describe_dimensions(arm.versions[-1])
-        print(f"{arm.arm}{f' ({dims})' if dims else ''}:")
+        model = arm.model_id or "a model not recorded"
+        print(f"{arm.arm} on {model}{f' ({dims})' if dims else ''}:")
         for i, v in enumerate(arm.versions, start=1):
+            where = describe_where(v)
             print(f"  v{i} prompt {v['prompt_sha256']}  acc {v['accuracy']:.3f} "
-                  f"[{v['ci_low']:.3f}, {v['ci_high']:.3f}]  n={v['n']}  {v['timestamp']}")
+                  f"[{v['ci_low']:.3f}, {v['ci_high']:.3f}]  n={v['n']}  {v['timestamp']}"
+                  f"{f'  {where}' if where else ''}")
         flag = "PLATEAU" if arm.plateaued else "no plateau"
         print(f"  {flag}: {arm.reason}")
-    space = tried_across(records)
-    if len(space) > 1:  # more than one setting was tried: show the space across runs
-        print("tried across runs (best prompting arm per setting):")
-        for dimension, setting, best, acc, runs in space:
-            print(f"  {dimension:<10} {setting:<22} best {best} {acc:.3f}  ({runs} run(s))")
+    for model_id, recs in by_model(kept).items():
+        space = tried_across(recs)
+        if len(space) > 1:  # more than one setting was tried: show the space across runs
+            print(f"tried across runs on {model_id or 'a model not recorded'} (best prompting "
+                  "arm per setting):")
+            for dimension, setting, best, acc, runs in space:
+                print(f"  {dimension:<10} {setting:<22} best {best} {acc:.3f}  ({runs} run(s))")
     return 0
 
 
@@ -341,12 +350,15 @@ def build_parser() -> argparse.ArgumentParser:
     cache.add_argument("--older-than", type=float, metavar="SECONDS",
                        help="clear: only answers older than this")
     cache.set_defaults(func=cmd_cache)
-    hist = sub.add_parser("history", help="accuracy over prompt versions, with a plateau flag")
+    hist = sub.add_parser("history", help="accuracy over prompt versions per arm and model, with "
+                          "a plateau flag")
     hist.add_argument("config")
     hist.add_argument("--history", metavar="FILE", help="history file (default: $HARNESS_HISTORY, "
                       "else reports/history.jsonl under the working directory)")
     hist.add_argument("--window", type=int, help="versions that must sit inside the best one's "
                       "interval (default: decision.history_window, 3)")
+    hist.add_argument("--branch", metavar="NAME", help="only the runs made on this git branch "
+                      "(each entry records the branch and commit of the work tree it ran in)")
     hist.set_defaults(func=cmd_history)
     return parser
 

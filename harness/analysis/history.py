@@ -8,6 +8,12 @@ else `reports/history.jsonl` under the working directory (like the fine-tune reg
 `harness history --history FILE` name another one. One JSON line per arm of a run; a run is
 identified by its config name, its folder (resolved path) and its `started_at`, so appending a
 run that is already there (a finished folder run again) adds nothing.
+
+Each line records the arm's `model_id` and, when the run was started inside a git work tree,
+the `branch` and `commit` (history_git; None otherwise), under `"version": 2`. A line with no
+`version` (written before) reads as version 1: its model id is its `model` field where it has
+one, its branch and commit None. `harness history` shows one trajectory per arm and model,
+`--branch NAME` keeps one branch's runs.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
+from harness.analysis.history_git import GitState, git_state
 from harness.errors import InputError
 from harness.running.records import RunMeta
 from harness.strategies import arm_name
@@ -30,6 +37,7 @@ if TYPE_CHECKING:  # pandas only for the types: `harness history` reads JSON lin
 
 HISTORY = "history.jsonl"
 HISTORY_ENV = "HARNESS_HISTORY"
+HISTORY_FORMAT = 2  # the `version` of the lines append_history writes (none: version 1)
 
 
 def history_path(explicit: str | Path | None = None) -> Path:
@@ -74,7 +82,8 @@ _REQUIRED: dict[str, tuple[type, ...]] = {
     "ci_high": (*_NUMBER, type(None)), "timestamp": _TEXT}
 _OPTIONAL: dict[str, tuple[type, ...]] = {
     "started_at": (str, type(None)), "k": _INT, "strategy": _TEXT, "type": _TEXT,
-    "variant": _TEXT, "selection": _TEXT, "samples": _INT}
+    "variant": _TEXT, "selection": _TEXT, "samples": _INT, "version": _INT,
+    "model_id": (str, type(None)), "branch": (str, type(None)), "commit": (str, type(None))}
 
 
 def record_problem(rec: Any) -> str | None:
@@ -132,8 +141,23 @@ def read_lines(path: Path) -> tuple[list[dict[str, Any]], list[str]]:
         why = record_problem(rec)
         if why is not None:
             raise InputError(f"{path} line {number}: not a history record ({why}); {fix}")
-        records.append(rec)
+        if rec.get("version", 1) > HISTORY_FORMAT:
+            warnings.append(f"history file {path} line {number}: written by a newer harness "
+                            f"(format version {rec['version']}; this one reads up to "
+                            f"{HISTORY_FORMAT}): read as version {HISTORY_FORMAT}")
+        records.append(_upgraded(rec))
     return records, warnings
+
+
+def _upgraded(rec: dict[str, Any]) -> dict[str, Any]:
+    """A record as the current format has it: a version-1 line (no `version`) gets version 1,
+    its `model` field as its model id (version 1 wrote the model id there), branch and commit
+    None. A current line comes back as it is."""
+    if all(name in rec for name in ("version", "model_id", "branch", "commit")):
+        return rec
+    legacy_model = rec.get("model") if isinstance(rec.get("model"), str) else None
+    return {**rec, "version": rec.get("version", 1), "model_id": rec.get("model_id", legacy_model),
+            "branch": rec.get("branch"), "commit": rec.get("commit")}
 
 
 def _recorded_runs(path: Path) -> set[tuple[str, str, str | None]]:
@@ -144,11 +168,13 @@ def _recorded_runs(path: Path) -> set[tuple[str, str, str | None]]:
 
 
 def append_history(history: str | Path | None, run_dir: Path, summary: pd.DataFrame,
-                   meta: RunMeta, log: Callable[[str], None] | None = None) -> bool:
+                   meta: RunMeta, log: Callable[[str], None] | None = None,
+                   git: GitState | None = None) -> bool:
     """Append one record per arm of a finished run to the history file (`history_path(history)`:
     `history`, else $HARNESS_HISTORY, else reports/history.jsonl). True when written; False
     when the file already holds this run (same config, run folder and started_at), which it
-    then leaves as it is.
+    then leaves as it is. Each record carries the arm's model id and `git`'s branch and commit
+    (default: those of the working directory's work tree, history_git.git_state).
 
     Lines are only ever appended (flushed and fsynced), so existing lines are never lost. A
     last line with no newline at its end is completed with one when it is a JSON object (a
@@ -163,13 +189,17 @@ def append_history(history: str | Path | None, run_dir: Path, summary: pd.DataFr
                 or _run_id(meta.name, folder, None) in seen):
             return False
     stamp = meta.finished_at or datetime.now(UTC).isoformat(timespec="seconds")
+    where = git if git is not None else git_state()
     lines = []
     for _, r in summary.iterrows():
         lines.append(json.dumps({
-            "config": meta.name, "run_dir": folder, "started_at": meta.started_at,
+            "version": HISTORY_FORMAT, "config": meta.name, "run_dir": folder,
+            "started_at": meta.started_at,
             "arm": arm_name(str(r["strategy"]), int(r["k"]), str(r["type"])),
             "strategy": r["strategy"], "k": int(r["k"]), "type": r["type"],
-            "prompt_sha256": r["prompt_sha256"], "model": r["model_id"],
+            "prompt_sha256": r["prompt_sha256"], "model_id": str(r["model_id"]),
+            "model": str(r["model_id"]),  # version 1's name for the model id, kept for readers
+            "branch": where.branch, "commit": where.commit,
             "dataset_sha256": meta.dataset.sha256, "n": int(r["n"]),
             "accuracy": _num(r["accuracy"]), "ci_low": _num(r["ci_low"]), "ci_high": _num(r["ci_high"]),
             "timestamp": stamp, **_dimensions(r),
@@ -237,7 +267,8 @@ def describe_dimensions(rec: Mapping[str, Any]) -> str:
 
 def tried_across(records: Sequence[Mapping[str, Any]]) -> list[tuple[str, str, str, float, int]]:
     """The prompt design space over every recorded run: (dimension, setting, best arm, its
-    accuracy, runs that tried the setting) for each k, selection, variant and voting setting."""
+    accuracy, runs that tried the setting) for each k, selection, variant and voting setting.
+    Give it one model's records (by_model): settings are compared on the same model."""
     best: dict[tuple[str, str], tuple[str, float, set[str]]] = {}
     for rec in records:
         acc = rec.get("accuracy")
@@ -269,32 +300,88 @@ def read_history(path: Path, config_name: str) -> list[dict[str, Any]]:
     return read_history_checked(path, config_name)[0]
 
 
+def on_branch(records: Sequence[Mapping[str, Any]], branch: str | None) -> list[Mapping[str, Any]]:
+    """The records run on `branch` (all of them when None); an InputError naming the branches
+    the records were run on when none was run on `branch`."""
+    if branch is None:
+        return list(records)
+    kept = [rec for rec in records if rec.get("branch") == branch]
+    if not kept:
+        known = sorted({str(rec["branch"]) for rec in records if rec.get("branch")})
+        raise InputError(f"--branch {branch}: no history entry was run on that branch; "
+                         + (f"the branches recorded: {', '.join(known)}" if known else
+                            "none records a branch (runs started outside a git work tree, or "
+                            "appended before history recorded branches)"))
+    return kept
+
+
+def by_model(records: Sequence[Mapping[str, Any]]) -> dict[str | None, list[Mapping[str, Any]]]:
+    """The records per model id (None: not recorded), models in order of first appearance."""
+    out: dict[str | None, list[Mapping[str, Any]]] = {}
+    for rec in chronological(records):
+        out.setdefault(rec.get("model_id"), []).append(rec)
+    return out
+
+
+def describe_where(rec: Mapping[str, Any]) -> str:
+    """`main@1a2b3c4` for a record run on branch main at that commit; "" when neither is known."""
+    branch, commit = rec.get("branch") or "", rec.get("commit") or ""
+    return f"{branch}@{commit[:7]}" if commit else branch
+
+
+def _when(stamp: Any) -> datetime | None:
+    try:
+        when = datetime.fromisoformat(str(stamp))
+    except ValueError:
+        return None
+    return when if when.tzinfo is not None else when.replace(tzinfo=UTC)
+
+
+def chronological(records: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    """The records in timestamp order (a stable sort: records of one time keep the file's
+    order); in the file's order when a timestamp is not an ISO time."""
+    stamps = [_when(rec.get("timestamp")) for rec in records]
+    if any(stamp is None for stamp in stamps):
+        return list(records)
+    order = sorted(range(len(records)), key=lambda i: (stamps[i], i))
+    return [records[i] for i in order]
+
+
 @dataclass(frozen=True)
 class ArmHistory:
-    """One arm's trajectory over prompt versions."""
+    """One arm's trajectory over prompt versions on one model."""
 
     arm: str
     versions: tuple[dict[str, Any], ...]  # latest record per prompt version, in order of first use
     plateaued: bool
     reason: str
+    model_id: str | None = None  # None: lines written before history recorded the model
 
 
 def trajectory(records: Sequence[Mapping[str, Any]], *, window: int = 3) -> list[ArmHistory]:
-    """Per arm: the latest result of each prompt version, and whether the last `window` versions
-    all lie inside the 95% interval of the best version (a plateau across prompt versions)."""
-    by_arm: dict[str, dict[str, Mapping[str, Any]]] = {}
-    for rec in records:
+    """Per arm and model (in order of first appearance): its prompt versions in order of first
+    appearance (timestamp order), so v1 is the prompt run first, each with its latest result;
+    and whether the last `window` versions all lie inside the 95% interval of the best version
+    (a plateau across prompt versions, judged per model).
+
+    A version run again on the same model shows its latest result, with that run's interval:
+    the re-run measures the prompt as it stands now, and a mean would pool runs over the same
+    examples as if they were independent (an interval narrower than the evidence). A version
+    run on another model is in that model's trajectory, never in this one's.
+    """
+    groups: dict[tuple[str, str | None], dict[str, Mapping[str, Any]]] = {}
+    for rec in chronological(records):
         if rec.get("accuracy") is None:
             continue
-        versions = by_arm.setdefault(rec["arm"], {})
-        versions.pop(rec["prompt_sha256"], None)  # re-insert: order follows the latest use
-        versions[rec["prompt_sha256"]] = rec
+        # a dict keeps a key where it was first put: the order of first use, the latest value
+        groups.setdefault((rec["arm"], rec.get("model_id")), {})[rec["prompt_sha256"]] = rec
     out = []
-    for arm, versions in by_arm.items():
+    for (arm, model_id), versions in groups.items():
         vs = tuple(dict(v) for v in versions.values())
         if len(vs) < window:
             out.append(ArmHistory(arm, vs, False,
-                                  f"{len(vs)} prompt version(s); a plateau needs {window}"))
+                                  f"{len(vs)} prompt version(s); a plateau needs {window}",
+                                  model_id))
             continue
         best = max(vs, key=lambda v: v["accuracy"])
         last = vs[-window:]
@@ -303,5 +390,5 @@ def trajectory(records: Sequence[Mapping[str, Any]], *, window: int = 3) -> list
         reason = (f"the last {window} versions ({accs}) "
                   f"{'all lie' if inside else 'do not all lie'} inside the best version's interval "
                   f"[{best['ci_low']:.3f}, {best['ci_high']:.3f}] (prompt {best['prompt_sha256']})")
-        out.append(ArmHistory(arm, vs, inside, reason))
+        out.append(ArmHistory(arm, vs, inside, reason, model_id))
     return out

@@ -85,7 +85,7 @@ def test_history_command_across_runs(make_config, tmp_path, monkeypatch, capsys)
                                                for i in range(2)]
     assert main(["history", str(cfg), "--window", "2"]) == 0
     out = capsys.readouterr().out.splitlines()
-    assert out[0] == "zs:"
+    assert out[0] == "zs on fake-model:"
     for i, h in enumerate(history, start=1):
         assert out[i].startswith(f"  v{i} prompt {h['prompt_sha256']}  acc 1.000 [")
         assert out[i].endswith(f"n=12  {h['timestamp']}")
@@ -112,7 +112,8 @@ def test_instruction_text_alone_makes_a_new_prompt_version(make_config, tmp_path
     assert len(shas) == 4 and len(set(shas[:3])) == 3 and shas[3] == shas[0]
     assert main(["history", str(cfg), "--window", "3"]) == 0
     out = capsys.readouterr().out.splitlines()
-    assert [line.split()[2] for line in out[1:4]] == [shas[1], shas[2], shas[0]]  # latest use last
+    # numbered by first use: the text run again is still v1 (its latest result)
+    assert [line.split()[2] for line in out[1:4]] == [shas[0], shas[1], shas[2]]
     assert out[4].startswith("  PLATEAU: the last 3 versions")
 
 
@@ -145,10 +146,10 @@ def test_history_is_found_from_anywhere(make_config, tmp_path, monkeypatch, caps
     assert len(err) == 1 and err[0].startswith("error: no history for 'test' in reports/history.jsonl")
     assert "--history FILE" in err[0] and "$HARNESS_HISTORY" in err[0]
     assert main(["history", str(cfg), "--history", str(expected)]) == 0
-    assert capsys.readouterr().out.startswith("zs:\n  v1 prompt ")
+    assert capsys.readouterr().out.startswith("zs on fake-model:\n  v1 prompt ")
     monkeypatch.setenv("HARNESS_HISTORY", str(custom))
     assert main(["history", str(cfg)]) == 0
-    assert capsys.readouterr().out.startswith("zs:\n  v1 prompt ")
+    assert capsys.readouterr().out.startswith("zs on fake-model:\n  v1 prompt ")
 
 
 def test_running_a_finished_folder_again_appends_nothing(make_config, tmp_path, monkeypatch, capsys):

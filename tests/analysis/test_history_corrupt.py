@@ -81,7 +81,7 @@ def test_a_crash_cut_last_line_is_skipped_with_a_warning_and_dropped_by_the_next
                         "drops it"]
     capsys.readouterr()
     assert main(["history", str(cfg), "--window", "2"]) == 0
-    assert capsys.readouterr().out.startswith("zs:\n  v1 prompt ")
+    assert capsys.readouterr().out.startswith("zs on fake-model:\n  v1 prompt ")
     # the next run appends after the good lines: the cut one is gone, the file reads cleanly
     with FakeOpenAI() as server:
         cfg = make_config(server.base_url, n_eval=2, strategies=ZERO_SHOT)

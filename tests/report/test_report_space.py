@@ -47,6 +47,6 @@ def test_a_design_space_run_reports_curves_tried_and_untried(make_config, tmp_pa
 
     assert main(["history", str(cfg)]) == 0
     shown = capsys.readouterr().out
-    assert "similar@k=2 (selection similar/tfidf):" in shown
-    assert "vote (3 samples):" in shown
+    assert "similar@k=2 on fake-model (selection similar/tfidf):" in shown
+    assert "vote on fake-model (3 samples):" in shown
     assert "tried across runs" in shown and "selection  similar/tfidf" in shown
