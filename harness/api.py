@@ -258,8 +258,10 @@ def write_reports(run_dir: str | Path, *, rescore: bool = False) -> Analysis:
 
 def gate(run_dir: str | Path, baseline: str | Path, *, max_drop: float | None = None,
          alpha: float | None = None, update: bool = False,
-         allow_different: bool = False) -> GateResult:
+         allow_different: bool = False, match: str = "nearest") -> GateResult:
     """Gate a run against a baseline (writes gate.md and junit.xml; see `harness.gating`).
+    `match`: "nearest" (an arm whose k changed is gated against its strategy's baseline arm at
+    the nearest k) or "exact" (by name only).
 
     A baseline of another config name, task type or label set is refused (InputError) unless
     `allow_different`; an incomplete baseline run always is.
@@ -267,7 +269,7 @@ def gate(run_dir: str | Path, baseline: str | Path, *, max_drop: float | None = 
     from harness.gating import run_gate
 
     return run_gate(Path(run_dir), Path(baseline), max_drop=max_drop, alpha=alpha, update=update,
-                    allow_different=allow_different)
+                    allow_different=allow_different, match=match)
 
 
 def eval_plan(cfg: Config | str | Path, *, pilot: str | Path | None = None, delta: float = 0.03,

@@ -220,7 +220,8 @@ def cmd_gate(args: argparse.Namespace) -> int:
     from harness.gating import markdown
 
     result = gate(args.run_dir, args.baseline, max_drop=args.max_drop, alpha=args.alpha,
-                  update=args.update_baseline, allow_different=args.allow_different)
+                  update=args.update_baseline, allow_different=args.allow_different,
+                  match=args.match)
     print(markdown(result), end="")
     print(f"gate {'passed' if result.passed else 'FAILED'}: {args.run_dir}/gate.md, "
           f"{args.run_dir}/junit.xml", file=sys.stderr)
@@ -315,6 +316,10 @@ def build_parser() -> argparse.ArgumentParser:
     gate.add_argument("--allow-different", action="store_true", help="compare even with a "
                       "baseline of another config name, task type or label set (refused "
                       "otherwise, exit 2)")
+    gate.add_argument("--match", choices=["nearest", "exact"], default="nearest",
+                      help="how arms are paired with the baseline's: nearest (default: an arm "
+                      "whose k changed is compared with its strategy's baseline arm at the "
+                      "nearest k) or exact (by name; a changed k is a new arm and a missing one)")
     gate.set_defaults(func=cmd_gate)
 
     ft = sub.add_parser("finetune", help="build training data and fine-tune a model for a "

@@ -49,12 +49,14 @@ class GateFailed(AssertionError):
 
 
 def assert_gate(run_dir: str | Path, baseline: str | Path, *, max_drop: float | None = None,
-                alpha: float | None = None, allow_different: bool = False) -> GateResult:
+                alpha: float | None = None, allow_different: bool = False,
+                match: str = "nearest") -> GateResult:
     """Gate a run folder against a baseline (`harness.api.gate`, which also writes gate.md and
     junit.xml into the run folder); return the result when it passes.
 
     A failing gate (a significant drop of more than `max_drop`, a metric below a floor, a
-    vanished arm, an incomplete run) raises `GateFailed` carrying the table. `max_drop` and
+    vanished arm, an incomplete run) raises `GateFailed` carrying the table. `match` pairs the
+    arms with the baseline's as `harness gate --match` does (nearest k, or exact names). `max_drop` and
     `alpha` default to the config's `gate` section, then 0.02 / 0.05. Bad input (no run
     folder, an unreadable baseline, a baseline of another config) raises InputError.
     """
@@ -62,7 +64,7 @@ def assert_gate(run_dir: str | Path, baseline: str | Path, *, max_drop: float | 
     from harness.api import gate
 
     result = gate(run_dir, baseline, max_drop=max_drop, alpha=alpha,
-                  allow_different=allow_different)
+                  allow_different=allow_different, match=match)
     if not result.passed:
         raise GateFailed(result)
     return result

@@ -23,11 +23,13 @@ from harness.gating.compare import (
     DEFAULT_ALPHA,
     DEFAULT_MAX_DROP,
     FLOORS,
+    MATCHES,
     ArmData,
     GateResult,
     GateRow,
     Snapshot,
     compare,
+    pair_arms,
     snapshot_from_run,
 )
 from harness.gating.markdown import markdown
@@ -40,9 +42,11 @@ def _setting(value: float | None, cfg: GateConfig | None, key: str, default: flo
 
 def run_gate(run_dir: Path, baseline: Path, *, max_drop: float | None = None,
              alpha: float | None = None, update: bool = False,
-             allow_different: bool = False) -> GateResult:
+             allow_different: bool = False, match: str = "nearest") -> GateResult:
     """Gate a run folder against a baseline; write gate.md and junit.xml (and the baseline when
     `update`). max_drop / alpha default to the config's gate section, then 0.02 / 0.05.
+    `match`: how arms are paired with the baseline's (compare.pair_arms: "nearest" follows a
+    strategy through a k change, "exact" pairs by name only).
 
     InputError (exit 2), before anything is written: a baseline of another config name, task
     type or label set (unless `allow_different`), an incomplete baseline run, `update` from an
@@ -56,6 +60,8 @@ def run_gate(run_dir: Path, baseline: Path, *, max_drop: float | None = None,
         raise InputError(f"--max-drop: must be within [0, 1] (a fraction: 0.02 = 2 points), got {md:g}")
     if not 0.0 < al < 1.0:
         raise InputError(f"--alpha: must be within (0, 1), got {al:g}")
+    if match not in MATCHES:
+        raise InputError(f"--match: one of {', '.join(MATCHES)}, got {match!r}")
     if update and baseline.is_dir():
         raise InputError(f"--update-baseline: {baseline} is a folder; give a file path")
     if update and not current.complete:
@@ -68,7 +74,8 @@ def run_gate(run_dir: Path, baseline: Path, *, max_drop: float | None = None,
                          "file; give the path of the baseline file to write")
     notes = check_comparable(base, current, allow_different=allow_different) if base else ()
     result = compare(base, current, max_drop=md, alpha=al, accept=update,
-                     floors={k: getattr(cfg, k) if cfg else None for k in FLOORS.values()})
+                     floors={k: getattr(cfg, k) if cfg else None for k in FLOORS.values()},
+                     match=match)
     result = replace(result, notes=(*notes, *result.notes))
     if update:
         write_text_atomic(baseline, dump_baseline(baseline_document(current)))
@@ -80,4 +87,4 @@ def run_gate(run_dir: Path, baseline: Path, *, max_drop: float | None = None,
 
 
 __all__ = ["ArmData", "GateResult", "GateRow", "Snapshot", "check_comparable", "compare",
-           "load_baseline", "markdown", "run_gate", "snapshot_from_run"]
+           "load_baseline", "markdown", "pair_arms", "run_gate", "snapshot_from_run"]

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import InputError
+from harness.gating.changes import context_from
 from harness.gating.compare import METRICS, ArmData, Snapshot, snapshot_from_run
 from harness.strategies import arm_name
 
@@ -68,7 +69,8 @@ def _from_baseline_file(data: Mapping[str, Any], source: str) -> Snapshot:
     labels = data.get("labels")
     return Snapshot(source, data.get("name"), data.get("dataset_sha256"), arms,
                     task_type=data.get("task_type"),
-                    labels=None if labels is None else tuple(str(x) for x in labels), kind="baseline")
+                    labels=None if labels is None else tuple(str(x) for x in labels), kind="baseline",
+                    context=context_from(data))
 
 
 def _from_summary(data: Mapping[str, Any], source: str) -> Snapshot:
@@ -155,7 +157,8 @@ def baseline_document(s: Snapshot) -> dict[str, Any]:
            "harness_version": m.harness_version if m else None}
     return {"format": BASELINE_FORMAT, "version": BASELINE_VERSION, "name": s.name,
             "task_type": s.task_type, "labels": None if s.labels is None else list(s.labels),
-            "dataset_sha256": s.dataset_sha256, "examples": examples, "arms": arms, "source": src}
+            "dataset_sha256": s.dataset_sha256, "examples": examples, "arms": arms, "source": src,
+            **s.context.to_dict()}
 
 
 def dump_baseline(doc: Mapping[str, Any]) -> str:

@@ -37,7 +37,17 @@ What to commit: the file ``--update-baseline`` writes (say ``baselines/NAME.json
      "source": {"run": ..., "config_sha256": ..., "finished_at": ..., "harness_version": ...}}
 
 ``correct`` / ``schema_valid``: one base-36 digit per example (``examples`` order) counting the
-draws that were correct / schema-valid (``-``: no result); no inputs or outputs. ``--baseline``
+draws that were correct / schema-valid (``-``: no result). What the file holds, then: the eval's
+example ids (in the clear: commit it only where the ids may be read), per-arm figures, and two
+keys added later, ``arm_context`` (per arm: the hash of its rendered prompt, its model id and k)
+and ``config`` (the config's leaf paths with their values, long values such as instructions
+as a hash; harness.gating.changes); no input and no output of any example.
+
+Arms are paired with the baseline's by name, and (``--match nearest``, the default) an arm
+whose k changed is paired with its strategy's baseline arm at the nearest k (``pair_arms``):
+``few-shot@k=8 -> few-shot@k=2`` is one row, "k=8 -> k=2", with the paired test of the two.
+``--match exact`` pairs by name only. gate.md lists what changed since the baseline: prompt
+hashes, model ids, k values and config keys. ``--baseline``
 also takes a run's ``summary.json`` (unpaired), a run folder or its ``results.jsonl`` (paired).
 ``--update-baseline`` shows the table but accepts the changes (floors and completeness still
 count; a vanished arm is dropped from the baseline, and the table says so), creates the file if
@@ -60,6 +70,7 @@ import numpy as np
 
 from harness.analysis import comparisons, stats
 from harness.errors import InputError
+from harness.gating.changes import Context, changes, run_context
 from harness.model.completion import is_endpoint_failure
 from harness.running.records import RunMeta
 from harness.running.store import RecordColumns, read_columns, read_meta
@@ -104,6 +115,7 @@ class Snapshot:
     labels: tuple[str, ...] | None = None
     kind: str = "run"
     missing: Mapping[str, str] = field(default_factory=dict)  # arm -> why it has no answer
+    context: Context = field(default_factory=Context)  # prompts, models, k, config keys
 
 
 @dataclass(frozen=True)
@@ -121,6 +133,8 @@ class GateRow:
     floor: float | None
     failures: tuple[str, ...]
     status: str
+    baseline_arm: str | None = None  # the baseline arm compared, when another (a k change)
+    k_change: str | None = None  # "k=8 -> k=2" when the baseline arm had another k
 
     @property
     def passed(self) -> bool:
@@ -140,6 +154,9 @@ class GateResult:
     run_name: str | None = None
     baseline_source: str | None = None
     baseline_written: Path | None = None
+    changes: tuple[str, ...] = ()  # what changed since the baseline (gating.changes)
+    match: str = "nearest"  # how arms were paired with the baseline's (pair_arms)
+    baseline_recorded: bool = True  # False: the baseline does not record prompts or config
 
     @property
     def passed(self) -> bool:
@@ -193,7 +210,8 @@ def snapshot_from_run(run_dir: Path) -> Snapshot:
                                  values, per)
         complete = meta.status == "complete" and len(cols["arm"]) >= meta.expected_records
         return Snapshot(str(run_dir), meta.name, meta.dataset.sha256, arms, complete, meta.status,
-                        meta, meta.task_type, tuple(meta.labels), "run", missing)
+                        meta, meta.task_type, tuple(meta.labels), "run", missing,
+                        run_context(meta))
     except (KeyError, TypeError, ValueError) as exc:
         raise InputError(f"{run_dir}: malformed run ({exc!r})") from None
 
@@ -236,10 +254,35 @@ def _test(cur: ArmData | None, base: ArmData | None, metric: str, same_data: boo
     return t.difference, t.p_value, TEST_NAMES[t.test]
 
 
+MATCHES = ("nearest", "exact")
+
+
+def pair_arms(base: Mapping[str, ArmData], current: Mapping[str, ArmData], *,
+              match: str = "nearest") -> dict[str, str]:
+    """Arm now -> the baseline arm it is gated against. `exact`: the arm of the same name.
+    `nearest` (the default): the same name where the baseline has it; else, for an arm whose k
+    changed, the baseline arm of the same strategy and type, not otherwise paired, at the
+    nearest k (pairs taken closest first; a tie goes to the smaller k now, then the larger k
+    then), so `few-shot@k=8 -> few-shot@k=2` is a change of one arm, not a new arm and a
+    missing one."""
+    pairs = {n: n for n in current if n in base}
+    if match == "exact":
+        return pairs
+    free_now = [a for n, a in current.items() if n not in pairs]
+    free_base = [a for n, a in base.items() if n not in pairs.values()]
+    candidates = sorted((abs(a.k - b.k), a.k, -b.k, a.name, b.name) for a in free_now
+                         for b in free_base if (a.strategy, a.type) == (b.strategy, b.type))
+    for *_, now, was in candidates:
+        if now not in pairs and was not in pairs.values():
+            pairs[now] = was
+    return pairs
+
+
 def compare(baseline: Snapshot | None, current: Snapshot, *, max_drop: float = DEFAULT_MAX_DROP,
             alpha: float = DEFAULT_ALPHA, floors: Mapping[str, float | None] | None = None,
-            accept: bool = False, n_boot: int = 2000) -> GateResult:
-    """The gate's verdict for `current` against `baseline` (None: no baseline yet). Pure."""
+            accept: bool = False, n_boot: int = 2000, match: str = "nearest") -> GateResult:
+    """The gate's verdict for `current` against `baseline` (None: no baseline yet), each arm
+    against the baseline arm `pair_arms` gives it. Pure."""
     base_arms = dict(baseline.arms) if baseline else {}
     same_data = bool(baseline and baseline.dataset_sha256 == current.dataset_sha256)
     notes = [] if same_data or not baseline else [
@@ -248,22 +291,32 @@ def compare(baseline: Snapshot | None, current: Snapshot, *, max_drop: float = D
     clusters = (dict(zip(meta.examples, meta.clusters, strict=True))
                 if meta is not None and meta.clusters else None)
     rows = []
-    vanished = [n for n in base_arms if n not in current.arms]
+    pairs = pair_arms(base_arms, current.arms, match=match)
+    vanished = [n for n in base_arms if n not in pairs.values()]
     for name in [*current.arms, *vanished, *(n for n in current.missing if n not in base_arms)]:
-        cur, base = current.arms.get(name), base_arms.get(name)
+        cur = current.arms.get(name)
+        was = pairs.get(name, name if cur is None else None)
+        base = base_arms.get(was) if was is not None else None
+        other = was if was is not None and was != name else None
+        k_change = (f"k={base.k} -> k={cur.k}" if other and base is not None and cur is not None
+                    and base.k != cur.k else None)
         for metric in METRICS:
             change, p, test = _test(cur, base, metric, same_data, n_boot, clusters)
             rows.append(GateRow(name, metric, base.values.get(metric) if base else None,
                                 cur.values.get(metric) if cur else None, change, p, None, test,
-                                (floors or {}).get(FLOORS[metric]), (), "ok"))
+                                (floors or {}).get(FLOORS[metric]), (), "ok", other, k_change))
     tested = [(i, r.p_value) for i, r in enumerate(rows) if r.p_value is not None]
     for (i, _), adj in zip(tested, stats.holm_adjust([p for _, p in tested]), strict=True):
         rows[i] = replace(rows[i], p_adjusted=adj)
     problems = () if current.complete else (
         f"the run is incomplete (status {current.status}): figures cover part of the examples",)
     judged = tuple(_judge(r, max_drop, alpha, accept, current.missing.get(r.arm)) for r in rows)
-    return GateResult(judged, problems,
-                      tuple(notes), max_drop, alpha, current.name, baseline.source if baseline else None)
+    recorded = baseline is None or baseline.context.recorded
+    changed = (tuple(changes(baseline.context, current.context, pairs))
+               if baseline is not None and recorded else ())
+    return GateResult(judged, problems, tuple(notes), max_drop, alpha, current.name,
+                      baseline.source if baseline else None, changes=changed, match=match,
+                      baseline_recorded=recorded)
 
 
 def _judge(r: GateRow, max_drop: float, alpha: float, accept: bool, why_missing: str | None = None
@@ -288,6 +341,8 @@ def _judge(r: GateRow, max_drop: float, alpha: float, accept: bool, why_missing:
             status = "drop not significant"
         elif -drop > max_drop and significant:
             status = "improved"
+    if r.k_change is not None:
+        status = f"{r.k_change}: {status}"
     if r.floor is not None and r.now is not None and r.now < r.floor:
         failures.append(f"{100 * r.now:.1f}% is below the floor {100 * r.floor:g}%")
         below = f"below floor {100 * r.floor:g}%"
