@@ -11,6 +11,7 @@ import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from harness.cli_inspect import cmd_cache, cmd_diff, cmd_history
 from harness.cli_progress import ProgressBar, loss_progress
 from harness.errors import HarnessError, InputError
 from harness.version import __version__
@@ -118,9 +119,11 @@ def cmd_report(args: argparse.Namespace) -> int:
     from harness.report import format_table, write_reports  # (not harness.api: no run code)
 
     run_dir = Path(args.run_dir)
-    a = write_reports(run_dir, rescore=args.rescore)
+    against = Path(args.against) if args.against else None
+    a = write_reports(run_dir, rescore=args.rescore, against=against)
     print(format_table(a))
-    print(f"reports {'re-scored and ' if args.rescore else ''}rebuilt in {run_dir}/")
+    print(f"reports {'re-scored and ' if args.rescore else ''}rebuilt in {run_dir}/"
+          + (f" (with what changed against {against}: diff.csv, diff.html)" if against else ""))
     return 0
 
 
@@ -170,51 +173,6 @@ def cmd_distill(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_history(args: argparse.Namespace) -> int:
-    from harness.analysis.history import (
-        HISTORY_ENV,
-        by_model,
-        describe_dimensions,
-        describe_where,
-        history_path,
-        on_branch,
-        read_history_checked,
-        trajectory,
-        tried_across,
-    )
-    from harness.api import load_config
-
-    cfg = load_config(args.config)
-    path = history_path(args.history)
-    records, warnings = read_history_checked(path, cfg.name)
-    for warning in warnings:
-        _log(f"warning: {warning}")
-    if not records:
-        raise InputError(f"no history for {cfg.name!r} in {path} (run `harness run {args.config}` "
-                         f"first; the file is --history FILE, else ${HISTORY_ENV}, else "
-                         "reports/history.jsonl)")
-    kept = on_branch(records, args.branch)
-    for arm in trajectory(kept, window=args.window or cfg.decision.history_window):
-        dims = describe_dimensions(arm.versions[-1])
-        model = arm.model_id or "a model not recorded"
-        print(f"{arm.arm} on {model}{f' ({dims})' if dims else ''}:")
-        for i, v in enumerate(arm.versions, start=1):
-            where = describe_where(v)
-            print(f"  v{i} prompt {v['prompt_sha256']}  acc {v['accuracy']:.3f} "
-                  f"[{v['ci_low']:.3f}, {v['ci_high']:.3f}]  n={v['n']}  {v['timestamp']}"
-                  f"{f'  {where}' if where else ''}")
-        flag = "PLATEAU" if arm.plateaued else "no plateau"
-        print(f"  {flag}: {arm.reason}")
-    for model_id, recs in by_model(kept).items():
-        space = tried_across(recs)
-        if len(space) > 1:  # more than one setting was tried: show the space across runs
-            print(f"tried across runs on {model_id or 'a model not recorded'} (best prompting "
-                  "arm per setting):")
-            for dimension, setting, best, acc, runs in space:
-                print(f"  {dimension:<10} {setting:<22} best {best} {acc:.3f}  ({runs} run(s))")
-    return 0
-
-
 def cmd_gate(args: argparse.Namespace) -> int:
     from harness.api import gate
     from harness.gating import markdown
@@ -226,31 +184,6 @@ def cmd_gate(args: argparse.Namespace) -> int:
     print(f"gate {'passed' if result.passed else 'FAILED'}: {args.run_dir}/gate.md, "
           f"{args.run_dir}/junit.xml", file=sys.stderr)
     return result.exit_code
-
-
-def cmd_cache(args: argparse.Namespace) -> int:
-    from harness.model.cache import open_cache
-    from harness.paths import cache_dir
-
-    if args.older_than is not None and args.older_than < 0:
-        raise InputError("--older-than: must be 0 or more seconds")
-    path = cache_dir() / "responses.sqlite"
-    if not path.exists():
-        print(f"no response cache at {path}")
-        return 0
-    cache = open_cache(path)
-    try:
-        if args.action == "clear":
-            n = cache.clear(model=args.model, older_than=args.older_than)
-            print(f"removed {n} cached answer(s) from {path}")
-        else:
-            print(f"response cache: {path} ({path.stat().st_size / 1e6:.1f} MB)")
-            for model, n, oldest, newest in cache.stats():
-                print(f"  {model:<40} {n:>8} answers, newest {newest / 3600:.1f} h old, "
-                      f"oldest {oldest / 3600:.1f} h old")
-    finally:
-        cache.close()
-    return 0
 
 
 _PATHS = ("config", "out", "history", "pilot", "run_dir", "baseline", "unlabeled")
@@ -299,7 +232,19 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("run_dir")
     rep.add_argument("--rescore", action="store_true", help="score every stored model output "
                      "again through the task first (e.g. after a scoring fix); no model call")
+    rep.add_argument("--against", metavar="OTHER_RUN", help="an earlier run folder: add what "
+                     "changed against it (fixed and broken examples, prompt diff, config keys) "
+                     "to the report, and write diff.csv and diff.html")
     rep.set_defaults(func=cmd_report)
+
+    dif = sub.add_parser("diff", help="what changed between two runs, example by example: fixed "
+                         "and broken per arm, the paired test, prompt and config diff (no model "
+                         "call; writes diff.csv, diff.html)")
+    dif.add_argument("run_a", help="the earlier run folder (A)")
+    dif.add_argument("run_b", help="the later run folder (B)")
+    dif.add_argument("--arm", help="only this arm (e.g. few-shot@k=4)")
+    dif.add_argument("--out", help="folder for diff.csv and diff.html (default: RUN_B)")
+    dif.set_defaults(func=cmd_diff)
 
     gate = sub.add_parser("gate", help="compare a run with a baseline; exit 1 on a significant "
                           "regression or a metric below its floor (writes gate.md, junit.xml)")

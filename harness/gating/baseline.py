@@ -9,8 +9,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from harness.analysis.changes import context_from
 from harness.errors import InputError
-from harness.gating.changes import context_from
 from harness.gating.compare import METRICS, ArmData, Snapshot, snapshot_from_run
 from harness.strategies import arm_name
 

@@ -69,8 +69,8 @@ from pathlib import Path
 import numpy as np
 
 from harness.analysis import comparisons, stats
+from harness.analysis.changes import Context, changes, run_context
 from harness.errors import InputError
-from harness.gating.changes import Context, changes, run_context
 from harness.model.completion import is_endpoint_failure
 from harness.running.records import RunMeta
 from harness.running.store import RecordColumns, read_columns, read_meta

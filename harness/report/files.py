@@ -181,11 +181,23 @@ def rescore_records(run_dir: Path, meta: RunMeta, records: list[Record]) -> list
     return rescored
 
 
-def write_reports(run_dir: Path, *, rescore: bool = False) -> Analysis:
+def write_reports(run_dir: Path, *, rescore: bool = False, against: Path | None = None
+                  ) -> Analysis:
     """Rebuild every report file of a run folder from its records and metadata.
 
-    With `rescore`, each record is first scored again from its stored model output.
+    With `rescore`, each record is first scored again from its stored model output. With
+    `against` (another run folder, the earlier one), the report gains a section on what changed
+    (analysis.diff: fixed and broken examples per arm, the prompt diff, config keys) and the
+    folder gets diff.csv and diff.html; the diff is computed before anything is written, so a
+    bad `against` leaves the reports as they were.
     """
+    diff = None
+    if against is not None:
+        from harness.analysis.diff import diff_runs
+        from harness.report.diff import diff_context, write_diff
+
+        run_diff = diff_runs(against, run_dir)
+        diff = diff_context(run_diff)
     meta = read_meta(run_dir)
     if rescore:
         a = analyse(rescore_records(run_dir, meta, read_records(run_dir)), meta)
@@ -203,7 +215,9 @@ def write_reports(run_dir: Path, *, rescore: bool = False) -> Analysis:
     per = "per_field.csv" if a.task_type == EXTRACTION else "per_class.csv"
     write_text_atomic(run_dir / per, _csv(a.per_class))
     write_json_atomic(run_dir / "summary.json", summary_json(a, meta))
-    write_text_atomic(run_dir / "report.html", render_html(a, meta))
+    if against is not None:
+        write_diff(run_diff, run_dir)
+    write_text_atomic(run_dir / "report.html", render_html(a, meta, diff))
     return a
 
 

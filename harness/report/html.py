@@ -355,6 +355,7 @@ def page_context(a: Analysis, meta: RunMeta) -> dict[str, Any]:
     }
 
 
-def render_html(a: Analysis, meta: RunMeta) -> str:
-    """The whole report as one HTML string (templates/report.html.j2 over `page_context`)."""
-    return environment().get_template(PAGE).render(page_context(a, meta))
+def render_html(a: Analysis, meta: RunMeta, diff: Mapping[str, Any] | None = None) -> str:
+    """The whole report as one HTML string (templates/report.html.j2 over `page_context`);
+    `diff` (report.diff.diff_context) adds the section on what changed against another run."""
+    return environment().get_template(PAGE).render({**page_context(a, meta), "diff": diff})

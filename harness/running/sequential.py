@@ -332,7 +332,11 @@ class Monitor:
                         for k in keys)
         saved = available - requested
         longest = max(self.requested_by_unit().values(), default=0)
-        per = meta.counts.get("requests", 0) / requested if requested and meta.counts else 1.0
+        # calls per answer (several with self-consistency samples), cached answers counted as
+        # the calls they stood for: what the answers not asked for would have cost
+        calls = (meta.counts.get("requests", 0) + meta.counts.get("cache_hits", 0)
+                 if meta.counts else 0)
+        per = calls / requested if requested and calls else 1.0
         spent = float(meta.counts.get("spent_usd", 0.0) or 0.0) if meta.counts else 0.0
         money = (f"saved about ${spent / requested * saved:,.4f}, " if spent and requested
                  else "")

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 import pytest
 from PIL import Image
-from run_helpers import XSS, fixture_run
+from run_helpers import XSS, fixture_run, make_run, mixed_responder
 
 pytestmark = pytest.mark.browser
 
@@ -319,3 +319,39 @@ def test_console_error_detection_works(browser: Browser, tmp_path: Path) -> None
     browser.open(bad.as_uri())
     errors = browser.console_errors()
     assert any("boom" in e for e in errors) and len(errors) >= 2
+
+
+def _right(body: dict[str, Any]) -> str:
+    """Every answer right (the XSS message's label is billing)."""
+    from fake_openai import last_user_content
+
+    text = last_user_content(body)
+    label = text.splitlines()[0] if text else ""
+    return json.dumps({"label": "billing" if label not in ("billing", "shipping", "returns",
+                                                            "account") else label})
+
+
+def test_diff_html_renders_and_runs_nothing(browser: Browser, tmp_path: Path) -> None:
+    """diff.html of two real runs, the second fixing every mistake of the first (the XSS
+    message's among them): no console error, no script, the payload shown as text."""
+    from harness.cli import main
+
+    a = make_run(tmp_path, responder=mixed_responder, out_name="a")
+    b = make_run(tmp_path, responder=_right, out_name="b")
+    assert main(["diff", str(a), str(b), "--out", str(tmp_path / "d")]) == 0
+    browser.open((tmp_path / "d" / "diff.html").as_uri())
+    try:
+        assert browser.console_errors() == []
+        assert browser.js("typeof window.__pwned") == "undefined"
+        assert browser.js("document.scripts.length") == 0
+        assert browser.js("document.title").startswith("harness diff: routing")
+        fixed = browser.js("[...document.querySelectorAll('tr.fixed td:nth-child(3)')]"
+                           ".map(td => td.textContent)")
+        assert XSS in fixed
+        heads = browser.js("[...document.querySelectorAll('table.diff-arms th')]"
+                           ".map(th => th.textContent)")
+        assert heads[:6] == ["arm", "n", "accuracy A", "accuracy B", "fixed", "broken"]
+        width = browser.js("document.documentElement.scrollWidth")
+        assert width <= browser.js("window.innerWidth") + 1  # long outputs wrap
+    finally:
+        browser.url = "about:blank"

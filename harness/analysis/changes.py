@@ -1,5 +1,5 @@
-"""What changed between two runs, or since a baseline: per arm its prompt hash, model id and k,
-and the config keys whose values differ. The gate lists these in gate.md and `harness diff`
+"""Changes: *what changed between two runs, or since a baseline?* Per arm its prompt hash,
+model id and k, and the config keys whose values differ. The gate lists these in gate.md and `harness diff`
 shows them; both read the same record (`Context`) of a run or a baseline file.
 
 A config's keys are its YAML's leaf paths (`run.temperature`, `strategies[few-shot].shots`: a
