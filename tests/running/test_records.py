@@ -172,3 +172,33 @@ def test_version_1_price_keys_map_to_price(old: dict[str, Any], price: Price) ->
     raw = json.loads((EXAMPLE / "run.json").read_text(encoding="utf-8"))
     raw["models"]["local"]["price"] = old
     assert RunMeta.from_dict(raw).models["local"].price == price
+
+
+def test_run_json_names_the_commit_of_the_code_that_made_it(make_config, tmp_path, monkeypatch):
+    """In a git work tree (this checkout, CI's clone) run.json's versions name harness's own
+    commit, "-dirty" when the tree has uncommitted changes (issue 28: example folders name the
+    commit that made them)."""
+    import json
+    import re
+    import subprocess
+
+    from fake_openai import FakeOpenAI
+
+    from harness.cli import main
+    from harness.running.plan import source_commit
+
+    root = Path(__file__).resolve().parents[2]
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True,
+                          text=True, check=False).stdout.strip()
+    if not head:
+        pytest.skip("not a git work tree")
+    commit = source_commit()
+    assert commit is not None and re.fullmatch(r"[0-9a-f]{40}(-dirty)?", commit)
+    assert commit.removesuffix("-dirty") == head
+    monkeypatch.setenv("TEST_API_KEY", "x")
+    with FakeOpenAI() as server:
+        cfg = make_config(server.base_url, n_eval=2, strategies=[
+            {"name": "zero-shot", "type": "zero_shot", "model": "fake"}])
+        assert main(["run", str(cfg), "--out", str(tmp_path / "run"), "--no-cache"]) == 0
+    meta = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert meta["versions"]["harness_commit"] == commit
