@@ -258,10 +258,12 @@ def write_reports(run_dir: str | Path, *, rescore: bool = False) -> Analysis:
 
 def gate(run_dir: str | Path, baseline: str | Path, *, max_drop: float | None = None,
          alpha: float | None = None, update: bool = False,
-         allow_different: bool = False, match: str = "nearest") -> GateResult:
+         allow_different: bool = False, match: str = "nearest",
+         hash_ids: bool = False) -> GateResult:
     """Gate a run against a baseline (writes gate.md and junit.xml; see `harness.gating`).
     `match`: "nearest" (an arm whose k changed is gated against its strategy's baseline arm at
-    the nearest k) or "exact" (by name only).
+    the nearest k) or "exact" (by name only). `hash_ids` (with `update`): the baseline file
+    keeps hashes of the example ids, not the ids.
 
     A baseline of another config name, task type or label set is refused (InputError) unless
     `allow_different`; an incomplete baseline run always is.
@@ -269,7 +271,7 @@ def gate(run_dir: str | Path, baseline: str | Path, *, max_drop: float | None = 
     from harness.gating import run_gate
 
     return run_gate(Path(run_dir), Path(baseline), max_drop=max_drop, alpha=alpha, update=update,
-                    allow_different=allow_different, match=match)
+                    allow_different=allow_different, match=match, hash_ids=hash_ids)
 
 
 def eval_plan(cfg: Config | str | Path, *, pilot: str | Path | None = None, delta: float = 0.03,

@@ -179,7 +179,7 @@ def cmd_gate(args: argparse.Namespace) -> int:
 
     result = gate(args.run_dir, args.baseline, max_drop=args.max_drop, alpha=args.alpha,
                   update=args.update_baseline, allow_different=args.allow_different,
-                  match=args.match)
+                  match=args.match, hash_ids=args.hash_ids)
     print(markdown(result), end="")
     print(f"gate {'passed' if result.passed else 'FAILED'}: {args.run_dir}/gate.md, "
           f"{args.run_dir}/junit.xml", file=sys.stderr)
@@ -265,6 +265,9 @@ def build_parser() -> argparse.ArgumentParser:
                       help="how arms are paired with the baseline's: nearest (default: an arm "
                       "whose k changed is compared with its strategy's baseline arm at the "
                       "nearest k) or exact (by name; a changed k is a new arm and a missing one)")
+    gate.add_argument("--hash-ids", action="store_true", help="with --update-baseline: keep "
+                      "each example id's SHA-256 (16 hex digits) in the baseline file instead "
+                      "of the id, for ids that must not be committed")
     gate.set_defaults(func=cmd_gate)
 
     ft = sub.add_parser("finetune", help="build training data and fine-tune a model for a "

@@ -42,11 +42,14 @@ def _setting(value: float | None, cfg: GateConfig | None, key: str, default: flo
 
 def run_gate(run_dir: Path, baseline: Path, *, max_drop: float | None = None,
              alpha: float | None = None, update: bool = False,
-             allow_different: bool = False, match: str = "nearest") -> GateResult:
+             allow_different: bool = False, match: str = "nearest",
+             hash_ids: bool = False) -> GateResult:
     """Gate a run folder against a baseline; write gate.md and junit.xml (and the baseline when
     `update`). max_drop / alpha default to the config's gate section, then 0.02 / 0.05.
     `match`: how arms are paired with the baseline's (compare.pair_arms: "nearest" follows a
-    strategy through a k change, "exact" pairs by name only).
+    strategy through a k change, "exact" pairs by name only). `hash_ids` (with `update`): the
+    baseline file keeps each example id's hash, never the id; a baseline that already holds
+    hashed ids keeps them so.
 
     InputError (exit 2), before anything is written: a baseline of another config name, task
     type or label set (unless `allow_different`), an incomplete baseline run, `update` from an
@@ -62,6 +65,9 @@ def run_gate(run_dir: Path, baseline: Path, *, max_drop: float | None = None,
         raise InputError(f"--alpha: must be within (0, 1), got {al:g}")
     if match not in MATCHES:
         raise InputError(f"--match: one of {', '.join(MATCHES)}, got {match!r}")
+    if hash_ids and not update:
+        raise InputError("--hash-ids: only with --update-baseline (it says how the baseline "
+                         "file is written)")
     if update and baseline.is_dir():
         raise InputError(f"--update-baseline: {baseline} is a folder; give a file path")
     if update and not current.complete:
@@ -78,7 +84,8 @@ def run_gate(run_dir: Path, baseline: Path, *, max_drop: float | None = None,
                      match=match)
     result = replace(result, notes=(*notes, *result.notes))
     if update:
-        write_text_atomic(baseline, dump_baseline(baseline_document(current)))
+        hashed = hash_ids or (base is not None and base.ids_hashed)
+        write_text_atomic(baseline, dump_baseline(baseline_document(current, hash_ids=hashed)))
         result = replace(result, baseline_written=baseline)
     write_text_atomic(run_dir / "gate.md", markdown(result))
     junit.write(run_dir / "junit.xml", "harness gate", junit.gate_cases(result),

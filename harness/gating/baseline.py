@@ -11,7 +11,14 @@ from typing import Any
 
 from harness.analysis.changes import context_from
 from harness.errors import InputError
-from harness.gating.compare import METRICS, ArmData, Snapshot, snapshot_from_run
+from harness.gating.compare import (
+    HASHED_IDS,
+    METRICS,
+    ArmData,
+    Snapshot,
+    hash_id,
+    snapshot_from_run,
+)
 from harness.strategies import arm_name
 
 BASELINE_FORMAT = "harness-gate-baseline"
@@ -70,7 +77,7 @@ def _from_baseline_file(data: Mapping[str, Any], source: str) -> Snapshot:
     return Snapshot(source, data.get("name"), data.get("dataset_sha256"), arms,
                     task_type=data.get("task_type"),
                     labels=None if labels is None else tuple(str(x) for x in labels), kind="baseline",
-                    context=context_from(data))
+                    context=context_from(data), ids_hashed=data.get("example_ids") == HASHED_IDS)
 
 
 def _from_summary(data: Mapping[str, Any], source: str) -> Snapshot:
@@ -141,8 +148,9 @@ def check_comparable(base: Snapshot, current: Snapshot, *, allow_different: bool
     return tuple(notes)
 
 
-def baseline_document(s: Snapshot) -> dict[str, Any]:
-    """The baseline file written by --update-baseline (see the module docstring)."""
+def baseline_document(s: Snapshot, *, hash_ids: bool = False) -> dict[str, Any]:
+    """The baseline file written by --update-baseline (see the module docstring); with
+    `hash_ids`, each example id as its hash (compare.hash_id), never the id itself."""
     examples = list(s.meta.examples) if s.meta is not None else []
     arms = []
     for a in s.arms.values():
@@ -155,9 +163,12 @@ def baseline_document(s: Snapshot) -> dict[str, Any]:
     src = {"run": s.name, "config_sha256": m.config_sha256 if m else None,
            "finished_at": m.finished_at if m else None,
            "harness_version": m.harness_version if m else None}
+    ids = {"example_ids": HASHED_IDS} if hash_ids else {}
     return {"format": BASELINE_FORMAT, "version": BASELINE_VERSION, "name": s.name,
             "task_type": s.task_type, "labels": None if s.labels is None else list(s.labels),
-            "dataset_sha256": s.dataset_sha256, "examples": examples, "arms": arms, "source": src,
+            "dataset_sha256": s.dataset_sha256, **ids,
+            "examples": [hash_id(e) for e in examples] if hash_ids else examples,
+            "arms": arms, "source": src,
             **s.context.to_dict()}
 
 

@@ -38,7 +38,8 @@ What to commit: the file ``--update-baseline`` writes (say ``baselines/NAME.json
 
 ``correct`` / ``schema_valid``: one base-36 digit per example (``examples`` order) counting the
 draws that were correct / schema-valid (``-``: no result). What the file holds, then: the eval's
-example ids (in the clear: commit it only where the ids may be read), per-arm figures, and two
+example ids (in the clear, unless ``--hash-ids``: then ``"example_ids": "sha256-16"`` and each
+id's hash, paired with a run's ids by hashing them the same way), per-arm figures, and two
 keys added later, ``arm_context`` (per arm: the hash of its rendered prompt, its model id and k)
 and ``config`` (the config's leaf paths with their values, long values such as instructions
 as a hash; harness.gating.changes); no input and no output of any example.
@@ -116,6 +117,7 @@ class Snapshot:
     kind: str = "run"
     missing: Mapping[str, str] = field(default_factory=dict)  # arm -> why it has no answer
     context: Context = field(default_factory=Context)  # prompts, models, k, config keys
+    ids_hashed: bool = False  # a baseline file whose example ids are hashes (hash_id)
 
 
 @dataclass(frozen=True)
@@ -255,6 +257,27 @@ def _test(cur: ArmData | None, base: ArmData | None, metric: str, same_data: boo
 
 
 MATCHES = ("nearest", "exact")
+HASHED_IDS = "sha256-16"  # a baseline file's `example_ids` when its ids are hashed
+
+
+def hash_id(example_id: str) -> str:
+    """An example id as a baseline file with hashed ids keeps it: 16 hex digits of its
+    SHA-256 (unsalted: the same id always gives the same hash, so runs can be paired)."""
+    import hashlib
+
+    return hashlib.sha256(str(example_id).encode()).hexdigest()[:16]
+
+
+def with_hashed_ids(s: Snapshot) -> Snapshot:
+    """The snapshot with every example id replaced by its hash (to pair a run with a baseline
+    file that holds hashed ids)."""
+    arms = {n: replace(a, per_example=None if a.per_example is None else {
+        m: {hash_id(i): v for i, v in per.items()} for m, per in a.per_example.items()})
+        for n, a in s.arms.items()}
+    meta = s.meta
+    if meta is not None:
+        meta = replace(meta, examples=tuple(hash_id(i) for i in meta.examples))
+    return replace(s, arms=arms, meta=meta, ids_hashed=True)
 
 
 def pair_arms(base: Mapping[str, ArmData], current: Mapping[str, ArmData], *,
@@ -283,6 +306,8 @@ def compare(baseline: Snapshot | None, current: Snapshot, *, max_drop: float = D
             accept: bool = False, n_boot: int = 2000, match: str = "nearest") -> GateResult:
     """The gate's verdict for `current` against `baseline` (None: no baseline yet), each arm
     against the baseline arm `pair_arms` gives it. Pure."""
+    if baseline is not None and baseline.ids_hashed and not current.ids_hashed:
+        current = with_hashed_ids(current)
     base_arms = dict(baseline.arms) if baseline else {}
     same_data = bool(baseline and baseline.dataset_sha256 == current.dataset_sha256)
     notes = [] if same_data or not baseline else [

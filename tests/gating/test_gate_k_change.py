@@ -15,6 +15,7 @@ from fake_openai import last_user_content
 from run_helpers import make_run
 
 from harness.cli import main
+from harness.errors import InputError
 from harness.gating import ArmData, pair_arms, run_gate
 
 
@@ -122,3 +123,24 @@ def test_pair_arms_never_crosses_strategies() -> None:
     c = {"b@k=2": _arm("b@k=2", 2, "b")}
     assert pair_arms(b, c) == {}
     assert pair_arms(b, {"a@k=2": _arm("a@k=2", 2, "a")}, match="exact") == {}
+
+
+def test_hash_ids_keeps_no_id_and_still_pairs(runs: dict[str, Path], tmp_path: Path) -> None:
+    """--hash-ids: the baseline file holds hashes, not ids, and gating against it still pairs
+    example by example (the same paired test, the same verdict as with plain ids)."""
+    plain, hashed = tmp_path / "plain.json", tmp_path / "hashed.json"
+    run_gate(runs["k8"], plain, update=True)
+    run_gate(runs["k8"], hashed, update=True, hash_ids=True)
+    doc = json.loads(hashed.read_text())
+    ids = json.loads((runs["k8"] / "run.json").read_text())["examples"]
+    assert doc["example_ids"] == "sha256-16" and not set(ids) & set(doc["examples"])
+    assert all(re.fullmatch(r"[0-9a-f]{16}", e) for e in doc["examples"])
+    assert not any(str(i) in hashed.read_text() for i in ids if len(str(i)) > 3)
+    a, b = run_gate(runs["k2"], plain), run_gate(runs["k2"], hashed)
+    assert [(r.arm, r.metric, r.test, r.status) for r in a.rows] == \
+        [(r.arm, r.metric, r.test, r.status) for r in b.rows]
+    assert {r.test for r in b.rows if r.test} == {"McNemar"}
+    again = run_gate(runs["k8"], hashed, update=True)  # stays hashed without the flag
+    assert again.exit_code == 0 and json.loads(hashed.read_text())["example_ids"] == "sha256-16"
+    with pytest.raises(InputError, match="--hash-ids"):
+        run_gate(runs["k8"], plain, hash_ids=True)
