@@ -44,7 +44,7 @@ EXAMPLES = (
     Example("extraction-quickstart",
             ("run", "configs/extraction_quickstart.yaml", "--out", "OUT", "--no-cache")),
     Example("cascade", ("run", "configs/cascade.yaml", "--out", "OUT", "--no-cache")),
-    Example("cascade-distill", ("distill", "configs/cascade.yaml", "--teacher", "fine-tuned",
+    Example("cascade-distill", ("distill", "configs/distill.yaml", "--teacher", "fine-tuned",
                                 "--student", "student", "--out", "OUT")),
     Example("banking77-fixed",
             ("run", "configs/banking77.yaml", "--limit", "400", "--out", "OUT", "--no-cache"),
