@@ -58,8 +58,9 @@ EXAMPLES = (
 
 
 def _dirty() -> bool:
-    done = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
-                          capture_output=True, text=True, check=False)
+    done = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ".",
+                           ":(exclude)reports"], cwd=ROOT, capture_output=True, text=True,
+                          check=False)  # the code and configs; reports/ is what this rewrites
     return done.returncode != 0 or bool(done.stdout.strip())
 
 

@@ -122,21 +122,22 @@ def _versions() -> dict[str, str]:
 @functools.cache
 def source_commit() -> str | None:
     """The git commit of harness's own source, when it runs from a git work tree (an editable
-    install, a clone): the commit, with "-dirty" when the tree has uncommitted changes; None for
+    install, a clone): the commit, with "-dirty" when the package's files (harness/) have
+    uncommitted changes (the config is recorded in run.json on its own); None for
     an installed wheel or without git. What a committed run folder names as the code that
     made it (run.json `versions.harness_commit`)."""
     import subprocess
 
-    here = Path(__file__).resolve().parent
+    here = Path(__file__).resolve().parents[1]  # the harness package
     try:
         head = subprocess.run(["git", "rev-parse", "--verify", "-q", "HEAD"], cwd=here,
                               capture_output=True, text=True, timeout=5, check=False,
                               stdin=subprocess.DEVNULL)
         if head.returncode != 0 or not head.stdout.strip():
             return None
-        status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
-                                cwd=here, capture_output=True, text=True, timeout=5,
-                                check=False, stdin=subprocess.DEVNULL)
+        status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--",
+                                 "."], cwd=here, capture_output=True, text=True, timeout=5,
+                                check=False, stdin=subprocess.DEVNULL)  # the package's own files
     except (OSError, subprocess.SubprocessError):
         return None
     dirty = status.returncode != 0 or bool(status.stdout.strip())
