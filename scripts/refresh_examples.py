@@ -75,9 +75,9 @@ def refresh(example: Example) -> float:
     fresh = ROOT / "reports" / f".refresh-{example.folder}"
     shutil.rmtree(fresh, ignore_errors=True)
     start = time.monotonic()
-    for argv in example.before:
-        if (code := _harness(list(argv))) != 0:
-            raise SystemExit(f"error: harness {' '.join(argv)} exited {code}")
+    for first in example.before:
+        if (code := _harness(list(first))) != 0:
+            raise SystemExit(f"error: harness {' '.join(first)} exited {code}")
     argv = [str(fresh) if a == "OUT" else a for a in example.argv]
     if (code := _harness(argv)) != 0:
         raise SystemExit(f"error: harness {' '.join(argv)} exited {code}; "
