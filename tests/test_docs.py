@@ -205,8 +205,10 @@ def test_arms_block_over_the_example_run(tmp_path: Path) -> None:
     summary = json.loads((ROOT / "reports" / "example" / "summary.json").read_text())
     assert summary["recommendation"]["sentence"] in filled
     meta = json.loads((ROOT / "reports" / "example" / "run.json").read_text())
-    assert f"made by harness {meta['harness_version']} (commit not recorded)" in filled
-    assert "format version 1." in filled  # run.json without format_version
+    commit = meta["versions"].get("harness_commit")
+    made = f"commit {commit[:7]}" if commit else "commit not recorded"
+    assert f"made by harness {meta['harness_version']} ({made})" in filled
+    assert f"format version {meta.get('format_version', 1)}." in filled
     assert filled.endswith("<!-- end generated -->\n\nAfter.\n")
     assert blocks.fill_blocks(filled, "page.md", ROOT) == filled  # idempotent
 

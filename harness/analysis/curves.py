@@ -90,6 +90,24 @@ def _step_text(step: CurveStep, confidence: float, unit: str = "") -> str:
     return f"{move} gains {g.estimate:+.3f}{unit} ({ci})"
 
 
+def plateau_caution(plateau: PlateauResult | None, min_gain: float) -> str | None:
+    """A caution when a plateau rests on the absence of evidence: its flat step's interval
+    still holds a gain of min_gain or more (the step is "flat" because no gain was shown, not
+    because one was ruled out, as happens on a small eval); None when the plateau's step rules
+    such a gain out, or there is no plateau."""
+    if plateau is None or plateau.status != "plateaued" or plateau.k_star is None:
+        return None
+    step = next((s for s in plateau.steps if s.k_from == plateau.k_star), None)
+    if step is None or step.kind != "flat" or step.gain.high < min_gain:
+        return None
+    g = step.gain
+    return (f"Caution: the plateau at k={step.k_from} shows no evidence of a gain, not evidence "
+            f"of none: the step to k={step.k_to} ({100 * g.estimate:+.1f} points, interval "
+            f"{100 * g.low:+.1f}..{100 * g.high:+.1f}, n = {step.n}) does not rule out a gain of "
+            f"min_gain ({100 * min_gain:g} points) or more; more examples would make the verdict "
+            "firmer.")
+
+
 def _next_k(top: int | None, max_k: int | None) -> int | None:
     if top is None or (max_k is not None and top >= max_k):
         return None

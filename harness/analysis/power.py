@@ -297,7 +297,13 @@ def planning(comparisons: pd.DataFrame, decisive: tuple[str, str] | None) -> Pla
 
 
 def caution(plan: Planning | None, delta: float | None) -> str | None:
-    """A caution when the decisive difference is smaller than what the eval can detect."""
+    """A caution when the decisive difference is smaller than what the eval can detect, or,
+    with no decisive difference (no fine-tuned arm), when the eval cannot detect any
+    difference at all (planning's mde is None)."""
+    if plan is not None and plan.mde is None and (delta is None or math.isnan(delta)):
+        return (f"Caution: with n = {plan.n} this eval cannot detect even the largest possible "
+                "paired difference with 80% power; the verdict rests on no detectable "
+                "difference, not on evidence of none: more examples would make it firmer.")
     if plan is None or delta is None or math.isnan(delta):
         return None
     floor = plan.mde

@@ -29,7 +29,7 @@ from harness.analysis.arms import (
 )
 from harness.analysis.cascades import hybrid, routing_text
 from harness.analysis.comparisons import paired
-from harness.analysis.curves import PlateauResult, zero_shot_point
+from harness.analysis.curves import PlateauResult, plateau_caution, zero_shot_point
 from harness.analysis.design_space import untried_text
 from harness.analysis.results import (
     CascadeResult,
@@ -40,7 +40,7 @@ from harness.analysis.results import (
     Planning,
     Verdict,
 )
-from harness.kinds import HYBRID, WITHHELD
+from harness.kinds import HYBRID, PROMPTING_SUFFICIENT, WITHHELD
 from harness.model import pricing
 from harness.running.records import RunMeta
 from harness.strategies import is_fine_tuned, is_prompting
@@ -255,6 +255,9 @@ def build(i: Inputs) -> tuple[Verdict, Evidence]:
                          else evidence.comparison.delta.estimate)
     if note:
         after.append(note)
+    if v.recommendation == PROMPTING_SUFFICIENT and (  # a verdict that rests on the plateau
+            flat := plateau_caution(i.plateau, i.meta.decision.min_gain)):
+        after.append(flat)
     if i.untried:
         after.append(untried_text(i.untried))
     if i.cost is not None and i.cost.at_volume is not None:
