@@ -10,7 +10,7 @@ from typing import Any
 import jsonschema
 import yaml
 
-from harness.config.schema import VARIANT
+from harness.config.schema_sections import VARIANT
 from harness.config.types import Prompts, RunConfig, StrategyConfig, Variant
 from harness.errors import InputError
 from harness.files import read_text_checked
