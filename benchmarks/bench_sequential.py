@@ -18,6 +18,8 @@ target is at most half the requests for the same verdict.
 from __future__ import annotations
 
 import argparse
+import csv
+import itertools
 import json
 import os
 import subprocess
@@ -71,8 +73,10 @@ with FakeOpenAI(responder=responder, latency_s={latency}) as s:
 def write_project(folder: Path, base_url: str, examples: int, concurrency: int) -> Path:
     """The eval (the first `examples` rows of Banking77's test split), the train pool, the
     config; the config's path."""
-    rows = (DATA / "test.csv").read_text(encoding="utf-8").splitlines(keepends=True)
-    (folder / "eval.csv").write_text("".join(rows[:examples + 1]), encoding="utf-8")
+    with (DATA / "test.csv").open(encoding="utf-8", newline="") as f:
+        rows = list(itertools.islice(csv.reader(f), examples + 1))  # rows, not lines: a
+    with (folder / "eval.csv").open("w", encoding="utf-8", newline="") as f:  # message may
+        csv.writer(f).writerows(rows)  # hold a line break
     cfg: dict[str, Any] = {
         "name": "oracle",
         "task": {"type": "classification",
