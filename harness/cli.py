@@ -36,14 +36,17 @@ def cmd_validate(args: argparse.Namespace) -> int:
     d = p.data
     print(f"ok: {cfg.path}")
     fields = p.task.output_schema().get("properties", {}) if not d.labels else {}
-    kinds = f"{len(d.labels)} labels" if d.labels else f"fields: {', '.join(fields)}"
+    shown = ", ".join(d.labels[:12]) + (f" and {len(d.labels) - 12} more" if len(d.labels) > 12
+                                        else "")
+    kinds = f"{len(d.labels)} labels: {shown}" if d.labels else f"fields: {', '.join(fields)}"
     print(f"  eval: {len(d.eval)} examples (of {d.eval_total}), {kinds}")
     print(f"  train pool: {len(d.train)} examples ({d.leaked} removed: also in the eval set)")
     for s in p.strategies:
         arm = s.arm
         note = f"  [unavailable: {arm.unavailable}]" if arm.unavailable else ""
         print(f"  arm {arm.key:<28} model {arm.model_id}  prompt {arm.prompt_sha256}{note}")
-    print("requests (no model is called to validate):")
+    dry = getattr(args, "dry_run", False)
+    print(f"requests (no model is called {'in a dry run' if dry else 'to validate'}):")
     for line in preflight(p).describe():
         print(line)
     return 0

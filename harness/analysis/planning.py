@@ -211,7 +211,7 @@ def plan_eval(n: int, arms: int, has_zero_shot: bool, *, pilot: Analysis | None 
     pairs = {f"{r['arm_a']} vs {r['arm_b']}" for _, r in rows.iterrows()}
     comp = tuple(_row(name, psi, n, delta, a, target)
                  for name, psi in _compliance_discordance(pilot).items() if name in pairs)
-    source = f"the pilot run {pilot_name} (its own pairs of arms)"
+    source = f"the pilot run in {pilot_name or 'the pilot folder'} (its own pairs of arms)"
     if shared is not None:
         source += f"; it shares {len(shared)} arm(s) with this config: {_some(list(shared))}"
     if clustered and "design_effect" not in pilot.comparisons:
