@@ -166,17 +166,7 @@ def _preload_reports() -> None:
     sys.setswitchinterval(min(interval, 0.0005))
     try:
         with contextlib.suppress(Exception):
-            # the chart's first figure (matplotlib.figure: a fifth of a second) and the page's
-            # compiled templates; imports and compiling only, no drawing (matplotlib is not
-            # thread-safe, and the report draws in the main thread once the run is done)
-            import matplotlib.backends.backend_svg
-            import matplotlib.figure
-            import matplotlib.ticker  # noqa: F401
-
             import harness.report  # noqa: F401
-            from harness.report.html import PAGE, environment
-
-            environment().get_template(PAGE)
     finally:
         sys.setswitchinterval(interval)
 
