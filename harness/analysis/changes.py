@@ -16,13 +16,26 @@ import hashlib
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from harness.running.records import RunMeta
 from harness.strategies import arm_name
 
 SHORT = 40  # longest string a baseline keeps as it is
 HASHED = "sha256:"
+
+
+class Paired(Protocol):
+    """What pairing needs of an arm: its display name, strategy, type and k."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def strategy(self) -> str: ...
+    @property
+    def type(self) -> str: ...
+    @property
+    def k(self) -> int: ...
 
 
 @dataclass(frozen=True)
@@ -149,3 +162,25 @@ def changes(before: Context, after: Context, pairs: Mapping[str, str]) -> list[s
     """Everything that changed (arms first, then config keys); empty when nothing did."""
     return [*arm_changes(before, after, pairs),
             *(f"config {line}" for line in config_changes(before.config, after.config))]
+
+
+def pair_arms(base: Mapping[str, Paired], current: Mapping[str, Paired], *,
+              match: str = "nearest") -> dict[str, str]:
+    """Arm now -> the earlier arm it is compared with (the gate's baseline arm, `harness diff`'s
+    run A arm). `exact`: the arm of the same name.
+    `nearest` (the default): the same name where the baseline has it; else, for an arm whose k
+    changed, the baseline arm of the same strategy and type, not otherwise paired, at the
+    nearest k (pairs taken closest first; a tie goes to the smaller k now, then the larger k
+    then), so `few-shot@k=8 -> few-shot@k=2` is a change of one arm, not a new arm and a
+    missing one."""
+    pairs = {n: n for n in current if n in base}
+    if match == "exact":
+        return pairs
+    free_now = [a for n, a in current.items() if n not in pairs]
+    free_base = [a for n, a in base.items() if n not in pairs.values()]
+    candidates = sorted((abs(a.k - b.k), a.k, -b.k, a.name, b.name) for a in free_now
+                         for b in free_base if (a.strategy, a.type) == (b.strategy, b.type))
+    for *_, now, was in candidates:
+        if now not in pairs and was not in pairs.values():
+            pairs[now] = was
+    return pairs

@@ -5,6 +5,8 @@ counts, with that test's interval and p-value (analysis/comparisons.py: paired_t
 A); each arm's rendered prompts side by side, line by line, and its model ids; and the config
 keys that differ (analysis/changes.py).
 
+Arms are paired as the gate pairs them (changes.pair_arms): by name, and an arm whose k changed
+with its strategy's arm at the nearest k (few-shot@k=8 in A against few-shot@k=2 in B).
 An example is right for an arm when most of its draws are (stats.majority_correct, as for
 McNemar's test); examples an endpoint failed on have no answer and are left out, as in the
 analysis. Runs with different eval sets are paired on the example ids they share, and the diff
@@ -24,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from harness.analysis import stats
-from harness.analysis.changes import config_changes, config_leaves
+from harness.analysis.changes import config_changes, config_leaves, pair_arms
 from harness.analysis.comparisons import paired_test
 from harness.errors import InputError
 from harness.model.completion import is_endpoint_failure
@@ -49,7 +51,8 @@ class ChangedExample:
 
 @dataclass(frozen=True)
 class ArmDiff:
-    """One arm present in both runs."""
+    """One arm of run B and the arm of run A it is compared with: the same arm, or for an arm
+    whose k changed, its strategy's arm at the nearest k (`arm_a`)."""
 
     arm: str
     n: int  # examples both runs answered
@@ -62,6 +65,7 @@ class ArmDiff:
     model_a: str
     model_b: str
     prompt_diff: tuple[str, ...]  # unified diff of the rendered prompts; () when the same
+    arm_a: str = ""  # run A's arm, when it is another (a k change); "" when the same
 
     @property
     def fixed(self) -> int:
@@ -93,6 +97,10 @@ class RunDiff:
 
 @dataclass
 class _Arm:
+    name: str = ""
+    strategy: str = ""
+    type: str = ""
+    k: int = 0
     model_id: str = ""
     prompt: str = ""
     scores: dict[str, list[bool]] | None = None
@@ -106,7 +114,8 @@ def _arms(run_dir: Path) -> tuple[RunMeta, dict[str, _Arm]]:
     for a in meta.arms:
         name = arm_name(a.strategy, a.k, a.type)
         if name not in arms:
-            arms[name] = _Arm(a.model_id, a.prompt_example, defaultdict(list), {})
+            arms[name] = _Arm(name, a.strategy, a.type, a.k, a.model_id, a.prompt_example,
+                              defaultdict(list), {})
     endpoint = {kind: is_endpoint_failure(kind) for kind in set(cols["error_kind"])}
     for strategy, k, kind, ex, correct, draw, text, expected, output, err in zip(
             cols["strategy"], cols["k"], cols["type"], cols["example_id"], cols["correct"],
@@ -141,7 +150,8 @@ def diff_runs(run_a: Path, run_b: Path, *, arm: str | None = None, n_boot: int =
     shared = ids_a & ids_b
     if not shared:
         raise InputError(f"{run_a} and {run_b} share no example id: nothing to compare")
-    both = [n for n in arms_b if n in arms_a]
+    pairs = pair_arms(arms_a, arms_b)  # B's arm -> A's: by name, else the nearest k
+    both = [n for n in arms_b if n in pairs]
     if arm is not None:
         if arm not in both:
             raise InputError(f"--arm {arm}: not an arm of both runs (both have: "
@@ -150,7 +160,7 @@ def diff_runs(run_a: Path, run_b: Path, *, arm: str | None = None, n_boot: int =
     clusters = dict(zip(meta_b.examples, meta_b.clusters, strict=True)) if meta_b.clusters else None
     out = []
     for name in both:
-        a, b = arms_a[name], arms_b[name]
+        a, b = arms_a[pairs[name]], arms_b[name]
         assert a.scores is not None and b.scores is not None
         assert a.first is not None and b.first is not None
         ids = sorted(i for i in shared if a.scores.get(i) and b.scores.get(i))
@@ -167,12 +177,14 @@ def diff_runs(run_a: Path, run_b: Path, *, arm: str | None = None, n_boot: int =
             for i, ra, rb in zip(ids, right_a, right_b, strict=True) if ra != rb)
         out.append(ArmDiff(name, len(ids), float(y.mean()), float(x.mean()), test.difference,
                            test.p_value, test.test, changed, a.model_id, b.model_id,
-                           _prompt_diff(name, a.prompt, b.prompt)))
+                           _prompt_diff(name, a.prompt, b.prompt),
+                           "" if a.name == name else a.name))
     config = tuple(config_changes(config_leaves(meta_a.config_raw),
                                   config_leaves(meta_b.config_raw)))
+    paired_a = set(pairs.values())
     return RunDiff(str(run_a), str(run_b), meta_a.name, meta_b.name, tuple(out),
-                   tuple(n for n in arms_a if n not in arms_b),
-                   tuple(n for n in arms_b if n not in arms_a),
+                   tuple(n for n in arms_a if n not in paired_a),
+                   tuple(n for n in arms_b if n not in pairs),
                    len(shared), len(ids_a - ids_b), len(ids_b - ids_a), config)
 
 

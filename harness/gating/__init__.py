@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
+from harness.analysis.changes import pair_arms
 from harness.config import GateConfig
 from harness.errors import InputError
 from harness.files import write_text_atomic
@@ -29,7 +30,6 @@ from harness.gating.compare import (
     GateRow,
     Snapshot,
     compare,
-    pair_arms,
     snapshot_from_run,
 )
 from harness.gating.markdown import markdown

@@ -70,7 +70,7 @@ from pathlib import Path
 import numpy as np
 
 from harness.analysis import comparisons, stats
-from harness.analysis.changes import Context, changes, run_context
+from harness.analysis.changes import Context, changes, pair_arms, run_context
 from harness.errors import InputError
 from harness.model.completion import is_endpoint_failure
 from harness.running.records import RunMeta
@@ -256,7 +256,7 @@ def _test(cur: ArmData | None, base: ArmData | None, metric: str, same_data: boo
     return t.difference, t.p_value, TEST_NAMES[t.test]
 
 
-MATCHES = ("nearest", "exact")
+MATCHES = ("nearest", "exact")  # pair_arms (analysis.changes)
 HASHED_IDS = "sha256-16"  # a baseline file's `example_ids` when its ids are hashed
 
 
@@ -278,27 +278,6 @@ def with_hashed_ids(s: Snapshot) -> Snapshot:
     if meta is not None:
         meta = replace(meta, examples=tuple(hash_id(i) for i in meta.examples))
     return replace(s, arms=arms, meta=meta, ids_hashed=True)
-
-
-def pair_arms(base: Mapping[str, ArmData], current: Mapping[str, ArmData], *,
-              match: str = "nearest") -> dict[str, str]:
-    """Arm now -> the baseline arm it is gated against. `exact`: the arm of the same name.
-    `nearest` (the default): the same name where the baseline has it; else, for an arm whose k
-    changed, the baseline arm of the same strategy and type, not otherwise paired, at the
-    nearest k (pairs taken closest first; a tie goes to the smaller k now, then the larger k
-    then), so `few-shot@k=8 -> few-shot@k=2` is a change of one arm, not a new arm and a
-    missing one."""
-    pairs = {n: n for n in current if n in base}
-    if match == "exact":
-        return pairs
-    free_now = [a for n, a in current.items() if n not in pairs]
-    free_base = [a for n, a in base.items() if n not in pairs.values()]
-    candidates = sorted((abs(a.k - b.k), a.k, -b.k, a.name, b.name) for a in free_now
-                         for b in free_base if (a.strategy, a.type) == (b.strategy, b.type))
-    for *_, now, was in candidates:
-        if now not in pairs and was not in pairs.values():
-            pairs[now] = was
-    return pairs
 
 
 def compare(baseline: Snapshot | None, current: Snapshot, *, max_drop: float = DEFAULT_MAX_DROP,

@@ -36,7 +36,8 @@ def _points(x: float) -> str:
 
 def _arm_row(a: ArmDiff) -> dict[str, Any]:
     d = a.difference
-    return {"arm": a.arm, "n": a.n, "accuracy_a": f"{a.accuracy_a:.3f}",
+    return {"arm": f"{a.arm} (A: {a.arm_a})" if a.arm_a else a.arm, "n": a.n,
+            "accuracy_a": f"{a.accuracy_a:.3f}",
             "accuracy_b": f"{a.accuracy_b:.3f}", "fixed": a.fixed, "broken": a.broken,
             "change": f"{_points(d.estimate)} points [{_points(d.low)}, {_points(d.high)}]",
             "p": f"{a.p_value:.3g}", "test": "McNemar" if a.test == "mcnemar" else a.test,
@@ -90,7 +91,7 @@ def summary_lines(d: RunDiff) -> list[str]:
              diff_context(d)["shared"]]
     for a in d.arms:
         r = _arm_row(a)
-        lines.append(f"  {a.arm:<24} n={a.n:<5} fixed {a.fixed:<4} broken {a.broken:<4} "
+        lines.append(f"  {r['arm']:<24} n={a.n:<5} fixed {a.fixed:<4} broken {a.broken:<4} "
                      f"accuracy {r['accuracy_a']} -> {r['accuracy_b']}, {r['change']}, "
                      f"p={r['p']} ({r['test']})".replace("\u2212", "-"))
         if a.model_a != a.model_b:

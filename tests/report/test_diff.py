@@ -147,3 +147,38 @@ def test_bad_input_is_one_line(runs: dict[str, Path], tmp_path: Path,
     err = capsys.readouterr().err.splitlines()
     assert len(err) == 3 and all(e.startswith("error: ") for e in err)
     assert "--arm nope: not an arm of both runs (both have: zero-shot)" in err[1]
+
+
+def test_a_k_change_is_diffed_against_the_nearest_k(tmp_path: Path,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    """As the gate does: few-shot@k=2 in B is compared with few-shot@k=4 in A (same strategy,
+    nearest k), not reported as one arm only in A and one only in B."""
+    rows = [{"text": f"{lab}\ntrain message {i} about {lab}", "category": lab}
+            for i in range(6) for lab in LABELS]
+    runs = {}
+    with pytest.MonkeyPatch.context() as mp, FakeOpenAI(responder=_responder) as server:
+        mp.setenv("TEST_API_KEY", "x")
+        mp.setenv("HARNESS_CACHE_DIR", str(tmp_path / "cache"))
+        mp.setenv("HARNESS_HISTORY", str(tmp_path / "history.jsonl"))
+        _project(tmp_path, server.base_url)  # the eval set and labels
+        pd.DataFrame(rows).to_csv(tmp_path / "train.csv", index=False)
+        for k in (4, 2):
+            cfg = {"name": "routing",
+                   "task": {"type": "classification", "instructions": "Route it.",
+                            "labels": "labels.json"},
+                   "dataset": {"eval": "eval.csv", "train": "train.csv", "input": "text",
+                               "target": "category"},
+                   "models": {"m1": {"provider": "openai", "model": "m1",
+                                     "base_url": server.base_url, "api_key_env": "TEST_API_KEY"}},
+                   "strategies": [{"name": "few-shot", "type": "few_shot", "model": "m1",
+                                   "shots": [k]}],
+                   "run": {"concurrency": 4, "max_attempts": 1}}
+            path = tmp_path / f"k{k}.yaml"
+            path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+            runs[k] = tmp_path / f"k{k}"
+            assert main(["run", str(path), "--out", str(runs[k]), "--no-cache"]) == 0
+    capsys.readouterr()
+    assert main(["diff", str(runs[4]), str(runs[2]), "--out", str(tmp_path / "d")]) == 0
+    out = capsys.readouterr().out
+    assert "few-shot@k=2 (A: few-shot@k=4)" in out and "n=80" in out
+    assert "only in A" not in out and "only in B" not in out
