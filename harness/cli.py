@@ -13,6 +13,7 @@ from pathlib import Path
 
 from harness.cli_inspect import cmd_cache, cmd_diff, cmd_history
 from harness.cli_progress import ProgressBar, loss_progress
+from harness.cli_progress import log as _log
 from harness.errors import HarnessError, InputError
 from harness.version import __version__
 
@@ -69,10 +70,6 @@ def cmd_plan(args: argparse.Namespace) -> int:
     result = plan_config(cfg, pilot=args.pilot, delta=delta, target=target, alpha=alpha)
     print("\n".join(plan_lines(result, cfg.name)))
     return 0
-
-
-def _log(message: str) -> None:
-    print(message, file=sys.stderr)
 
 
 def cmd_run(args: argparse.Namespace) -> int:

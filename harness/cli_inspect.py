@@ -4,14 +4,10 @@ diff` and `harness cache` (harness/cli.py parses the arguments and handles error
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
+from harness.cli_progress import log as _log
 from harness.errors import InputError
-
-
-def _log(message: str) -> None:
-    print(message, file=sys.stderr)
 
 
 def cmd_history(args: argparse.Namespace) -> int:

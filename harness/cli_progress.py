@@ -1,5 +1,6 @@
-"""The command line's progress lines: a bar for a run's requests, and one for a fine-tune's
-steps with the loss (part of the CLI: the only place that writes to the terminal)."""
+"""The command line's progress lines: a bar for a run's requests, one for a fine-tune's steps
+with the loss, and `log` for a line on stderr (part of the CLI: the only place that writes to
+the terminal)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,11 @@ import os
 import sys
 import time
 from typing import TextIO
+
+
+def log(message: str) -> None:
+    """One line on stderr (what the library's `log=` callbacks say, and warnings)."""
+    print(message, file=sys.stderr)
 
 
 class ProgressBar:

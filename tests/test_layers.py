@@ -2,7 +2,7 @@
 
 The pipeline, in order: the kinds (harness.kinds: the names of task and strategy kinds,
 selections and verdicts, importing nothing from harness, so every package may import them) →
-base modules (errors, paths, files, version) → config → dataset → tasks →
+base modules (errors, paths, files, version, gitinfo) → config → dataset → tasks →
 model → strategies → fine-tune identity (training.data, training.identity: what a fine-tuned arm
 is trained on, which the plan needs to resolve the arm's model) → the confidence sequence
 (analysis.sequential: pure statistics over paired differences, which the run's stopping rule
@@ -21,7 +21,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1] / "harness"
 LAYERS = [
     ("harness.kinds",),
-    ("harness.errors", "harness.paths", "harness.files", "harness.version"),
+    ("harness.errors", "harness.paths", "harness.files", "harness.version", "harness.gitinfo"),
     ("harness.config",), ("harness.dataset",), ("harness.tasks",), ("harness.model",),
     ("harness.strategies",), ("harness.training.data", "harness.training.identity"),
     ("harness.analysis.sequential",), ("harness.running",), ("harness.analysis",), ("harness.report",),

@@ -19,7 +19,7 @@ from __future__ import annotations
 import difflib
 import json
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -97,14 +97,17 @@ class RunDiff:
 
 @dataclass
 class _Arm:
-    name: str = ""
-    strategy: str = ""
-    type: str = ""
-    k: int = 0
-    model_id: str = ""
-    prompt: str = ""
-    scores: dict[str, list[bool]] | None = None
-    first: dict[str, tuple[str, Any, str]] | None = None  # id -> (input, expected, output)
+    """One arm of a run as the diff reads it: who it is, and per example its draws' scores and
+    its first draw's (input, expected, output)."""
+
+    name: str
+    strategy: str
+    type: str
+    k: int
+    model_id: str
+    prompt: str
+    scores: dict[str, list[bool]] = field(default_factory=lambda: defaultdict(list))
+    first: dict[str, tuple[str, Any, str]] = field(default_factory=dict)
 
 
 def _arms(run_dir: Path) -> tuple[RunMeta, dict[str, _Arm]]:
@@ -114,15 +117,14 @@ def _arms(run_dir: Path) -> tuple[RunMeta, dict[str, _Arm]]:
     for a in meta.arms:
         name = arm_name(a.strategy, a.k, a.type)
         if name not in arms:
-            arms[name] = _Arm(name, a.strategy, a.type, a.k, a.model_id, a.prompt_example,
-                              defaultdict(list), {})
+            arms[name] = _Arm(name, a.strategy, a.type, a.k, a.model_id, a.prompt_example)
     endpoint = {kind: is_endpoint_failure(kind) for kind in set(cols["error_kind"])}
     for strategy, k, kind, ex, correct, draw, text, expected, output, err in zip(
             cols["strategy"], cols["k"], cols["type"], cols["example_id"], cols["correct"],
             cols["draw"], cols["input"], cols["expected"], cols["output"], cols["error_kind"],
             strict=True):
         arm = arms.get(arm_name(strategy, k, kind))
-        if arm is None or endpoint[err] or arm.scores is None or arm.first is None:
+        if arm is None or endpoint[err]:
             continue
         arm.scores[str(ex)].append(bool(correct))
         if draw == 0 or str(ex) not in arm.first:
@@ -161,8 +163,6 @@ def diff_runs(run_a: Path, run_b: Path, *, arm: str | None = None, n_boot: int =
     out = []
     for name in both:
         a, b = arms_a[pairs[name]], arms_b[name]
-        assert a.scores is not None and b.scores is not None
-        assert a.first is not None and b.first is not None
         ids = sorted(i for i in shared if a.scores.get(i) and b.scores.get(i))
         if not ids:
             continue

@@ -12,11 +12,11 @@ git never fails a run.
 from __future__ import annotations
 
 import os
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-GIT_TIMEOUT_S = 5.0
+from harness.gitinfo import git
+
 # the branch of a detached HEAD, as CI systems name it (first set wins)
 CI_BRANCH_ENV = ("GITHUB_HEAD_REF", "GITHUB_REF_NAME", "CI_COMMIT_REF_NAME")
 
@@ -29,25 +29,14 @@ class GitState:
     commit: str | None = None
 
 
-def _git(directory: Path, *args: str) -> str | None:
-    """git's output (stripped) in `directory`, or None when git fails, is missing or hangs."""
-    try:
-        done = subprocess.run(["git", *args], cwd=directory, capture_output=True, text=True,
-                              timeout=GIT_TIMEOUT_S, check=False, stdin=subprocess.DEVNULL)
-    except (OSError, subprocess.SubprocessError, ValueError):
-        return None
-    out = done.stdout.strip()
-    return out if done.returncode == 0 and out else None
-
-
 def git_state(directory: str | Path | None = None) -> GitState:
     """The branch and commit of the git work tree holding `directory` (default: the working
     directory); GitState(None, None) outside one. See the module docstring for a detached
     HEAD."""
     where = Path(directory) if directory is not None else Path.cwd()
-    if not where.is_dir() or _git(where, "rev-parse", "--is-inside-work-tree") != "true":
+    if not where.is_dir() or git(where, "rev-parse", "--is-inside-work-tree") != "true":
         return GitState()
-    branch = _git(where, "symbolic-ref", "--short", "-q", "HEAD")
+    branch = git(where, "symbolic-ref", "--short", "-q", "HEAD") or None
     if branch is None:  # detached HEAD: what CI says it checked out, if anything
         branch = next((os.environ[name] for name in CI_BRANCH_ENV if os.environ.get(name)), None)
-    return GitState(branch, _git(where, "rev-parse", "--verify", "-q", "HEAD"))
+    return GitState(branch, git(where, "rev-parse", "--verify", "-q", "HEAD") or None)

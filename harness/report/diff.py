@@ -56,12 +56,16 @@ def diff_context(d: RunDiff) -> dict[str, Any]:
         arms.append({**_arm_row(a), "examples": shown, "more": len(changed) - len(shown),
                      "prompt_diff": [{"line": line, "kind": _line_kind(line)}
                                      for line in a.prompt_diff]})
-    shared = (f"{d.shared} examples in both runs" + (
-        f"; not shared: {d.not_shared_a} only in A, {d.not_shared_b} only in B"
-        if d.not_shared_a or d.not_shared_b else ""))
     return {"run_a": d.run_a, "run_b": d.run_b, "name_a": d.name_a, "name_b": d.name_b,
             "arms": arms, "only_a": list(d.only_a), "only_b": list(d.only_b),
-            "shared": shared, "config": list(d.config)}
+            "shared": _shared(d), "config": list(d.config)}
+
+
+def _shared(d: RunDiff) -> str:
+    """How many examples the runs share, and how many only one of them holds."""
+    return f"{d.shared} examples in both runs" + (
+        f"; not shared: {d.not_shared_a} only in A, {d.not_shared_b} only in B"
+        if d.not_shared_a or d.not_shared_b else "")
 
 
 def _line_kind(line: str) -> str:
@@ -88,7 +92,7 @@ def write_diff(d: RunDiff, out: Path) -> tuple[Path, Path]:
 def summary_lines(d: RunDiff) -> list[str]:
     """The terminal's summary: per arm fixed, broken and the paired test; what changed."""
     lines = [f"A: {d.run_a} ({d.name_a})", f"B: {d.run_b} ({d.name_b})",
-             diff_context(d)["shared"]]
+             _shared(d)]
     for a in d.arms:
         r = _arm_row(a)
         lines.append(f"  {r['arm']:<24} n={a.n:<5} fixed {a.fixed:<4} broken {a.broken:<4} "

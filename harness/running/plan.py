@@ -16,6 +16,7 @@ from typing import Any
 from harness.config import Config, StrategyConfig
 from harness.dataset import Data, load_data
 from harness.errors import InputError
+from harness.gitinfo import git
 from harness.model.registry import LOCAL_PREFIX, Registry, is_raw_model_id
 from harness.running.records import ArmMeta, DatasetMeta, RunMeta, fine_tune_from
 from harness.strategies import Strategy, expand, rendered_prompt
@@ -126,22 +127,12 @@ def source_commit() -> str | None:
     uncommitted changes (the config is recorded in run.json on its own); None for
     an installed wheel or without git. What a committed run folder names as the code that
     made it (run.json `versions.harness_commit`)."""
-    import subprocess
-
     here = Path(__file__).resolve().parents[1]  # the harness package
-    try:
-        head = subprocess.run(["git", "rev-parse", "--verify", "-q", "HEAD"], cwd=here,
-                              capture_output=True, text=True, timeout=5, check=False,
-                              stdin=subprocess.DEVNULL)
-        if head.returncode != 0 or not head.stdout.strip():
-            return None
-        status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--",
-                                 "."], cwd=here, capture_output=True, text=True, timeout=5,
-                                check=False, stdin=subprocess.DEVNULL)  # the package's own files
-    except (OSError, subprocess.SubprocessError):
+    head = git(here, "rev-parse", "--verify", "-q", "HEAD")
+    if not head:
         return None
-    dirty = status.returncode != 0 or bool(status.stdout.strip())
-    return head.stdout.strip() + ("-dirty" if dirty else "")
+    status = git(here, "status", "--porcelain", "--untracked-files=no", "--", ".")  # its files
+    return head + ("" if status == "" else "-dirty")  # (a failed status counts as dirty)
 
 
 def build_meta(p: Plan) -> RunMeta:

@@ -29,6 +29,7 @@ from harness.running.plan import Plan, build_meta
 from harness.running.records import ArmMeta, Record, RunMeta, endpoint_failure_share
 from harness.running.resume import check_resumable
 from harness.running.scoring import make_record
+from harness.running.sequential_order import observation
 from harness.running.spend import CHARS_PER_TOKEN, CapHit, SpendCap, SpendCapReached
 from harness.running.store import ResultStore, read_columns, write_meta
 from harness.strategies import Attempt, Call, Generate, Strategy
@@ -203,8 +204,6 @@ class Runner:
 
     def _observe(self, expected: Any, prediction: Any, correct: bool) -> float:
         """An answer's score on decision.metric, as the sequential looks see it."""
-        from harness.running.sequential_order import observation
-
         return observation(self.p.task, self.p.cfg.decision.metric, expected, prediction, correct)
 
     def _monitor(self, cols: dict[str, list[Any]], endpoint: dict[Any, bool]) -> Monitor | None:

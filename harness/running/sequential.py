@@ -123,8 +123,9 @@ class Monitor:
         if self.design.max_examples is not None:
             self.order = list(self.order)[: self.design.max_examples]
         self.members: dict[str, list[str]] = defaultdict(list)  # cluster -> its ids, in order
-        for i in self.order if self.clusters else ():
-            self.members[self.clusters[i] if self.clusters else i].append(i)
+        if self.clusters:
+            for i in self.order:
+                self.members[self.clusters[i]].append(i)
         self.units: dict[str, list[str]] = defaultdict(list)
         for arm in self.arms:
             self.units[unit_of(arm)].append(arm.key)
